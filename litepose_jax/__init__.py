@@ -1,0 +1,2 @@
+"""litepose-jax: LitePose multi-person pose estimation in JAX/Flax."""
+__version__ = '0.1.0'

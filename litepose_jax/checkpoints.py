@@ -1,0 +1,106 @@
+"""Self-describing model checkpoints (orbax) that every command can load.
+
+Layout of a model checkpoint directory:
+  DIR/model.json   {'arch': <official JSON schema>, 'num_joints': 14, 'joint_set': 'crowdpose',
+                    'fusion': true, 'name': 'S', ...}
+  DIR/variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
+
+`find_checkpoint(path)` also accepts a training workdir (its newest checkpoint under
+`checkpoints/<step>/`) so `--checkpoint` can point at either.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from litepose_jax import models
+
+MODEL_JSON = 'model.json'
+VARIABLES_DIR = 'variables'
+
+
+def model_config(arch: models.ArchLike, num_joints: int = 14, *, joint_set: str | None = None,
+                 fusion: bool = True, **extra: Any) -> dict:
+  """The JSON-able description that `model_from_config` turns back into a module."""
+  spec = models.resolve_arch(arch)
+  if joint_set is None:
+    joint_set = {14: 'crowdpose', 17: 'coco'}.get(num_joints, 'custom')
+  return {'name': spec.name, 'arch': spec.to_json_dict(), 'num_joints': num_joints,
+          'joint_set': joint_set, 'fusion': fusion, **extra}
+
+
+def model_from_config(cfg: Mapping[str, Any], **overrides: Any) -> models.LitePose:
+  """Builds the LitePose module a checkpoint's model.json describes."""
+  for key in ('arch', 'num_joints'):
+    if key not in cfg:
+      raise ValueError(f'{MODEL_JSON} lacks the field {key!r} (have {sorted(cfg)})')
+  spec = models.arch_from_dict(cfg['arch'], name=cfg.get('name', 'custom'))
+  return models.create_model(spec, cfg['num_joints'], fusion=cfg.get('fusion', True), **overrides)
+
+
+def save_model(directory: str | os.PathLike, variables: Mapping[str, Any], config: Mapping) -> str:
+  """Writes variables + model.json to `directory` (created; must not hold a checkpoint yet)."""
+  directory = os.path.abspath(os.fspath(directory))
+  vdir = os.path.join(directory, VARIABLES_DIR)
+  if os.path.exists(vdir):
+    raise FileExistsError(f'{vdir} already exists; choose a new --out directory')
+  os.makedirs(directory, exist_ok=True)
+  tree = jax.tree.map(np.asarray, dict(variables))
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(vdir, tree)
+    ckptr.wait_until_finished()
+  # model.json last: its presence marks a complete checkpoint.
+  tmp = os.path.join(directory, MODEL_JSON + '.tmp')
+  with open(tmp, 'w') as f:
+    json.dump(dict(config), f, indent=2)
+  os.replace(tmp, os.path.join(directory, MODEL_JSON))
+  return directory
+
+
+def find_checkpoint(path: str | os.PathLike) -> str:
+  """Resolves a model checkpoint dir or a training workdir to a dir holding model.json."""
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'checkpoint not found: {path}')
+  if os.path.isfile(os.path.join(path, MODEL_JSON)):
+    return path
+  ckpt_root = os.path.join(path, 'checkpoints')
+  if os.path.isdir(ckpt_root):
+    steps = sorted((int(d) for d in os.listdir(ckpt_root) if d.isdigit()), reverse=True)
+    for step in steps:
+      cand = os.path.join(ckpt_root, str(step))
+      if os.path.isfile(os.path.join(cand, MODEL_JSON)):
+        return cand
+  raise FileNotFoundError(
+      f'{path} is not a litepose checkpoint: expected {MODEL_JSON} and {VARIABLES_DIR}/ in it, or '
+      'a training workdir with checkpoints/<step>/ (import official weights with '
+      '`litepose import-torch`)')
+
+
+def load_model(path: str | os.PathLike, **overrides: Any):
+  """Loads (module, variables, config) from a checkpoint dir or workdir; numpy leaves."""
+  ckpt = find_checkpoint(path)
+  with open(os.path.join(ckpt, MODEL_JSON)) as f:
+    try:
+      cfg = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f'{os.path.join(ckpt, MODEL_JSON)} is not valid JSON: {e}') from e
+  module = model_from_config(cfg, **overrides)
+  vdir = os.path.join(ckpt, VARIABLES_DIR)
+  if not os.path.isdir(vdir):
+    raise FileNotFoundError(f'{vdir} is missing: the checkpoint at {ckpt} is incomplete')
+  size = module.arch.img_size
+  abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0),
+                                                np.zeros((1, size, size, 3), np.float32)))
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), dict(abstract))
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      variables = ckptr.restore(vdir, abstract)
+    except (ValueError, KeyError) as e:
+      raise ValueError(f'{vdir} does not match the architecture in {MODEL_JSON}: {e}') from e
+  return module, jax.tree.map(np.asarray, variables), cfg

@@ -1,0 +1,69 @@
+"""The `litepose` command line: one entry point, one module per command.
+
+Each command lives next to the stage it drives and exposes
+  add_arguments(parser: argparse.ArgumentParser) -> None
+  run(args: argparse.Namespace) -> int | None
+Modules are imported only when their command runs, so `litepose --help` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+import litepose_jax
+
+# command -> (module, one-line help). Order is the order shown in --help.
+COMMANDS = {
+    'zoo': ('litepose_jax.models.zoo', 'print the model zoo and run one forward pass of each'),
+    'macs': ('litepose_jax.models.counting', 'count parameters and MACs of a LitePose model'),
+    'import-torch': ('litepose_jax.convert', 'convert an official PyTorch .pth into a checkpoint'),
+}
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+  pass
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+  """The parser; only `command`'s module is imported (to add its arguments)."""
+  parser = argparse.ArgumentParser(
+      prog='litepose', formatter_class=_Formatter,
+      description='LitePose multi-person pose estimation in JAX: train, evaluate, export, predict.')
+  parser.add_argument('--version', action='version', version=f'litepose-jax {litepose_jax.__version__}')
+  sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+  for name, (module_name, help_text) in COMMANDS.items():
+    p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
+    p.set_defaults(_module=module_name)
+    p.set_defaults(_parser=p)
+    if name == command:
+      _module(module_name).add_arguments(p)
+  return parser
+
+
+def _module(name: str):
+  return importlib.import_module(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  command = next((a for a in argv if not a.startswith('-')), None)
+  parser = build_parser(command if command in COMMANDS else None)
+  args = parser.parse_args(argv)
+  if not getattr(args, '_module', None):
+    parser.print_help()
+    return 2
+  try:
+    rc = _module(args._module).run(args)
+  except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    # User errors: one clear line, no traceback. Anything else is a bug and keeps its traceback.
+    print(f'litepose {args.command}: error: {e}', file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(f'litepose {args.command}: interrupted', file=sys.stderr)
+    return 130
+  return int(rc or 0)
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,33 @@
+"""LitePose model family: `create_model(arch, num_joints)` and the model zoo presets."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from litepose_jax.models.arch import (ArchLike, ArchSpec, PRESET_NAMES, Preset, arch_from_dict,
+                                      get_preset, make_divisible, resolve_arch)
+from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
+from litepose_jax.models.litepose import LitePose
+
+
+def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
+                 kernel_size: int | None = None, width_mult: float = 1.0,
+                 depthwise_impl: str = 'auto', dtype: Any = jnp.float32) -> LitePose:
+  """Builds a LitePose module from a preset name, an official-schema dict or a JSON path.
+
+  `apply(variables, images [B, H, W, 3], train=False)` returns
+  (out_stride4 [B, H/4, W/4, 2J], out_stride2 [B, H/2, W/2, J]).
+  """
+  if isinstance(num_joints, bool) or not isinstance(num_joints, int) or num_joints <= 0:
+    raise ValueError(f'num_joints must be a positive integer, got {num_joints!r}')
+  if depthwise_impl not in DEPTHWISE_IMPLS:
+    raise ValueError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
+  spec = resolve_arch(arch)
+  if kernel_size is not None or width_mult != 1.0:
+    spec = spec.replace(kernel_size=kernel_size, width_mult=width_mult)
+  return LitePose(spec, num_joints, fusion, depthwise_impl, dtype)
+
+
+__all__ = ['ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
+           'get_preset', 'make_divisible', 'resolve_arch']
