@@ -18,6 +18,11 @@ COMMANDS = {
     'zoo': ('litepose_jax.models.zoo', 'print the model zoo and run one forward pass of each'),
     'macs': ('litepose_jax.models.counting', 'count parameters and MACs of a LitePose model'),
     'import-torch': ('litepose_jax.convert', 'convert an official PyTorch .pth into a checkpoint'),
+    'data': ('litepose_jax.data.cli', 'synthesise data sets and inspect the training pipeline'),
+    'predict': ('litepose_jax.inference.predict_cli', 'draw poses on images, folders, videos, webcams'),
+    'eval': ('litepose_jax.evaluation.cli', 'evaluate a checkpoint with the CrowdPose / COCO protocol'),
+    'export': ('litepose_jax.export.cli', 'export a model to TFLite (fp32 / fp16 / dynamic / int8)'),
+    'bench': ('litepose_jax.export.bench', 'measure TFLite network and end-to-end latency'),
 }
 
 
