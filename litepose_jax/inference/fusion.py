@@ -1,0 +1,128 @@
+"""From network outputs to the maps the parser groups (spec 6.2): stages, flip test, scales.
+
+NumPy functions follow the official arithmetic (bilinear resize with align_corners=False as
+torch.nn.functional.interpolate); `fuse_outputs_jax` is the same math for use inside jit, so only the
+fused stride-2 maps leave the device.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import jax.numpy as jnp
+import numpy as np
+
+from litepose_jax.inference.parser import source_index
+
+
+def resize_bilinear(x, size: tuple[int, int]) -> np.ndarray:
+  """[H, W, C] -> [h, w, C] float32, bilinear with align_corners=False (torch's arithmetic)."""
+  x = np.asarray(x, np.float32)
+  if x.ndim != 3:
+    raise ValueError(f'resize_bilinear expects [H, W, C], got {x.shape}')
+  h, w = size
+  if (h, w) == x.shape[:2]:
+    return x.copy()
+  y0, y1, ly = source_index(h, x.shape[0])
+  x0, x1, lx = source_index(w, x.shape[1])
+  one = np.float32(1.0)
+  lx, ly = lx[None, :, None], ly[:, None, None]
+  top = (one - lx) * x[y0][:, x0] + lx * x[y0][:, x1]
+  bot = (one - lx) * x[y1][:, x0] + lx * x[y1][:, x1]
+  return ((one - ly) * top + ly * bot).astype(np.float32)
+
+
+def resize_fast(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """[H, W, C] -> [h, w, C] float32 with OpenCV (same sampling grid, float rounding may differ)."""
+  x = np.ascontiguousarray(x, np.float32)
+  h, w = size
+  if (h, w) == x.shape[:2]:
+    return x
+  chunks = [cv2.resize(x[..., i:i + 512], (w, h), interpolation=cv2.INTER_LINEAR)
+            for i in range(0, x.shape[2], 512)]
+  out = np.concatenate([c.reshape(h, w, -1) for c in chunks], -1)
+  return out
+
+
+def _resize_jax(x, size):
+  """[B, H, W, C] -> [B, h, w, C] bilinear align_corners=False via gathers (no antialiasing)."""
+  h, w = size
+  if (h, w) == tuple(x.shape[1:3]):
+    return x
+  y0, y1, ly = source_index(h, x.shape[1])
+  x0, x1, lx = source_index(w, x.shape[2])
+  lx = jnp.asarray(lx)[None, None, :, None]
+  ly = jnp.asarray(ly)[None, :, None, None]
+  rows0, rows1 = x[:, y0], x[:, y1]
+  top = (1 - lx) * rows0[:, :, x0] + lx * rows0[:, :, x1]
+  bot = (1 - lx) * rows1[:, :, x0] + lx * rows1[:, :, x1]
+  return (1 - ly) * top + ly * bot
+
+
+def fuse_stages(out4: np.ndarray, out2: np.ndarray, num_joints: int):
+  """(out4 [H/4, W/4, 2J], out2 [H/2, W/2, J]) -> (heatmaps [H/2, W/2, J], tags [H/2, W/2, J, 1]).
+
+  out4 is resized to out2's size; heatmaps are the mean of both stages, tags come from out4.
+  """
+  out4 = np.asarray(out4, np.float32)
+  out2 = np.asarray(out2, np.float32)
+  if out4.shape[-1] != 2 * num_joints or out2.shape[-1] != num_joints:
+    raise ValueError(f'expected {2 * num_joints} and {num_joints} output channels, got '
+                     f'{out4.shape[-1]} and {out2.shape[-1]}')
+  up = resize_bilinear(out4, out2.shape[:2])
+  heat = (up[..., :num_joints] + out2) / np.float32(2.0)
+  return heat, up[..., num_joints:, None]
+
+
+def unflip(heatmaps: np.ndarray, tags: np.ndarray, flip_index: Sequence[int]):
+  """Maps of the width-flipped image back to the original frame (flip along W, permute joints)."""
+  idx = np.asarray(flip_index)
+  return heatmaps[:, ::-1][..., idx], tags[:, ::-1][:, :, idx]
+
+
+def combine_flip(heatmaps, tags, heatmaps_flip, tags_flip, flip_index):
+  """Official aggregation of a flip pair: heatmaps averaged, tags stacked on the last axis."""
+  hf, tf = unflip(heatmaps_flip, tags_flip, flip_index)
+  return (heatmaps + hf) / np.float32(2.0), np.concatenate([tags, tf], axis=-1)
+
+
+def fuse_outputs_jax(out4, out2, num_joints: int, flip_index: Sequence[int] | None = None):
+  """Batched network outputs -> (heatmaps [B, h, w, J], tags [B, h, w, J, T]) inside jit.
+
+  With `flip_index`, the batch holds B images followed by their B width-flipped copies and the
+  result is the official flip-test aggregate (T = 2); otherwise T = 1.
+  """
+  up = _resize_jax(out4.astype(jnp.float32), out2.shape[1:3])
+  heat = (up[..., :num_joints] + out2.astype(jnp.float32)) / 2
+  tags = up[..., num_joints:, None]
+  if flip_index is None:
+    return heat, tags
+  b = heat.shape[0] // 2
+  idx = jnp.asarray(np.asarray(flip_index))
+  heat_f = heat[b:, :, ::-1][..., idx]
+  tags_f = tags[b:, :, ::-1][:, :, :, idx]
+  return (heat[:b] + heat_f) / 2, jnp.concatenate([tags[:b], tags_f], axis=-1)
+
+
+def aggregate_scales(scales: Sequence[float], heatmaps: Sequence[np.ndarray],
+                     tags: Sequence[np.ndarray], size: tuple[int, int], *, fast: bool = True):
+  """Multi-scale aggregation (official aggregate_results): -> (heatmaps [h, w, J], tags).
+
+  Heatmaps of every scale are resized to `size` and averaged. Tags come from scale 1 only, as in
+  the official code (from every scale when 1 is absent, where the official code would fail); a
+  single tag map is returned at its own resolution, which the parser resizes lazily.
+  """
+  if not (len(scales) == len(heatmaps) == len(tags)) or not scales:
+    raise ValueError('need one heatmap and one tag map per scale')
+  resize = resize_fast if fast else resize_bilinear
+  total = None
+  for hm in heatmaps:
+    r = resize(hm, size)
+    total = r if total is None else total + r
+  heat = total / np.float32(len(heatmaps))
+  keep = [t for s, t in zip(scales, tags) if s == 1 or len(scales) == 1] or list(tags)
+  if len(keep) == 1:
+    return heat, keep[0]
+  flat = [resize(t.reshape(t.shape[0], t.shape[1], -1), size).reshape(*size, *t.shape[2:])
+          for t in keep]
+  return heat, np.concatenate(flat, axis=-1)

@@ -1,0 +1,288 @@
+"""Fast associative-embedding grouping: the HigherHRNet parser of spec 6.3, vectorised.
+
+`parse_poses(heatmaps [H, W, J], tags [h, w, J, T])` returns (poses [N, J, 3], scores [N]) with
+poses holding x, y in heatmap pixels and the heatmap value; missing joints are (0, 0, 0).
+
+Same rules as the official HeatmapParser (NMS by 5x5 max, top-k per joint, matching in the spec's
+joint order with a Hungarian assignment, adjust, person score, refine) with these implementation
+choices, none of which changes the answer on maps without exact ties:
+- NMS and top-k only look at pixels above the detection threshold (the official code takes the
+  top-k of the whole NMS'd map and drops values <= threshold afterwards: same candidates).
+  Equal values are ordered by pixel index (torch.topk leaves their order unspecified).
+- The Hungarian step uses scipy's solver on the same 1e10-padded cost matrix instead of munkres:
+  the same optimum, but cost = round(d) * 100 - value has exact ties whenever a candidate is
+  equally far (after rounding) from several people, and then the two solvers may pick different
+  assignments (and so accept or reject different candidates). On well-separated tags (trained
+  networks, ground-truth maps) ties do not change the people found.
+- People are list entries, not dict entries keyed by their first tag value: the official code merges
+  two people whose tags are bitwise equal floats (a collision that real maps never produce).
+- Running tag means are float32 sums in assignment order (numpy's mean can differ in the last ulp
+  for one-dimensional tags and 8+ joints; only distances within 1 ulp of a rounding edge notice).
+- refine is evaluated only for missing joints (the official code computes all J joints and
+  discards the detected ones), and only at pixels whose heatmap value can still beat the best
+  score seen at the probe pixels (score = heatmap - round(distance) <= heatmap); ties keep the
+  first pixel in row-major order, like np.argmax.
+- Tags may be given at a lower resolution than the heatmaps: they are then bilinearly resized
+  (align_corners=False, as the official PROJECT2IMAGE) only at the pixels that are read.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+# COCO visiting order; the official code cuts it to the first J entries for any joint count.
+COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+_NMS_KERNEL = np.ones((5, 5), np.uint8)
+# Bound the temporary [persons, pixels] score matrices of refine.
+_REFINE_CHUNK = 1 << 20
+
+
+def default_joint_order(num_joints: int) -> tuple[int, ...]:
+  """The official grouping order for J joints (the COCO order cut to J entries)."""
+  order = tuple(i for i in COCO_JOINT_ORDER[:num_joints])
+  if len(order) != num_joints or sorted(order) != list(range(num_joints)):
+    raise ValueError(f'no default grouping order for {num_joints} joints; pass joint_order')
+  return order
+
+
+def source_index(out_size: int, in_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(i0, i1, lambda) of a bilinear resize in_size -> out_size, align_corners=False (torch)."""
+  scale = np.float32(in_size / out_size)
+  src = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+  src = np.maximum(src, np.float32(0.0))
+  i0 = src.astype(np.int64)
+  i1 = np.minimum(i0 + 1, in_size - 1)
+  lam = (src - i0.astype(np.float32)).astype(np.float32)
+  return i0, i1, lam
+
+
+class TagMaps:
+  """Tag maps [h, w, J, T] read at pixels of an [H, W] grid (bilinear when the sizes differ)."""
+
+  def __init__(self, tags: np.ndarray, height: int, width: int):
+    tags = np.asarray(tags, np.float32)
+    if tags.ndim == 3:
+      tags = tags[..., None]
+    if tags.ndim != 4:
+      raise ValueError(f'tags must have shape [H, W, J, T] (or [H, W, J]), got {tags.shape}')
+    self.tags = tags
+    self.height, self.width = height, width
+    h, w, self.num_joints, self.dim = tags.shape
+    self.same = (h, w) == (height, width)
+    self.flat = tags.reshape(h * w, self.num_joints, self.dim)
+    if not self.same:
+      self.rows = source_index(height, h)
+      self.cols = source_index(width, w)
+
+  def at(self, pix: np.ndarray, joint) -> np.ndarray:
+    """Tag vectors [n, T] float32 at flat pixel indices `pix` (y * W + x) of joint(s) `joint`."""
+    pix = np.asarray(pix, np.int64)
+    if self.same:
+      return self.flat[pix, joint]
+    y, x = np.divmod(pix, self.width)
+    w_src = self.tags.shape[1]
+    y0, y1, ly = (a[y] for a in self.rows)
+    x0, x1, lx = (a[x] for a in self.cols)
+    one = np.float32(1.0)
+    ly, lx = ly[:, None], lx[:, None]
+    top = (one - lx) * self.flat[y0 * w_src + x0, joint] + lx * self.flat[y0 * w_src + x1, joint]
+    bot = (one - lx) * self.flat[y1 * w_src + x0, joint] + lx * self.flat[y1 * w_src + x1, joint]
+    return ((one - ly) * top + ly * bot).astype(np.float32)
+
+
+def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
+  """Per joint the top-`max_people` 5x5 local maxima above `threshold`.
+
+  Returns (pix, val, joint, start) as flat arrays sorted by joint, value (descending) and pixel;
+  the candidates of joint j are [start[j], start[j + 1]).
+  """
+  h, w, j = heatmaps.shape
+  flat = heatmaps.reshape(-1)
+  idx = np.flatnonzero(flat > threshold)
+  if idx.size:
+    # Replicated borders give the same maxima as max-pooling with -inf padding.
+    pooled = _max_filter5(heatmaps).reshape(-1)
+    idx = idx[flat[idx] == pooled[idx]]
+  pix, joint = np.divmod(idx, j)
+  val = flat[idx]
+  order = np.lexsort((pix, -val, joint))
+  pix, val, joint = pix[order], val[order], joint[order]
+  start = np.searchsorted(joint, np.arange(j + 1))
+  # Keep the first max_people of each joint.
+  rank = np.arange(joint.size) - start[joint]
+  keep = rank < max_people
+  if not keep.all():
+    pix, val, joint = pix[keep], val[keep], joint[keep]
+    start = np.searchsorted(joint, np.arange(j + 1))
+  return pix, val, joint, start
+
+
+def _max_filter5(x: np.ndarray) -> np.ndarray:
+  """5x5 max filter of [H, W, C] float32 (OpenCV handles at most 512 channels per call)."""
+  x = np.ascontiguousarray(x, np.float32)
+  if x.shape[2] <= 512:
+    return cv2.dilate(x, _NMS_KERNEL, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
+  return np.concatenate([_max_filter5(x[..., i:i + 512]) for i in range(0, x.shape[2], 512)], -1)
+
+
+def _quarter_offsets(flat: np.ndarray, height: int, width: int, num_joints: int, pix: np.ndarray,
+                     joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(dx, dy) = +-0.25 toward the larger neighbour (ties: -0.25), + 0.5 (official adjust)."""
+  y, x = np.divmod(pix, width)
+  at = lambda yy, xx: flat[(yy * width + xx) * num_joints + joint]
+  right = at(y, np.minimum(x + 1, width - 1))
+  left = at(y, np.maximum(x - 1, 0))
+  down = at(np.minimum(y + 1, height - 1), x)
+  up = at(np.maximum(y - 1, 0), x)
+  dx = np.where(right > left, 0.75, 0.25)
+  dy = np.where(down > up, 0.75, 0.25)
+  return x + dx, y + dy
+
+
+def _scores(hm_vals: np.ndarray, tag_vals: np.ndarray, means: np.ndarray) -> np.ndarray:
+  """[P, n] float32 heatmap - round(||tag - mean||), the official refine arithmetic."""
+  diff = tag_vals[None, :, :] - means[:, None, :]
+  if diff.shape[-1] == 1:
+    dist = np.abs(diff[..., 0])  # sqrt(x * x) == |x| exactly in binary floating point
+  else:
+    dist = np.sqrt((diff * diff).sum(axis=-1))
+  return hm_vals[None, :] - np.round(dist)
+
+
+def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: float = 0.1,
+                tag_threshold: float = 1.0, adjust: bool = True, refine: bool = True,
+                joint_order: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Groups joints into people: heatmaps [H, W, J], tags [h, w, J, T] -> poses [N, J, 3], scores [N].
+
+  Poses hold x, y in heatmap pixels and the heatmap value (0 for missing joints). Tags at a lower
+  resolution than the heatmaps are treated as bilinearly resized to the heatmap size.
+  """
+  hm = np.ascontiguousarray(heatmaps, np.float32)
+  if hm.ndim != 3:
+    raise ValueError(f'heatmaps must have shape [H, W, J], got {hm.shape}')
+  height, width, num_joints = hm.shape
+  tag_maps = TagMaps(tags, height, width)
+  if tag_maps.num_joints != num_joints:
+    raise ValueError(f'tags have {tag_maps.num_joints} joints but heatmaps have {num_joints}')
+  if max_people <= 0:
+    raise ValueError(f'max_people must be positive, got {max_people}')
+  if detection_threshold < 0:
+    raise ValueError(f'detection_threshold must be >= 0, got {detection_threshold}')
+  order = tuple(joint_order) if joint_order is not None else default_joint_order(num_joints)
+  if sorted(order) != list(range(num_joints)):
+    raise ValueError(f'joint_order must be a permutation of 0..{num_joints - 1}, got {order}')
+  dim = tag_maps.dim
+
+  pix, val, joint, start = find_peaks(hm, max_people, detection_threshold)
+  cand_tags = tag_maps.at(pix, joint) if pix.size else np.zeros((0, dim), np.float32)
+
+  # Grouping (match_by_tag). Each candidate can start a person: num candidates bounds N.
+  cap = max(int(pix.size), 1)
+  person_pix = np.full((cap, num_joints), -1, np.int64)
+  person_val = np.zeros((cap, num_joints), np.float32)
+  tag_sum = np.zeros((cap, dim), np.float32)
+  tag_cnt = np.zeros(cap, np.float32)
+  n = 0
+  for j in order:
+    lo, hi = start[j], start[j + 1]
+    if hi == lo:
+      continue
+    c_pix, c_val, c_tag = pix[lo:hi], val[lo:hi], cand_tags[lo:hi]
+    new = np.ones(hi - lo, bool)
+    if n:
+      g = min(n, max_people)
+      means = tag_sum[:g] / tag_cnt[:g, None]
+      diff = c_tag[:, None, :].astype(np.float64) - means[None, :, :].astype(np.float64)
+      dist = np.sqrt((diff * diff).sum(axis=-1))
+      cost = np.round(dist) * 100.0 - c_val[:, None].astype(np.float64)
+      if cost.shape[0] > g:
+        # Pad like the official code: solvers break exact cost ties by matrix layout, so the
+        # same matrix keeps our choice among equally cheap assignments reproducible.
+        cost = np.concatenate([cost, np.full((cost.shape[0], cost.shape[0] - g), 1e10)], 1)
+      rows, cols = linear_sum_assignment(cost)
+      real = cols < g
+      rows, cols = rows[real], cols[real]
+      ok = dist[rows, cols] < tag_threshold
+      rows, cols = rows[ok], cols[ok]
+      person_pix[cols, j] = c_pix[rows]
+      person_val[cols, j] = c_val[rows]
+      tag_sum[cols] += c_tag[rows]
+      tag_cnt[cols] += 1
+      new[rows] = False
+    k = int(new.sum())
+    person_pix[n:n + k, j] = c_pix[new]
+    person_val[n:n + k, j] = c_val[new]
+    tag_sum[n:n + k] = c_tag[new]
+    tag_cnt[n:n + k] = 1
+    n += k
+
+  person_pix, person_val = person_pix[:n], person_val[:n]
+  found = person_pix >= 0
+  poses = np.zeros((n, num_joints, 3), np.float32)
+  pi, ji = np.nonzero(found)
+  flat = hm.reshape(-1)
+  if adjust:
+    x, y = _quarter_offsets(flat, height, width, num_joints, person_pix[pi, ji], ji)
+  else:
+    y, x = np.divmod(person_pix[pi, ji], width)
+  poses[pi, ji, 0] = x
+  poses[pi, ji, 1] = y
+  poses[..., 2] = person_val
+  scores = poses[..., 2].mean(axis=1, dtype=np.float64).astype(np.float32)
+
+  if refine and n and not found.all():
+    _refine(poses, found, person_pix, hm, tag_maps, pix, joint, start)
+  return poses, scores
+
+
+def _refine(poses, found, person_pix, hm, tag_maps, peak_pix, peak_joint, peak_start) -> None:
+  """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||)."""
+  height, width, num_joints = hm.shape
+  flat_hm = hm.reshape(height * width, num_joints)
+  n = poses.shape[0]
+  dim = tag_maps.dim
+  # Mean tag of each person's detected joints, summed in joint order like np.mean over the list.
+  tag_sum = np.zeros((n, dim), np.float32)
+  for j in range(num_joints):
+    sel = found[:, j]
+    if sel.any():
+      tag_sum[sel] += tag_maps.at(person_pix[sel, j], j)
+  means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
+
+  # Probe: score at the joint's peaks and at its global maximum gives a lower bound per person.
+  missing_joints = np.flatnonzero((~found).any(axis=0))
+  bounds = np.full(num_joints, np.inf, np.float32)
+  people_of = {}
+  for j in missing_joints:
+    people = np.flatnonzero(~found[:, j])
+    probe = np.concatenate([peak_pix[peak_start[j]:peak_start[j + 1]],
+                            [int(np.argmax(flat_hm[:, j]))]])
+    s = _scores(flat_hm[probe, j], tag_maps.at(probe, j), means[people])
+    bounds[j] = s.max(axis=1).min()
+    people_of[j] = people
+  # Every pixel that can reach a person's best score has heatmap >= that score >= bound.
+  cand = np.flatnonzero(hm.reshape(-1) >= np.broadcast_to(bounds, hm.shape).reshape(-1))
+  cand_pix, cand_joint = np.divmod(cand, num_joints)
+  order = np.argsort(cand_joint, kind='stable')
+  cand_pix, cand_joint = cand_pix[order], cand_joint[order]
+  cstart = np.searchsorted(cand_joint, np.arange(num_joints + 1))
+  flat = hm.reshape(-1)
+  for j in missing_joints:
+    people = people_of[j]
+    pj = cand_pix[cstart[j]:cstart[j + 1]]  # increasing pixel index: argmax keeps the first
+    hv = flat_hm[pj, j]
+    tv = tag_maps.at(pj, j)
+    best = np.empty(people.size, np.int64)
+    step = max(1, _REFINE_CHUNK // max(pj.size, 1))
+    for a in range(0, people.size, step):
+      best[a:a + step] = np.argmax(_scores(hv, tv, means[people[a:a + step]]), axis=1)
+    bp = pj[best]
+    bval = hv[best]
+    x, y = _quarter_offsets(flat, height, width, num_joints, bp, np.full(bp.size, j))
+    write = bval > 0
+    poses[people[write], j, 0] = x[write]
+    poses[people[write], j, 1] = y[write]
+    poses[people[write], j, 2] = bval[write]
