@@ -3,11 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from litepose_jax.models.arch import (ArchLike, ArchSpec, PRESET_NAMES, Preset, arch_from_dict,
                                       get_preset, make_divisible, resolve_arch)
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
+from litepose_jax.models.layers import numpy_init
 from litepose_jax.models.litepose import LitePose
 
 
@@ -29,5 +32,14 @@ def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
   return LitePose(spec, num_joints, fusion, depthwise_impl, dtype)
 
 
-__all__ = ['ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
+def init_variables(model: LitePose, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:
+  """Fresh {'params', 'batch_stats'} (numpy) for `model`, PyTorch-default init, in milliseconds."""
+  if size is None:
+    size = model.arch.img_size
+  h, w = (size, size) if isinstance(size, int) else size
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
+  return numpy_init(dict(shapes), seed)
+
+
+__all__ = ['init_variables', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
            'get_preset', 'make_divisible', 'resolve_arch']

@@ -6,6 +6,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from litepose_jax.models import depthwise
 from litepose_jax.models.arch import make_divisible
@@ -19,8 +20,20 @@ torch_deconv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_out', 'unif
 Dtype = Any
 
 
+class Activation(nn.Module):
+  """ReLU ('relu') or ReLU6 ('relu6'); a module so that op counting sees every activation."""
+  kind: str = 'relu6'
+
+  def __call__(self, x):
+    return jnp.clip(x, 0.0, 6.0) if self.kind == 'relu6' else nn.relu(x)
+
+
 def relu6(x):
-  return jnp.clip(x, 0.0, 6.0)
+  return Activation('relu6')(x)
+
+
+def relu(x):
+  return Activation('relu')(x)
 
 
 def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
@@ -112,5 +125,27 @@ class SepConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     y = DepthwiseConv(self.kernel_size, 1, self.depthwise_impl, self.dtype, name='depthwise')(x)
-    y = nn.relu(batch_norm(train, self.dtype, 'depthwise_bn')(y))
+    y = relu(batch_norm(train, self.dtype, 'depthwise_bn')(y))
     return Conv(self.features, 1, dtype=self.dtype, name='pointwise')(y)
+
+
+def numpy_init(variables_shape, seed: int = 0):
+  """Draws variables from the same distributions as the flax initializers above, with numpy.
+
+  variables_shape: the tree of jax.ShapeDtypeStruct from `jax.eval_shape(model.init, ...)`.
+  XLA:CPU takes minutes to compile hundreds of threefry draws (one per parameter), while this
+  takes milliseconds; use it wherever a fresh model is needed on CPU.
+  """
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, s):
+    names = [getattr(p, 'key', str(p)) for p in path]
+    if names[-1] == 'kernel':
+      # torch_deconv_init uses fan_out = kh*kw*out for the transposed convs, fan_in elsewhere.
+      fan = s.shape[0] * s.shape[1] * (s.shape[3] if 'deconv' in names else s.shape[2])
+      bound = 1.0 / np.sqrt(fan)
+      return rng.uniform(-bound, bound, s.shape).astype(s.dtype)
+    fill = 1.0 if names[-1] in ('scale', 'var') else 0.0
+    return np.full(s.shape, fill, s.dtype)
+
+  return jax.tree_util.tree_map_with_path(leaf, variables_shape)

@@ -64,7 +64,7 @@ class LitePose(nn.Module):
       up = layers.Deconv(ch, dt, name=f'deconv_refined{i}')(refined)
       if self.fusion:
         up = up + layers.Deconv(ch, dt, name=f'deconv_raw{i}')(raw)
-      refined = nn.relu(bn(f'deconv_bn{i}')(up))
+      refined = layers.relu(bn(f'deconv_bn{i}')(up))
       if i == 0:
         continue
       out_ch = 2 * j if i == 1 else j
