@@ -27,6 +27,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 import tqdm
+from pycocotools import mask as coco_mask
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import synthetic_figure as sf
@@ -172,7 +173,16 @@ def _segmentation(mask: np.ndarray, x0: int, y0: int) -> tuple[list[list[float]]
   contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
   polys = [[float(v) for v in (c.reshape(-1, 2) + (x0, y0)).ravel()]
            for c in contours if len(c) >= 3]
-  return polys, float(np.count_nonzero(mask))
+  return polys, _polygon_area(polys)
+
+
+def _polygon_area(polys: list[list[float]]) -> float:
+  """Area of COCO polygons as the COCO API rasterises them (so `area` matches `segmentation`)."""
+  if not polys:
+    return 0.0
+  h = int(max(max(p[1::2]) for p in polys)) + 2
+  w = int(max(max(p[0::2]) for p in polys)) + 2
+  return float(coco_mask.area(coco_mask.merge(coco_mask.frPyObjects(polys, h, w))))
 
 
 def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSet,
@@ -182,6 +192,8 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
   rng = np.random.default_rng([seed, index])
   w, h = _image_size(rng, size, cfg)
   jidx = np.array([sf.PT[n] for n in joint_set.names])
+  face = np.array([n in ('nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear')
+                   for n in joint_set.names])
   min_in = min(cfg.min_joints_in_frame, joint_set.num_joints)
 
   placed = []  # (pose, fig, px, depth, scale, box)
@@ -216,9 +228,9 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
   label = np.zeros((h, w), np.uint8)
   for pid, (pose, fig, px, depth, scale, box) in enumerate(placed, start=1):
     app = sr.sample_appearance(rng)
-    groups = sr.figure_ops(fig, pose, app, px, depth, scale)
     x0, y0 = int(math.floor(box[0])), int(math.floor(box[1]))
     x1, y1 = int(math.ceil(box[2])), int(math.ceil(box[3]))
+    groups = sr.figure_ops(fig, pose, app, px - (x0, y0), depth, scale)
     sr.render_figure(img, label, pid, groups, (x0, y0, x1, y1), app, scale, rng)
   img = sr.camera_effects(img, rng, cfg.noise_sigma, cfg.blur_prob)
   quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
@@ -228,17 +240,14 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
 
   keypoints, bboxes, segs, areas = [], [], [], []
   for pid, (pose, fig, px, depth, scale, box) in enumerate(placed, start=1):
-    kp = np.zeros((joint_set.num_joints, 3))
-    for k, name in enumerate(joint_set.names):
-      x, y = px[sf.PT[name]]
-      if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
-        continue
-      if name in ('nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear') and \
-          depth[sf.PT[name]] < depth[sf.PT['head_center']] - 0.01:
-        continue  # on the far side of the head: not labelled, as in COCO
-      # Covered by someone drawn later (nearer): labelled but occluded.
-      v = 1 if label[int(round(y)), int(round(x))] > pid else 2
-      kp[k] = (round(float(x), 2), round(float(y), 2), v)
+    xy = px[jidx]
+    ok = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+    # Face points on the far side of the head are not labelled, as in COCO.
+    ok &= ~(face & (depth[jidx] < depth[sf.PT['head_center']] - 0.01))
+    ij = np.rint(np.clip(xy, 0, (w - 1, h - 1))).astype(np.intp)
+    # Covered by someone drawn later (nearer): labelled but occluded (v = 1).
+    vis = np.where(label[ij[:, 1], ij[:, 0]] > pid, 1.0, 2.0)
+    kp = np.where(ok[:, None], np.concatenate([np.round(xy, 2), vis[:, None]], 1), 0.0)
     x0, y0, x1, y1 = (round(float(v), 2) for v in box)
     keypoints.append(kp)
     bboxes.append(np.array([x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]))
@@ -246,9 +255,9 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
       bx0, by0 = int(math.floor(box[0])), int(math.floor(box[1]))
       crop = (label[by0:int(math.ceil(box[3])), bx0:int(math.ceil(box[2]))] == pid)
       polys, area = _segmentation(crop.astype(np.uint8), bx0, by0)
-      if not polys or area < 1:  # fully hidden: fall back to the box
+      if area < 1:  # hidden or a sliver: fall back to the box
         polys = [[x0, y0, x1, y0, x1, y1, x0, y1]]
-        area = max(1.0, (x1 - x0) * (y1 - y0) * 0.5)
+        area = max(1.0, _polygon_area(polys))
       segs.append(polys)
       areas.append(area)
   return SynthImage(jpeg=buf.tobytes(), width=w, height=h, keypoints=keypoints, bboxes=bboxes,

@@ -78,41 +78,57 @@ def pick(rng: np.random.Generator, weights) -> int:
   return min(int(np.searchsorted(c, rng.random() * c[-1], side='right')), len(c) - 1)
 
 
-def _u(rng, lo, hi):
-  return float(rng.uniform(np.deg2rad(lo), np.deg2rad(hi)))
+class _Uniforms:
+  """U(0, 1) numbers drawn from rng in blocks (one generator call per pose instead of dozens)."""
+
+  def __init__(self, rng: np.random.Generator, block: int = 64):
+    self._rng, self._block = rng, block
+    self._vals, self._i = rng.random(block).tolist(), 0
+
+  def __call__(self) -> float:
+    if self._i == len(self._vals):
+      self._vals, self._i = self._rng.random(self._block).tolist(), 0
+    self._i += 1
+    return self._vals[self._i - 1]
+
+  def deg(self, lo: float, hi: float) -> float:
+    """U(lo, hi) degrees, returned in radians."""
+    return np.pi / 180.0 * (lo + (hi - lo) * self())
 
 
-def sample_yaw(rng: np.random.Generator) -> float:
+def sample_yaw(draw: _Uniforms) -> float:
   """Yaw in radians: mostly facing the camera, then facing away, then profile / three-quarter."""
-  r = rng.random()
+  r = draw()
   if r < 0.55:
-    return _u(rng, -35, 35)
+    return draw.deg(-35, 35)
   if r < 0.80:
-    return _u(rng, 145, 215)
-  side = 1.0 if rng.random() < 0.5 else -1.0
-  return side * _u(rng, 35, 145)
+    return draw.deg(145, 215)
+  side = 1.0 if draw() < 0.5 else -1.0
+  return side * draw.deg(35, 145)
 
 
 def sample_pose(rng: np.random.Generator) -> Pose:
   """Draws a pose from one of POSE_FAMILIES with human-like joint ranges."""
-  family = POSE_FAMILIES[pick(rng, POSE_WEIGHTS)]
-  u = lambda lo, hi: _u(rng, lo, hi)  # noqa: E731
+  draw = _Uniforms(rng)
+  c = np.cumsum(POSE_WEIGHTS)
+  family = POSE_FAMILIES[min(int(np.searchsorted(c, draw() * c[-1], side='right')), len(c) - 1)]
+  u = draw.deg
   lean, side_bend, twist = u(-5, 10), u(-6, 6), u(-15, 15)
   arms = np.array([[u(5, 25), u(-15, 20), u(0, 35), u(-25, 25)] for _ in range(2)])
   legs = np.array([[u(0, 10), u(-8, 12), u(0, 12)] for _ in range(2)])
   if family == 'walk':
     a = u(12, 35)
-    front = int(rng.integers(2))
+    front = int(draw() < 0.5)
     legs[front] = [u(0, 6), a, u(0, 20)]
-    legs[1 - front] = [u(0, 6), -a * rng.uniform(0.6, 1.0), u(10, 50)]
+    legs[1 - front] = [u(0, 6), -a * (0.6 + 0.4 * draw()), u(10, 50)]
     # Arms swing against the legs.
-    arms[front, :3] = [u(5, 15), -a * rng.uniform(0.5, 1.2), u(5, 40)]
-    arms[1 - front, :3] = [u(5, 15), a * rng.uniform(0.5, 1.2), u(10, 60)]
+    arms[front, :3] = [u(5, 15), -a * (0.5 + 0.7 * draw()), u(5, 40)]
+    arms[1 - front, :3] = [u(5, 15), a * (0.5 + 0.7 * draw()), u(10, 60)]
   elif family == 'raise_both':
     for k in range(2):
       arms[k, :3] = [u(95, 175), u(-20, 35), u(0, 70)]
   elif family == 'raise_one':
-    k = int(rng.integers(2))
+    k = int(draw() < 0.5)
     arms[k, :3] = [u(60, 175), u(-20, 70), u(0, 100)]
   elif family == 'reach':
     for k in range(2):
@@ -138,7 +154,7 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     for k in range(2):
       arms[k, :3] = [u(0, 180), u(-40, 120), u(0, 140)]
       legs[k] = [u(-5, 40), u(-30, 100), u(0, 130)]
-  return Pose(family=family, yaw=sample_yaw(rng), roll=u(-10, 10), lean=lean,
+  return Pose(family=family, yaw=sample_yaw(draw), roll=u(-10, 10), lean=lean,
               side_bend=side_bend, twist=twist, head_fwd=u(-15, 20), head_side=u(-12, 12),
               head_yaw=u(-25, 25), arms=arms, legs=legs)
 
@@ -178,12 +194,10 @@ def _unit(v):
 
 def build_figure(pose: Pose, rng: np.random.Generator) -> Figure:
   """Poses a skeleton with per-person proportions (height 1) in the body frame."""
-  j = lambda: rng.uniform(0.92, 1.08)  # noqa: E731
-  torso, head_len = 0.30 * j(), 0.18 * j()
-  upper_arm, forearm = 0.17 * j(), 0.15 * j()
-  thigh, shin = 0.245 * j(), 0.245 * j()
-  sho_half, hip_half = 0.105 * j(), 0.072 * j()
-  build = float(rng.uniform(0.8, 1.3))
+  jit = rng.uniform(0.92, 1.08, 10).tolist()
+  torso, head_len, upper_arm, forearm, thigh, shin, sho_half, hip_half = (
+      b * f for b, f in zip((0.30, 0.18, 0.17, 0.15, 0.245, 0.245, 0.105, 0.072), jit))
+  build = 0.8 + 0.5 * (jit[8] - 0.92) / 0.16
 
   pts = np.zeros((len(POINT_NAMES) + NUM_TORSO_HULL, 3))
   rt = _rot_z(pose.side_bend) @ _rot_x(pose.lean) @ _rot_y(pose.twist)

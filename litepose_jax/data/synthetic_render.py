@@ -198,7 +198,7 @@ def _shade(color, f):
 
 def figure_ops(fig: sf.Figure, pose: sf.Pose, app: Appearance, px: np.ndarray,
                depth: np.ndarray, scale: float) -> list[tuple[float, list]]:
-  """Depth-sorted drawing groups [(depth, [(op, colour, is_cloth), ...])] in pixel space."""
+  """Depth-sorted drawing groups [(depth, [(op, colour, is_cloth), ...])] in px's pixel frame."""
   b = fig.build * scale
   pt = lambda name: px[sf.PT[name]]  # noqa: E731
   dp = lambda name: depth[sf.PT[name]]  # noqa: E731
@@ -267,17 +267,18 @@ def _pattern(app: Appearance, h: int, w: int, scale: float, rng) -> np.ndarray:
 def render_figure(canvas: np.ndarray, label: np.ndarray, pid: int,
                   groups: list[tuple[float, list]], roi: tuple[int, int, int, int],
                   app: Appearance, scale: float, rng: np.random.Generator) -> None:
-  """Paints one figure into canvas [H, W, 3] and writes pid into label [H, W] where visible."""
+  """Paints one figure into canvas [H, W, 3] and writes pid into label [H, W] where visible.
+
+  groups come from figure_ops with coordinates relative to the roi's top-left corner.
+  """
   x0, y0, x1, y1 = roi
   if x1 <= x0 or y1 <= y0:
     return
   h, w = y1 - y0, x1 - x0
-  off = np.array([x0, y0], np.float64)
   # BGR + a tag channel (1 = skin / shoes / details, 2 = textured clothing): one draw per part.
   layer = np.zeros((h, w, 4), np.uint8)
   for _, ops in groups:
     for op, color, is_cloth in ops:
-      op = tuple(v - off if isinstance(v, np.ndarray) else v for v in op)
       draw_op(layer, op, (*color, 2.0 if is_cloth else 1.0))
   tag = layer[..., 3]
   if app.pattern != 'solid':
