@@ -162,7 +162,7 @@ def _num_people(rng: np.random.Generator, cfg: SynthConfig, max_people: int) -> 
 
 
 def _image_size(rng: np.random.Generator, size: int, cfg: SynthConfig) -> tuple[int, int]:
-  aspect = float(cfg.aspects[sf.pick(rng, [q for _, q in cfg.aspects])][0])
+  aspect = float(cfg.aspects[sf.pick(rng, tuple(q for _, q in cfg.aspects))][0])
   if aspect >= 1:
     return size, max(1, int(round(size / aspect)))
   return max(1, int(round(size * aspect))), size
@@ -215,8 +215,8 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
       px = (uv - centre) * scale + (cx, cy)
       j = px[jidx]
       inside = (j[:, 0] >= 0) & (j[:, 0] <= w - 1) & (j[:, 1] >= 0) & (j[:, 1] <= h - 1)
-      box = np.clip(np.array([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]),
-                    0, [w, h, w, h])
+      box = np.array([max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(w, cx + bw / 2),
+                      min(h, cy + bh / 2)])
       if inside.sum() >= min_in and _overlap_ok(box, boxes, cfg):
         placed.append((pose, fig, px, depth, scale, box))
         boxes.append(box)
@@ -320,7 +320,8 @@ def generate(out_dir: str | pathlib.Path, num_images: int, seed: int, size: int 
     max_people: upper bound on people per image (0-99).
     progress: show a tqdm bar.
     config: difficulty knobs (SynthConfig defaults if None).
-    workers: rendering processes; the output is identical for any value.
+    workers: rendering processes (spawned: scripts need an `if __name__ == "__main__"` guard);
+      the output is identical for any value.
 
   Returns:
     {'out_dir', 'layout', 'joints', 'size', 'seed', 'images': {split: folder},

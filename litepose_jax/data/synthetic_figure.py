@@ -11,7 +11,11 @@ the flip-index permutation, so flip augmentation stays label-consistent.
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import functools
+import itertools
+import math
 
 import numpy as np
 
@@ -72,10 +76,15 @@ class Figure:
   build: float          # width multiplier
 
 
-def pick(rng: np.random.Generator, weights) -> int:
+@functools.lru_cache(maxsize=64)
+def _cumulative(weights: tuple[float, ...]) -> list[float]:
+  return list(itertools.accumulate(weights))
+
+
+def pick(rng: np.random.Generator, weights: tuple[float, ...]) -> int:
   """Index drawn with probability proportional to weights (one uniform draw; cheaper than choice)."""
-  c = np.cumsum(weights)
-  return min(int(np.searchsorted(c, rng.random() * c[-1], side='right')), len(c) - 1)
+  c = _cumulative(tuple(weights))
+  return min(bisect.bisect_right(c, rng.random() * c[-1]), len(c) - 1)
 
 
 class _Uniforms:
@@ -182,14 +191,18 @@ def _limb_dir(side: float, abd: float, flex: float) -> np.ndarray:
 def _bend(u: np.ndarray, hint: np.ndarray, angle: float) -> np.ndarray:
   """Rotates unit vector u by angle toward the part of hint orthogonal to u."""
   w = hint - np.dot(hint, u) * u
-  n = np.linalg.norm(w)
+  n = math.sqrt(np.dot(w, w))
   if n < 1e-6:
     return u
   return u * np.cos(angle) + (w / n) * np.sin(angle)
 
 
 def _unit(v):
-  return v / np.linalg.norm(v)
+  return v / math.sqrt(np.dot(v, v))
+
+
+def _cross(a, b):
+  return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 def build_figure(pose: Pose, rng: np.random.Generator) -> Figure:
@@ -227,7 +240,7 @@ def build_figure(pose: Pose, rng: np.random.Generator) -> Figure:
   head_dir = rt @ _unit(np.array([np.tan(pose.head_side), 1.0, np.tan(pose.head_fwd)]))
   face = rt @ _rot_y(pose.head_yaw) @ np.array([0.0, 0.0, 1.0])
   face = _unit(face - np.dot(face, head_dir) * head_dir)
-  left = np.cross(head_dir, face)  # +X at rest: the person's left
+  left = _cross(head_dir, face)  # +X at rest: the person's left
   neck = pts[PT['neck']]
   hc = neck + 0.11 * head_len / 0.18 * head_dir
   pts[PT['head']] = neck + head_len * head_dir
@@ -246,13 +259,11 @@ def build_figure(pose: Pose, rng: np.random.Generator) -> Figure:
 
   # Torso outline as a hull of chest, waist and pelvis points with some depth, so a profile
   # view still shows a body of plausible thickness.
-  hull = []
-  for side in (1.0, -1.0):
-    for z in (0.05 * build, -0.045 * build):
-      hull.append(neck + rt @ np.array([side * (sho_half + 0.015), -0.04, z]))
-      hull.append(rt @ np.array([side * 0.085 * build, 0.14, z]))
-      hull.append(np.array([side * (hip_half + 0.035 * build), -0.03, z]))
-  pts[len(POINT_NAMES):] = np.array(hull)
+  zs = (0.05 * build, -0.045 * build)
+  chest = np.array([(sd * (sho_half + 0.015), -0.04, z) for sd in (1.0, -1.0) for z in zs])
+  waist = np.array([(sd * 0.085 * build, 0.14, z) for sd in (1.0, -1.0) for z in zs])
+  hips = np.array([(sd * (hip_half + 0.035 * build), -0.03, z) for sd in (1.0, -1.0) for z in zs])
+  pts[len(POINT_NAMES):] = np.concatenate([neck + chest @ rt.T, waist @ rt.T, hips])
   return Figure(points=pts, head_dir=head_dir, face_dir=face, left_dir=left, build=build)
 
 

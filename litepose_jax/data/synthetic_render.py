@@ -6,6 +6,7 @@ random stream always produces the same pixels. Everything here is uint8 BGR, [H,
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import cv2
 import numpy as np
@@ -37,15 +38,18 @@ def draw_op(img: np.ndarray, op: tuple, color) -> None:
   kind = op[0]
   if kind == 'limb':
     _, p0, p1, r0, r1 = op
-    d = p1 - p0
-    n = float(np.hypot(d[0], d[1]))
+    x0, y0, x1, y1 = float(p0[0]), float(p0[1]), float(p1[0]), float(p1[1])
+    dx, dy = x1 - x0, y1 - y0
+    n = math.hypot(dx, dy)
     if n > 1e-3:
-      perp = np.array([-d[1], d[0]]) / n
-      quad = np.array([p0 + perp * r0, p1 + perp * r1, p1 - perp * r1, p0 - perp * r0])
+      ux, uy = -dy / n, dx / n
+      quad = np.array([[x0 + ux * r0, y0 + uy * r0], [x1 + ux * r1, y1 + uy * r1],
+                       [x1 - ux * r1, y1 - uy * r1], [x0 - ux * r0, y0 - uy * r0]])
       cv2.fillConvexPoly(img, np.rint(quad * _ONE).astype(np.int32), color, cv2.LINE_8, _SHIFT)
-    ends = np.rint(np.array([p0[0], p0[1], p1[0], p1[1], r0, r1]) * _ONE).astype(int).tolist()
-    cv2.circle(img, (ends[0], ends[1]), ends[4], color, -1, cv2.LINE_8, _SHIFT)
-    cv2.circle(img, (ends[2], ends[3]), ends[5], color, -1, cv2.LINE_8, _SHIFT)
+    cv2.circle(img, (round(x0 * _ONE), round(y0 * _ONE)), round(r0 * _ONE), color, -1,
+               cv2.LINE_8, _SHIFT)
+    cv2.circle(img, (round(x1 * _ONE), round(y1 * _ONE)), round(r1 * _ONE), color, -1,
+               cv2.LINE_8, _SHIFT)
   elif kind == 'poly':
     cv2.fillConvexPoly(img, np.rint(op[1] * _ONE).astype(np.int32), color, cv2.LINE_8, _SHIFT)
   elif kind == 'ellipse':
@@ -53,8 +57,9 @@ def draw_op(img: np.ndarray, op: tuple, color) -> None:
     v = np.rint(np.array([c[0], c[1], a0, a1]) * _ONE).astype(int).tolist()
     cv2.ellipse(img, (v[0], v[1]), (v[2], v[3]), angle, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
   elif kind == 'circle':
-    v = np.rint(np.array([op[1][0], op[1][1], op[2]]) * _ONE).astype(int).tolist()
-    cv2.circle(img, (v[0], v[1]), v[2], color, -1, cv2.LINE_8, _SHIFT)
+    c, r = op[1], op[2]
+    cv2.circle(img, (round(float(c[0]) * _ONE), round(float(c[1]) * _ONE)), round(r * _ONE),
+               color, -1, cv2.LINE_8, _SHIFT)
   elif kind == 'line':
     _, p0, p1, t = op
     cv2.line(img, _fx(p0), _fx(p1), color, max(1, int(round(t))), cv2.LINE_8, _SHIFT)
