@@ -1,0 +1,1 @@
+"""TFLite (LiteRT) export of LitePose: BN folding, conversion, quantisation, runtime, benchmark."""

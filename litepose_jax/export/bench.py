@@ -1,0 +1,126 @@
+"""`litepose bench`: LiteRT latency of an exported model, network only and end to end.
+
+  litepose bench --tflite model.tflite [--threads 2] [--runs 50] [--image IMG]
+
+Network: one `image` -> outputs invoke, min / median / max over --runs after --warmup runs.
+End to end for one image: preprocess (letterbox + normalise) + network + decode, without and with
+flip test (flip = a second invoke on the mirrored image, maps averaged with the flip index).
+Decoding uses litepose_jax.inference when it is installed; otherwise end to end is reported as
+preprocess + network only, and the output says so.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+
+from litepose_jax.export import tflite as tflite_lib
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument('--tflite', required=True, help='exported .tflite (with its sidecar json)')
+  parser.add_argument('--threads', type=int, default=2, help='LiteRT (XNNPACK) threads')
+  parser.add_argument('--runs', type=int, default=50, help='timed runs per measurement')
+  parser.add_argument('--warmup', type=int, default=5, help='untimed runs first')
+  parser.add_argument('--image', default=None,
+                      help='image for the end-to-end timing (default: a synthetic 640x480 image)')
+  parser.add_argument('--no-e2e', action='store_true', help='network latency only')
+
+
+def time_ms(fn: Callable[[], object], runs: int, warmup: int) -> dict[str, float]:
+  """min / median / max wall time of fn() in milliseconds."""
+  if runs < 1 or warmup < 0:
+    raise ValueError(f'--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}')
+  for _ in range(warmup):
+    fn()
+  times = []
+  for _ in range(runs):
+    t0 = time.perf_counter()
+    fn()
+    times.append((time.perf_counter() - t0) * 1e3)
+  return {'min': min(times), 'median': statistics.median(times), 'max': max(times)}
+
+
+def _decoder(model):
+  """A decode(out4, out2) -> poses callable from litepose_jax.inference, or None."""
+  try:
+    from litepose_jax import inference
+  except ImportError:
+    return None
+  parse = getattr(inference, 'parse_poses', None)
+  if parse is None:
+    return None
+  return lambda out4, out2: parse(out4, out2, model.joint_set)
+
+
+def flip_average(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Flip test on one input: average the maps of x and of mirrored x (joints swapped).
+
+  Returns (out4 [1, H/4, W/4, 2J], out2 [1, H/2, W/2, J]); tags are averaged like heatmaps,
+  matching the stacked-tag convention only approximately (the decoder may keep both instead).
+  """
+  flip = np.asarray(model.joint_set.flip_index)
+  j = len(flip)
+  a4, a2 = model(x)
+  b4, b2 = model(np.ascontiguousarray(x[:, :, ::-1]))
+  b4 = b4[:, :, ::-1]
+  b2 = b2[:, :, ::-1][..., flip]
+  b4 = np.concatenate([b4[..., :j][..., flip], b4[..., j:][..., flip]], axis=-1)
+  return (a4 + b4) / 2, (a2 + b2) / 2
+
+
+def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
+              image: np.ndarray | None = None, e2e: bool = True) -> dict:
+  """Latency figures (ms) of the .tflite at `path`; see the module docstring."""
+  from litepose_jax.export import runtime
+  model = runtime.TFLiteModel(path, num_threads=threads)
+  size = model.input_shape[1]
+  x = np.random.default_rng(0).normal(size=model.input_shape).astype(np.float32)
+  result = {'path': path, 'threads': threads, 'runs': runs, 'size': size,
+            'quantization': model.meta.get('quantization'),
+            'network': time_ms(lambda: model.raw(x), runs, warmup)}
+  if not e2e:
+    return result
+  if image is None:
+    image = (np.random.default_rng(1).uniform(0, 255, (480, 640, 3))).astype(np.uint8)
+  decode = _decoder(model)
+  result['decoded'] = decode is not None
+
+  def pipeline(flip: bool):
+    inp = tflite_lib.preprocess_image(image, size)
+    out4, out2 = flip_average(model, inp) if flip else model(inp)
+    if decode is not None:
+      decode(out4, out2)
+
+  result['e2e'] = time_ms(lambda: pipeline(False), runs, warmup)
+  result['e2e_flip'] = time_ms(lambda: pipeline(True), runs, warmup)
+  return result
+
+
+def _fmt(t: dict) -> str:
+  return f'{t["median"]:7.1f} ms median (min {t["min"]:.1f}, max {t["max"]:.1f})'
+
+
+def run(args: argparse.Namespace) -> int:
+  if args.threads < 1:
+    raise ValueError(f'--threads must be >= 1, got {args.threads}')
+  image = None
+  if args.image:
+    import cv2
+    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if bgr is None:
+      raise FileNotFoundError(f'cannot read --image {args.image}')
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e)
+  print(f'{args.tflite}: {r["size"]}x{r["size"]}, {r["quantization"]}, {r["threads"]} thread(s), '
+        f'{r["runs"]} runs')
+  print(f'  network            {_fmt(r["network"])}')
+  if 'e2e' in r:
+    what = ('preprocess + network + decode' if r['decoded'] else
+            'preprocess + network (no decoder: litepose_jax.inference.parse_poses not available)')
+    print(f'  end to end         {_fmt(r["e2e"])}   [{what}]')
+    print(f'  end to end, flip   {_fmt(r["e2e_flip"])}')
+  return 0

@@ -1,0 +1,177 @@
+"""`litepose export`: a checkpoint (or a random-init architecture) -> .tflite + sidecar json.
+
+  litepose export --checkpoint CKPT --out model.tflite [--size 448] [--quantize int8
+                  --calibration DIR]
+  litepose export --arch S --init random --out s.tflite     # benchmarking only
+
+The exported graph takes `image` float32 [1, S, S, 3] (RGB, (pixel/255 - mean)/std, ImageNet
+statistics) and returns heatmaps4 / tags4 [1, S/4, S/4, J] and heatmaps2 [1, S/2, S/2, J].
+Parity against the JAX model is measured on the calibration inputs; an fp32 / fp16 model whose
+error exceeds its bound is not written unless --force.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, Callable
+
+from litepose_jax import joints as joints_lib
+from litepose_jax.export import sidecar, tflite
+
+PARITY_IMAGES = 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  src = parser.add_mutually_exclusive_group(required=True)
+  src.add_argument('--checkpoint', help='model checkpoint dir or training workdir')
+  src.add_argument('--arch', help='preset (XS/S/M/L) or arch json, with --init random')
+  parser.add_argument('--init', choices=('random',),
+                      help='with --arch: random weights and BN statistics (benchmarking only)')
+  parser.add_argument('--joints', default='crowdpose', choices=sorted(joints_lib.JOINT_SETS),
+                      help='joint set of a --init random model')
+  parser.add_argument('--out', required=True, help='output .tflite path (sidecar: OUT.json)')
+  parser.add_argument('--size', type=int, default=None,
+                      help='square input size, multiple of 16 (default: the arch img_size)')
+  parser.add_argument('--quantize', default='none', choices=tflite.QUANTIZE_MODES)
+  parser.add_argument('--calibration', default=None,
+                      help='folder of jpg/png images for int8 calibration and the parity check '
+                           '(default: random-normal inputs, poor int8 scales)')
+  parser.add_argument('--num-calibration', type=int, default=32,
+                      help='number of calibration images for int8')
+  parser.add_argument('--force', action='store_true',
+                      help='write a float model even if its parity error exceeds the bound')
+  parser.add_argument('--threads', type=int, default=2, help='LiteRT threads for the parity run')
+  parser.add_argument('--seed', type=int, default=0, help='seed of --init random')
+
+
+def load_source(args: argparse.Namespace):
+  """(module, variables, model_cfg, joint_set, source, random_init) from --checkpoint / --arch."""
+  from litepose_jax import checkpoints, models
+  from litepose_jax.export import fold
+  if args.checkpoint:
+    if args.init:
+      raise ValueError('--init random is only for --arch (a checkpoint has trained weights)')
+    try:
+      module, variables, cfg = checkpoints.load_model(args.checkpoint)
+    except Exception as e:
+      if isinstance(e, (FileNotFoundError, ValueError)):
+        raise
+      # orbax raises assorted types for damaged files; report them as one clear line.
+      raise ValueError(f'cannot load checkpoint {args.checkpoint}: {type(e).__name__}: {e}') from e
+    name = cfg.get('joint_set', 'custom')
+    if name in joints_lib.JOINT_SETS:
+      joint_set = joints_lib.get_joint_set(name)
+    elif 'joint_names' in cfg and 'flip_index' in cfg:
+      joint_set = joints_lib.custom_joint_set(cfg['joint_names'], cfg['flip_index'],
+                                              cfg.get('skeleton', ()), cfg.get('sigmas'), name)
+    else:
+      joint_set = joints_lib.get_joint_set(module.num_joints)
+    return module, variables, cfg, joint_set, os.path.abspath(args.checkpoint), False
+  if args.init != 'random':
+    raise ValueError('--arch needs --init random (to export trained weights use --checkpoint)')
+  joint_set = joints_lib.get_joint_set(args.joints)
+  module = models.create_model(args.arch, joint_set.num_joints, depthwise_impl='lax')
+  size = args.size or module.arch.img_size
+  variables = fold.random_variables(module, _check_size(size), args.seed)
+  cfg = checkpoints.model_config(module.arch, joint_set.num_joints, joint_set=joint_set.name)
+  return module, variables, cfg, joint_set, f'random init of {module.arch.name} (seed {args.seed})', True
+
+
+def _check_size(size: int) -> int:
+  if size <= 0 or size % 16:
+    raise ValueError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
+  return size
+
+
+def export_model(module, variables, out: str, *, size: int, quantize: str = 'none',
+                 calibration: str | None = None, num_calibration: int = 32, force: bool = False,
+                 model_cfg: dict | None = None, joint_set: joints_lib.JointSet | None = None,
+                 source: str = '', random_init: bool = False, threads: int = 2,
+                 log: Callable[[str], Any] = print) -> dict:
+  """Exports `module`/`variables` to `out` (+ sidecar); returns the sidecar dict."""
+  from litepose_jax.export import runtime
+  _check_size(size)
+  if quantize not in tflite.QUANTIZE_MODES:
+    raise ValueError(f'--quantize must be one of {tflite.QUANTIZE_MODES}, got {quantize!r}')
+  if num_calibration < 1:
+    raise ValueError(f'--num-calibration must be >= 1, got {num_calibration}')
+  joint_set = joint_set or joints_lib.get_joint_set(module.num_joints)
+  if joint_set.num_joints != module.num_joints:
+    raise ValueError(f'joint set {joint_set.name} has {joint_set.num_joints} joints, the model '
+                     f'{module.num_joints}')
+  count = num_calibration if quantize == 'int8' else PARITY_IMAGES
+  images = tflite.calibration_images(calibration, size, count, warn=quantize == 'int8')
+  log(f'converting {model_cfg.get("name", "model") if model_cfg else "model"} at {size}x{size}, '
+      f'quantize={quantize} ...')
+  data = tflite.convert(tflite.export_fn(module, variables), size, quantize, images)
+  hist = tflite.op_histogram(data)
+  log(f'ops: {tflite.format_histogram(hist)}')
+  tflite.check_ops(hist)
+
+  out = os.path.abspath(out)
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  tmp = out + '.partial.tflite'
+  meta = sidecar.build(size=size, joint_set=joint_set, model_cfg=model_cfg or {},
+                       quantization=quantize, source=source, random_init=random_init)
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    sidecar.write(tmp, meta)
+    stats = tflite.parity(runtime.TFLiteModel(tmp, threads), module, variables,
+                          images[:PARITY_IMAGES])
+    _log_parity(stats, log)
+    bound_msg = _parity_problem(stats, quantize)
+    if bound_msg and quantize in ('none', 'fp16') and not force:
+      raise ValueError(f'{bound_msg}; refusing to write {out} (use --force to write it anyway)')
+    if bound_msg:
+      log(f'WARNING: {bound_msg}')
+    meta['parity'] = stats
+    meta['ops'] = dict(hist)
+    os.replace(tmp, out)
+    sidecar.write(out, meta)
+  finally:
+    for p in (tmp, sidecar.sidecar_path(tmp)):
+      if os.path.exists(p):
+        os.remove(p)
+  log(f'wrote {out} ({len(data) / 1e6:.2f} MB) and {sidecar.sidecar_path(out)}')
+  if random_init:
+    log('note: random-init weights: this model is for benchmarking only')
+  return meta
+
+
+def _parity_problem(stats: dict, quantize: str) -> str:
+  if quantize == 'none':
+    if stats['max_abs'] > tflite.FLOAT_REFUSE:
+      return (f'fp32 TFLite differs from JAX by {stats["max_abs"]:.3g} max abs '
+              f'(bound {tflite.FLOAT_REFUSE:g})')
+    return ''
+  bound = tflite.RELATIVE_BOUNDS[quantize]
+  if stats['max_rel'] > bound:
+    return (f'{quantize} TFLite differs from JAX by {stats["max_rel"]:.3g} of the output range '
+            f'(documented bound {bound:g})')
+  return ''
+
+
+def _log_parity(stats: dict, log) -> None:
+  log(f'parity vs JAX on {stats["num_images"]} image(s):')
+  for n in sidecar.OUTPUT_NAMES:
+    s = stats[n]
+    log(f'  {n:10s} max abs {s["max_abs"]:.3g}  mean abs {s["mean_abs"]:.3g}  '
+        f'(max |JAX| {s["max_abs_ref"]:.3g})')
+  log(f'  strongest heatmap peaks moved > 1 px: {100 * stats["peaks_moved_gt_1px"]:.1f}%')
+
+
+def run(args: argparse.Namespace) -> int:
+  if args.arch and args.init is None:
+    raise ValueError('--arch needs --init random (to export trained weights use --checkpoint)')
+  if args.size is not None:
+    _check_size(args.size)
+  if args.calibration and not os.path.isdir(args.calibration):
+    raise FileNotFoundError(f'--calibration folder not found: {args.calibration}')
+  module, variables, cfg, joint_set, source, random_init = load_source(args)
+  export_model(module, variables, args.out, size=args.size or module.arch.img_size,
+               quantize=args.quantize, calibration=args.calibration,
+               num_calibration=args.num_calibration, force=args.force, model_cfg=cfg,
+               joint_set=joint_set, source=source, random_init=random_init,
+               threads=args.threads)
+  return 0

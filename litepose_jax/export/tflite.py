@@ -1,0 +1,208 @@
+"""jax2tf (native serialization, cpu) -> SavedModel -> TFLiteConverter, with quantisation variants.
+
+The graph is batch 1 with static shapes (a polymorphic batch brings BROADCAST_TO chains and keeps
+BN unfolded), input `image` float32 [1, H, W, 3] normalised, and three named outputs
+heatmaps4 / tags4 / heatmaps2. Only TFLite builtin ops are allowed (no Flex / custom ops) so
+the model runs on XNNPACK and the GPU delegate.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import glob
+import os
+import tempfile
+import warnings
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from litepose_jax.export import fold, sidecar
+
+QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
+# Builtin ops a LitePose graph may contain: the float graph needs the first six (PAD + SLICE
+# come from the row-banded 7x7 depthwise convs and the symmetric stride-2 padding); fp16 adds
+# DEQUANTIZE (fp16 weights), int8 QUANTIZE / DEQUANTIZE at the float interface. RELU / RELU6 may
+# appear where the converter cannot fuse the activation.
+ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD', 'PAD', 'SLICE',
+                         'RELU', 'RELU6', 'QUANTIZE', 'DEQUANTIZE'})
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def op_histogram(tflite_bytes: bytes) -> collections.Counter:
+  """{op name: count} over all subgraphs; custom / Flex ops are reported as 'CUSTOM:<name>'."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  model = schema.Model.GetRootAs(tflite_bytes, 0)
+  code_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+  names = []
+  for i in range(model.OperatorCodesLength()):
+    oc = model.OperatorCodes(i)
+    # The schema keeps small codes in the deprecated int8 field; the real one is the larger.
+    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+    if code == schema.BuiltinOperator.CUSTOM:
+      names.append('CUSTOM:' + (oc.CustomCode() or b'?').decode())
+    else:
+      names.append(code_names.get(code, f'UNKNOWN_{code}'))
+  hist = collections.Counter()
+  for s in range(model.SubgraphsLength()):
+    sg = model.Subgraphs(s)
+    for o in range(sg.OperatorsLength()):
+      hist[names[sg.Operators(o).OpcodeIndex()]] += 1
+  return hist
+
+
+def check_ops(hist: Mapping[str, int], allowed: Iterable[str] = ALLOWED_OPS) -> None:
+  """Raises a ValueError naming every op outside the builtin allow-list."""
+  bad = sorted(op for op in hist if op not in set(allowed))
+  if bad:
+    raise ValueError(f'the exported graph contains ops outside the allowed builtin set: {bad} '
+                     f'(histogram {dict(hist)}); it would not run on XNNPACK / the GPU delegate')
+
+
+def format_histogram(hist: Mapping[str, int]) -> str:
+  return ', '.join(f'{k} x{v}' for k, v in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
+  import cv2
+  h, w = rgb.shape[:2]
+  s = size / max(h, w)
+  nh, nw = max(1, round(h * s)), max(1, round(w * s))
+  resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
+  x = (resized.astype(np.float32) / 255.0 - np.float32(sidecar.IMAGENET_MEAN)) / np.float32(
+      sidecar.IMAGENET_STD)
+  out = np.zeros((size, size, 3), np.float32)
+  out[:nh, :nw] = x
+  return out
+
+
+def preprocess_image(rgb: np.ndarray, size: int) -> np.ndarray:
+  """uint8 RGB [h, w, 3] -> [1, size, size, 3] float32: longer side to size, zero pad, ImageNet."""
+  if rgb.ndim != 3 or rgb.shape[-1] != 3:
+    raise ValueError(f'expected an RGB image [h, w, 3], got shape {rgb.shape}')
+  return _letterbox(rgb, size)[None]
+
+
+def calibration_images(directory: str | os.PathLike | None, size: int, count: int = 16,
+                       seed: int = 0, warn: bool = True) -> list[np.ndarray]:
+  """[1, size, size, 3] inputs from a folder of images (sorted; the first `count`), or random.
+
+  Without a folder the inputs are random normal (a warning says so): int8 scales from them are
+  poor, use real images for a model that is meant to be deployed.
+  """
+  if directory is None:
+    if warn:
+      warnings.warn('no calibration images (--calibration): using random-normal inputs; int8 '
+                    'scales calibrated on them are poor', stacklevel=2)
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(1, size, size, 3)).astype(np.float32) for _ in range(count)]
+  import cv2
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f'--calibration folder not found: {directory}')
+  files = sorted(f for f in glob.glob(os.path.join(directory, '**', '*'), recursive=True)
+                 if f.lower().endswith(IMAGE_EXTS))
+  if not files:
+    raise ValueError(f'--calibration folder {directory} holds no images ({", ".join(IMAGE_EXTS)})')
+  images = []
+  for f in files[:count]:
+    bgr = cv2.imread(f, cv2.IMREAD_COLOR)
+    if bgr is None:
+      raise ValueError(f'cannot read calibration image {f}')
+    images.append(preprocess_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+  return images
+
+
+def _saved_model(fn: Callable, size: int, directory: str) -> None:
+  """jax2tf-converts `fn(images) -> (h4, t4, h2)` and saves it with named outputs."""
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+  tf_fn = jax2tf.convert(fn, native_serialization_platforms=('cpu',), with_gradient=False)
+
+  @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32,
+                                               name=sidecar.INPUT_NAME)], autograph=False)
+  def serving(image):
+    return dict(zip(sidecar.OUTPUT_NAMES, tf_fn(image)))
+
+  module = tf.Module()
+  module.serving = serving
+  tf.saved_model.save(module, directory, signatures={'serving_default': serving})
+
+
+def convert(fn: Callable, size: int, quantize: str = 'none',
+            representative: Sequence[np.ndarray] | None = None) -> bytes:
+  """A pure JAX fn(images [1,S,S,3]) -> (heatmaps4, tags4, heatmaps2) -> .tflite bytes."""
+  import tensorflow as tf
+  if quantize not in QUANTIZE_MODES:
+    raise ValueError(f'--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}')
+  if size % 16 or size <= 0:
+    raise ValueError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
+  if quantize == 'int8' and not representative:
+    raise ValueError('int8 quantisation needs representative inputs')
+  with tempfile.TemporaryDirectory(prefix='litepose_savedmodel_') as tmp:
+    _saved_model(fn, size, tmp)
+    converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+    if quantize != 'none':
+      converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == 'fp16':
+      converter.target_spec.supported_types = [tf.float16]
+    elif quantize == 'int8':
+      converter.representative_dataset = lambda: ([x] for x in representative)
+      # Full-integer graph; the interface stays float32 (QUANTIZE / DEQUANTIZE at the ends) so
+      # every variant is called the same way.
+      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    else:
+      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def export_fn(module, variables, band_depthwise: bool = True) -> Callable:
+  """The BN-folded inference function of a LitePose module, weights closed over."""
+  folded = fold.fold_variables(module, variables, band_depthwise)
+  return functools.partial(fold.folded_apply, folded)
+
+
+# Documented parity bounds (max abs error vs the unfolded JAX model, on the calibration inputs,
+# relative to the max |JAX output| of the same tensor). fp32 is checked absolutely (1e-3 refusal
+# threshold; tests use 1e-4). The quantised bounds are what the tests assert on random XS models.
+RELATIVE_BOUNDS = {'fp16': 0.01, 'dynamic': 0.05, 'int8': 0.2}
+FLOAT_REFUSE = 1e-3
+
+
+def parity(model, module, variables, images: Sequence[np.ndarray]) -> dict[str, Any]:
+  """JAX (unfolded module.apply) vs TFLite on `images`: max / mean abs error per output."""
+  import jax
+  apply = jax.jit(lambda x: module.apply(variables, x, train=False))
+  j = module.num_joints
+  errs: dict[str, list] = {n: [] for n in sidecar.OUTPUT_NAMES}
+  peaks = {n: [] for n in sidecar.OUTPUT_NAMES}
+  moved = []
+  for x in images:
+    o4, o2 = (np.asarray(a) for a in apply(x))
+    ref = {'heatmaps4': o4[..., :j], 'tags4': o4[..., j:], 'heatmaps2': o2}
+    got = model.raw(x)
+    for n in sidecar.OUTPUT_NAMES:
+      errs[n].append(np.abs(ref[n] - got[n]))
+      peaks[n].append(np.abs(ref[n]).max())
+    moved.append(_peak_shift(ref['heatmaps2'][0], got['heatmaps2'][0]))
+  stats = {}
+  for n in sidecar.OUTPUT_NAMES:
+    e = np.stack(errs[n])
+    stats[n] = {'max_abs': float(e.max()), 'mean_abs': float(e.mean()),
+                'max_abs_ref': float(max(peaks[n]))}
+  stats['max_abs'] = max(stats[n]['max_abs'] for n in sidecar.OUTPUT_NAMES)
+  stats['max_rel'] = max(stats[n]['max_abs'] / max(stats[n]['max_abs_ref'], 1e-12)
+                         for n in sidecar.OUTPUT_NAMES)
+  stats['peaks_moved_gt_1px'] = float(np.mean(np.concatenate(moved)))
+  stats['num_images'] = len(images)
+  return stats
+
+
+def _peak_shift(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
+  """Per joint: does the strongest heatmap peak ([H, W, J] maps) move by more than 1 px?"""
+  h, w, j = ref.shape
+  a = np.argmax(ref.reshape(-1, j), axis=0)
+  b = np.argmax(got.reshape(-1, j), axis=0)
+  ay, ax = np.divmod(a, w)
+  by, bx = np.divmod(b, w)
+  return np.hypot(ay - by, ax - bx) > 1.0

@@ -1,0 +1,153 @@
+"""TFLite export: builtin-only ops, folded BN, parity bounds, sidecar, quantised variants, errors."""
+import json
+
+import numpy as np
+import pytest
+
+from litepose_jax import cli as litepose_cli
+from litepose_jax import joints
+from litepose_jax.export import cli, runtime, sidecar, tflite
+
+SIZE = 64
+
+
+def _ops(path):
+  with open(path, 'rb') as f:
+    return tflite.op_histogram(f.read())
+
+
+def _expected_adds(module):
+  """Residual adds + one per fused deconv level + one per output tensor (3 outputs)."""
+  residual = 0
+  cin = module.arch.input_channel
+  for stage in module.arch.stages:
+    for bi in range(len(stage.blocks)):
+      stride = stage.stride if bi == 0 else 1
+      residual += stride == 1 and cin == stage.channels
+      cin = stage.channels
+  return residual + len(module.arch.deconv_setting) + 3
+
+
+def test_fp32_graph_is_builtin_and_bn_folded(xs_fp32, xs_model):
+  module, _ = xs_model
+  hist = _ops(xs_fp32)
+  tflite.check_ops(hist)
+  # A standalone BN would show up as MUL / SUB (or an extra ADD) chains.
+  assert 'MUL' not in hist and 'SUB' not in hist
+  num_dw7 = sum(len(s.blocks) for s in module.arch.stages)
+  # Each 7x7 depthwise conv is three row bands (3 DEPTHWISE_CONV_2D, 2 ADD + 1 SLICE each).
+  assert hist['DEPTHWISE_CONV_2D'] == 3 * num_dw7 + 1 + 4
+  assert hist['SLICE'] == 3 * num_dw7
+  assert hist['ADD'] == _expected_adds(module) + 2 * num_dw7
+  assert hist['TRANSPOSE_CONV'] == 6
+  # Dense convs: stem 3x3 + stem 1x1 + 2 per block + 2 heads x (2 + 2 + 1... ) 1x1 outputs.
+  assert hist['CONV_2D'] == 2 + 2 * num_dw7 + 6
+
+
+def test_fp32_parity_and_sidecar(xs_fp32, xs_model):
+  module, variables = xs_model
+  meta = sidecar.read(xs_fp32)
+  for key in ('format', 'version', 'input', 'outputs', 'joint_set', 'model', 'quantization',
+              'parity', 'ops', 'random_init'):
+    assert key in meta
+  assert meta['input']['shape'] == [1, SIZE, SIZE, 3]
+  assert meta['input']['normalization']['mean'] == list(sidecar.IMAGENET_MEAN)
+  assert [o['name'] for o in meta['outputs']] == ['heatmaps4', 'tags4', 'heatmaps2']
+  assert meta['outputs'][2]['shape'] == [1, SIZE // 2, SIZE // 2, 14]
+  assert meta['joint_set']['names'] == list(joints.CROWDPOSE.names)
+  assert meta['joint_set']['flip_index'] == list(joints.CROWDPOSE.flip_index)
+  assert meta['joint_set']['skeleton'] == [list(e) for e in joints.CROWDPOSE.skeleton]
+  assert meta['random_init'] is True and 'benchmarking' in meta['note']
+  assert meta['parity']['max_abs'] < 1e-4
+
+  model = runtime.TFLiteModel(xs_fp32)
+  x = np.random.default_rng(5).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
+  out4, out2 = model(x)
+  ref4, ref2 = module.apply(variables, x)
+  assert out4.shape == (1, SIZE // 4, SIZE // 4, 28) and out2.shape == (1, SIZE // 2, SIZE // 2, 14)
+  assert np.abs(ref4).max() > 0.05
+  np.testing.assert_allclose(out4, ref4, atol=1e-4)
+  np.testing.assert_allclose(out2, ref2, atol=1e-4)
+
+
+def test_quantized_variants_within_documented_bounds(xs_model, tmp_path, sample_data):
+  module, variables = xs_model
+  calib = str(sample_data / 'crowdpose_sample')
+  sizes = {}
+  for mode in ('fp16', 'dynamic', 'int8'):
+    out = tmp_path / f'xs_{mode}.tflite'
+    meta = cli.export_model(module, variables, str(out), size=SIZE, quantize=mode,
+                            calibration=calib, model_cfg={'name': 'XS'}, log=lambda s: None)
+    tflite.check_ops(meta['ops'])
+    assert meta['quantization'] == mode
+    assert meta['parity']['max_rel'] < tflite.RELATIVE_BOUNDS[mode], mode
+    assert meta['parity']['max_abs'] > 0  # really quantised
+    sizes[mode] = out.stat().st_size
+    model = runtime.TFLiteModel(out)
+    assert model.raw(np.zeros((1, SIZE, SIZE, 3), np.float32))['tags4'].dtype == np.float32
+  assert meta['ops'].get('QUANTIZE', 0) >= 1  # int8 (last): float interface, integer body
+  assert sizes['fp16'] > sizes['dynamic'] and sizes['fp16'] > sizes['int8']
+
+
+def test_check_ops_rejects_flex_and_custom():
+  with pytest.raises(ValueError, match='FlexConv2D'):
+    tflite.check_ops({'CONV_2D': 3, 'CUSTOM:FlexConv2D': 1})
+  with pytest.raises(ValueError, match='MUL'):
+    tflite.check_ops({'MUL': 1})
+  tflite.check_ops({'CONV_2D': 1, 'ADD': 2})
+
+
+def test_random_calibration_warns():
+  with pytest.warns(UserWarning, match='random-normal'):
+    images = tflite.calibration_images(None, 32, count=2)
+  assert len(images) == 2 and images[0].shape == (1, 32, 32, 3)
+
+
+def test_calibration_images_are_letterboxed(sample_data):
+  images = tflite.calibration_images(sample_data / 'crowdpose_sample', 64, count=1)
+  x = images[0]
+  assert x.shape == (1, 64, 64, 3)
+  # ImageNet-normalised pixels lie in [-2.12, 2.64]; the padded area is exactly zero.
+  assert x.min() >= -2.2 and x.max() <= 2.7
+  assert np.any(np.all(x[0] == 0, axis=(0, 2))) or np.any(np.all(x[0] == 0, axis=(1, 2)))
+
+
+def _main(argv, capsys):
+  rc = litepose_cli.main(argv)
+  return rc, capsys.readouterr().err
+
+
+def test_cli_errors(tmp_path, capsys):
+  broken = tmp_path / 'broken'
+  broken.mkdir()
+  (broken / 'model.json').write_text('{not json')
+  rc, err = _main(['export', '--checkpoint', str(broken), '--out', str(tmp_path / 'm.tflite')],
+                  capsys)
+  assert rc == 2 and 'not valid JSON' in err
+  (broken / 'model.json').write_text(json.dumps({'arch': 'XS'}))
+  rc, err = _main(['export', '--checkpoint', str(broken), '--out', str(tmp_path / 'm.tflite')],
+                  capsys)
+  assert rc == 2 and 'num_joints' in err
+  rc, err = _main(['export', '--checkpoint', str(tmp_path / 'nope'), '--out', 'x.tflite'], capsys)
+  assert rc == 2 and 'not found' in err
+  rc, err = _main(['export', '--arch', 'XS', '--init', 'random', '--size', '100', '--out',
+                   str(tmp_path / 'm.tflite')], capsys)
+  assert rc == 2 and 'multiple of 16' in err
+  rc, err = _main(['export', '--arch', 'XS', '--out', str(tmp_path / 'm.tflite')], capsys)
+  assert rc == 2 and '--init random' in err
+  with pytest.raises(SystemExit):
+    litepose_cli.main(['export', '--arch', 'XS', '--init', 'random', '--quantize', 'int4',
+                       '--out', 'm.tflite'])
+  assert not (tmp_path / 'm.tflite').exists()
+
+
+def test_cli_export_random_arch(tmp_path, capsys):
+  out = tmp_path / 'xs.tflite'
+  rc = litepose_cli.main(['export', '--arch', 'XS', '--init', 'random', '--size', '64',
+                          '--out', str(out)])
+  printed = capsys.readouterr().out
+  assert rc == 0, printed
+  assert 'DEPTHWISE_CONV_2D' in printed and 'parity vs JAX' in printed
+  assert 'benchmarking only' in printed
+  meta = sidecar.read(out)
+  assert meta['model']['name'] == 'XS' and meta['random_init'] is True
