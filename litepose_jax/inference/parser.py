@@ -19,9 +19,9 @@ choices, none of which changes the answer on maps without exact ties:
 - Running tag means are float32 sums in assignment order (numpy's mean can differ in the last ulp
   for one-dimensional tags and 8+ joints; only distances within 1 ulp of a rounding edge notice).
 - refine is evaluated only for missing joints (the official code computes all J joints and
-  discards the detected ones), and only at pixels whose heatmap value can still beat the best
-  score seen at the probe pixels (score = heatmap - round(distance) <= heatmap); ties keep the
-  first pixel in row-major order, like np.argmax.
+  discards the detected ones), and only in 4x4 blocks whose upper bound can still reach the best
+  score (exact branch and bound, see `_refine`); ties keep the first pixel in row-major order,
+  like np.argmax.
 - Tags may be given at a lower resolution than the heatmaps: they are then bilinearly resized
   (align_corners=False, as the official PROJECT2IMAGE) only at the pixels that are read.
 """
@@ -36,8 +36,6 @@ from scipy.optimize import linear_sum_assignment
 # COCO visiting order; the official code cuts it to the first J entries for any joint count.
 COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 _NMS_KERNEL = np.ones((5, 5), np.uint8)
-# Bound the temporary [persons, pixels] score matrices of refine.
-_REFINE_CHUNK = 1 << 20
 
 
 def default_joint_order(num_joints: int) -> tuple[int, ...]:
@@ -234,14 +232,78 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
   scores = poses[..., 2].mean(axis=1, dtype=np.float64).astype(np.float32)
 
   if refine and n and not found.all():
-    _refine(poses, found, person_pix, hm, tag_maps, pix, joint, start)
+    _refine(poses, found, person_pix, hm, tag_maps)
   return poses, scores
 
 
-def _refine(poses, found, person_pix, hm, tag_maps, peak_pix, peak_joint, peak_start) -> None:
-  """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||)."""
+_BLOCK = 4
+
+
+def _block_edges(n_out: int, block: int, index) -> tuple[np.ndarray, np.ndarray]:
+  """Inclusive source-index ranges [lo, hi] read by each output block of `block` pixels."""
+  starts = np.arange(0, n_out, block)
+  ends = np.minimum(starts + block, n_out) - 1
+  if index is None:
+    return starts, ends
+  i0, i1, _ = index
+  return i0[starts], i1[ends]
+
+
+def _range_reduce(x: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
+  """fn-reduction of x over index ranges [lo[b], hi[b]] along axis -> one entry per range."""
+  return np.stack([fn(np.take(x, np.arange(a, b + 1), axis=axis), axis=axis)
+                   for a, b in zip(lo, hi)], axis=axis)
+
+
+class _Blocks:
+  """Per 4x4 pixel block and joint: heatmap maximum and the box holding every tag vector."""
+
+  def __init__(self, hm: np.ndarray, tag_maps: TagMaps):
+    height, width, num_joints = hm.shape
+    b = _BLOCK
+    self.nby, self.nbx = -(-height // b), -(-width // b)
+    pad = np.full((self.nby * b, self.nbx * b, num_joints), -np.inf, np.float32)
+    pad[:height, :width] = hm
+    self.hmax = pad.reshape(self.nby, b, self.nbx, b, num_joints).max(axis=(1, 3))
+    rows = _block_edges(height, b, None if tag_maps.same else tag_maps.rows)
+    cols = _block_edges(width, b, None if tag_maps.same else tag_maps.cols)
+    t = tag_maps.tags
+    self.tmin = _range_reduce(_range_reduce(t, 0, *rows, np.min), 1, *cols, np.min)
+    self.tmax = _range_reduce(_range_reduce(t, 0, *rows, np.max), 1, *cols, np.max)
+    oy, ox = np.meshgrid(np.arange(b), np.arange(b), indexing='ij')
+    self.offsets = (oy.ravel(), ox.ravel())
+    self.height, self.width = height, width
+
+  def upper_bounds(self, j: int, means: np.ndarray) -> np.ndarray:
+    """[P, nby * nbx] upper bound of heatmap - round(||tag - mean||) within each block."""
+    lo = self.tmin[:, :, j].reshape(-1, means.shape[1]).astype(np.float64)
+    hi = self.tmax[:, :, j].reshape(-1, means.shape[1]).astype(np.float64)
+    m = means.astype(np.float64)[:, None, :]
+    gap = np.maximum(np.maximum(lo[None] - m, m - hi[None]), 0.0)
+    dmin = np.sqrt((gap * gap).sum(-1))
+    # Rounding is monotonic; the margin keeps the bound safe against float32 distance error.
+    kmin = np.round(np.maximum(dmin - 1e-3, 0.0))
+    return self.hmax[:, :, j].reshape(1, -1).astype(np.float64) - kmin
+
+  def pixels(self, blocks: np.ndarray) -> np.ndarray:
+    """Flat pixel indices (y * W + x) inside the given blocks, clipped to the map."""
+    by, bx = np.divmod(blocks, self.nbx)
+    y = (by[:, None] * _BLOCK + self.offsets[0][None]).ravel()
+    x = (bx[:, None] * _BLOCK + self.offsets[1][None]).ravel()
+    ok = (y < self.height) & (x < self.width)
+    return y[ok] * self.width + x[ok]
+
+
+def _refine(poses, found, person_pix, hm, tag_maps) -> None:
+  """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||).
+
+  Exact: each person's maximum is searched only in 4x4 blocks whose upper bound (block heatmap max
+  minus the rounded distance from the mean tag to the block's tag box) reaches the best score found
+  in the most promising block; equal scores keep the first pixel in row-major order.
+  """
   height, width, num_joints = hm.shape
   flat_hm = hm.reshape(height * width, num_joints)
+  flat = hm.reshape(-1)
   n = poses.shape[0]
   dim = tag_maps.dim
   # Mean tag of each person's detected joints, summed in joint order like np.mean over the list.
@@ -251,37 +313,20 @@ def _refine(poses, found, person_pix, hm, tag_maps, peak_pix, peak_joint, peak_s
     if sel.any():
       tag_sum[sel] += tag_maps.at(person_pix[sel, j], j)
   means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
-
-  # Probe: score at the joint's peaks and at its global maximum gives a lower bound per person.
-  missing_joints = np.flatnonzero((~found).any(axis=0))
-  bounds = np.full(num_joints, np.inf, np.float32)
-  people_of = {}
-  for j in missing_joints:
+  blocks = _Blocks(hm, tag_maps)
+  for j in np.flatnonzero((~found).any(axis=0)):
     people = np.flatnonzero(~found[:, j])
-    probe = np.concatenate([peak_pix[peak_start[j]:peak_start[j + 1]],
-                            [int(np.argmax(flat_hm[:, j]))]])
-    s = _scores(flat_hm[probe, j], tag_maps.at(probe, j), means[people])
-    bounds[j] = s.max(axis=1).min()
-    people_of[j] = people
-  # Every pixel that can reach a person's best score has heatmap >= that score >= bound.
-  cand = np.flatnonzero(hm.reshape(-1) >= np.broadcast_to(bounds, hm.shape).reshape(-1))
-  cand_pix, cand_joint = np.divmod(cand, num_joints)
-  order = np.argsort(cand_joint, kind='stable')
-  cand_pix, cand_joint = cand_pix[order], cand_joint[order]
-  cstart = np.searchsorted(cand_joint, np.arange(num_joints + 1))
-  flat = hm.reshape(-1)
-  for j in missing_joints:
-    people = people_of[j]
-    pj = cand_pix[cstart[j]:cstart[j + 1]]  # increasing pixel index: argmax keeps the first
-    hv = flat_hm[pj, j]
-    tv = tag_maps.at(pj, j)
-    best = np.empty(people.size, np.int64)
-    step = max(1, _REFINE_CHUNK // max(pj.size, 1))
-    for a in range(0, people.size, step):
-      best[a:a + step] = np.argmax(_scores(hv, tv, means[people[a:a + step]]), axis=1)
-    bp = pj[best]
-    bval = hv[best]
-    x, y = _quarter_offsets(flat, height, width, num_joints, bp, np.full(bp.size, j))
+    ub = blocks.upper_bounds(j, means[people])
+    first = np.argmax(ub, axis=1)
+    best_pix = np.empty(people.size, np.int64)
+    for k, p in enumerate(people):
+      pix0 = blocks.pixels(first[k:k + 1])
+      s0 = _scores(flat_hm[pix0, j], tag_maps.at(pix0, j), means[p:p + 1])[0]
+      cand = blocks.pixels(np.flatnonzero(ub[k] >= s0.max()))
+      sc = _scores(flat_hm[cand, j], tag_maps.at(cand, j), means[p:p + 1])[0]
+      best_pix[k] = cand[sc == sc.max()].min()
+    bval = flat_hm[best_pix, j]
+    x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, np.full(best_pix.size, j))
     write = bval > 0
     poses[people[write], j, 0] = x[write]
     poses[people[write], j, 1] = y[write]

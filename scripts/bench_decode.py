@@ -1,0 +1,84 @@
+"""Decode (grouping) time per image on ground-truth-like LitePose-S maps (448 x 640 input).
+
+Maps: N people rendered with the training-target Gaussians at stride 2 (224 x 320), --missing of
+the joints invisible (default 15%, so refine has work), small noise on heatmaps and tags; flip = two tag maps.
+'input' grouping resizes the maps to the 448 x 640 input first (official PROJECT2IMAGE): either
+both maps (same work as the official parser) or heatmaps only, tags read lazily at stride 2.
+
+  python scripts/bench_decode.py [--people 5,15,30] [--repeats 20]
+Compare with NUMBERS.md (official parser, same machine type): input/no flip 116/165/271 ms,
+input/flip 166/311/615 ms, stride-2/no flip 19/38/69 ms for 5/15/30 people.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from litepose_jax.data.targets import render_heatmaps
+from litepose_jax.inference.fusion import resize_fast
+from litepose_jax.inference.parser import parse_poses
+
+
+def make_maps(rng, num_people, flip, missing=0.15, h=224, w=320, num_joints=14):
+  """(heatmaps [h, w, J], tags [h, w, J, T]) for num_people well separated, partly occluded people."""
+  people = np.zeros((num_people, num_joints, 3), np.float32)
+  cols = int(np.ceil(np.sqrt(num_people * w / h)))
+  rows = int(np.ceil(num_people / cols))
+  for p in range(num_people):
+    cx = (p % cols + 0.5) * w / cols
+    cy = (p // cols + 0.5) * h / rows
+    people[p, :, 0] = cx + rng.uniform(-0.4, 0.4, num_joints) * w / cols
+    people[p, :, 1] = cy + rng.uniform(-0.4, 0.4, num_joints) * h / rows
+  people[..., 2] = rng.random((num_people, num_joints)) >= missing
+  heat = render_heatmaps(people, max(h, w))[:h, :w]
+  heat += rng.normal(0, 0.01, heat.shape).astype(np.float32)
+  tags = rng.normal(0, 0.05, (h, w, num_joints, 2 if flip else 1)).astype(np.float32)
+  for p in range(num_people):
+    x0, y0 = np.maximum(people[p, :, :2].min(0).astype(int) - 4, 0)
+    x1, y1 = people[p, :, :2].max(0).astype(int) + 5
+    tags[y0:y1, x0:x1] = 2.0 * (p + 1) + rng.normal(0, 0.05, tags[y0:y1, x0:x1].shape)
+  for p, j in zip(*np.nonzero(people[..., 2] > 0)):
+    x, y = people[p, j, :2].astype(int)
+    tags[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2, j] = 2.0 * (p + 1)
+  return heat, tags
+
+
+def bench(fn, repeats):
+  fn()
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return 1000 * float(np.median(times))
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--people', default='5,15,30')
+  ap.add_argument('--repeats', type=int, default=20)
+  ap.add_argument('--missing', type=float, default=0.15, help='fraction of invisible joints')
+  args = ap.parse_args()
+  rng = np.random.default_rng(0)
+  print(f'{"maps":44s} {"people":>6s} {"decode ms":>10s} {"found":>6s}')
+  for flip in (False, True):
+    for n in [int(v) for v in args.people.split(',')]:
+      heat, tags = make_maps(rng, n, flip, args.missing)
+      big = (448, 640)
+      heat_big = resize_fast(heat, big)
+      tags_big = resize_fast(tags.reshape(224, 320, -1), big).reshape(*big, *tags.shape[2:])
+      cases = [
+          ('stride 2 (224x320)', lambda: parse_poses(heat, tags)),
+          ('input 448x640, tags lazily at stride 2', lambda: parse_poses(heat_big, tags)),
+          ('input 448x640, both maps resized', lambda: parse_poses(heat_big, tags_big)),
+      ]
+      for name, fn in cases:
+        ms = bench(fn, args.repeats)
+        found = fn()[0].shape[0]
+        print(f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d}')
+
+
+if __name__ == '__main__':
+  main()
