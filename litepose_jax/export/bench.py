@@ -3,8 +3,9 @@
   litepose bench --tflite model.tflite [--threads 2] [--runs 50] [--image IMG]
 
 Network: one `image` -> outputs invoke, min / median / max over --runs after --warmup runs.
-End to end for one image: preprocess (letterbox + normalise) + network + decode, without and with
-flip test (flip = a second invoke on the mirrored image, maps averaged with the flip index).
+End to end for one image: preprocess (letterbox + normalise) + network + decode (stage fusion and
+grouping from litepose_jax.inference), without and with flip test (a second invoke on the
+mirrored input; heatmaps averaged, tags stacked, as the official test).
 Decoding uses litepose_jax.inference when it is installed; otherwise end to end is reported as
 preprocess + network only, and the output says so.
 """
@@ -45,31 +46,24 @@ def time_ms(fn: Callable[[], object], runs: int, warmup: int) -> dict[str, float
 
 
 def _decoder(model):
-  """A decode(out4, out2) -> poses callable from litepose_jax.inference, or None."""
+  """decode(out4, out2, flipped=None) -> (poses, scores) via litepose_jax.inference, or None.
+
+  Official test-time aggregation: stride-4 maps resized to stride 2 and averaged with the
+  stride-2 heatmaps; with a flip pass, heatmaps averaged and tags stacked; then the grouping.
+  """
   try:
-    from litepose_jax import inference
+    from litepose_jax.inference import fusion, parse_poses
   except ImportError:
     return None
-  parse = getattr(inference, 'parse_poses', None)
-  if parse is None:
-    return None
-  return lambda out4, out2: parse(out4, out2, model.joint_set)
+  js = model.joint_set
 
-
-def flip_average(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Flip test on one input: average the maps of x and of mirrored x (joints swapped).
-
-  Returns (out4 [1, H/4, W/4, 2J], out2 [1, H/2, W/2, J]); tags are averaged like heatmaps,
-  matching the stacked-tag convention only approximately (the decoder may keep both instead).
-  """
-  flip = np.asarray(model.joint_set.flip_index)
-  j = len(flip)
-  a4, a2 = model(x)
-  b4, b2 = model(np.ascontiguousarray(x[:, :, ::-1]))
-  b4 = b4[:, :, ::-1]
-  b2 = b2[:, :, ::-1][..., flip]
-  b4 = np.concatenate([b4[..., :j][..., flip], b4[..., j:][..., flip]], axis=-1)
-  return (a4 + b4) / 2, (a2 + b2) / 2
+  def decode(out4, out2, flipped=None):
+    heat, tags = fusion.fuse_stages(out4[0], out2[0], js.num_joints)
+    if flipped is not None:
+      heat_f, tags_f = fusion.fuse_stages(flipped[0][0], flipped[1][0], js.num_joints)
+      heat, tags = fusion.combine_flip(heat, tags, heat_f, tags_f, js.flip_index)
+    return parse_poses(heat, tags, joint_order=js.group_order)
+  return decode
 
 
 def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
@@ -91,9 +85,10 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
 
   def pipeline(flip: bool):
     inp = tflite_lib.preprocess_image(image, size)
-    out4, out2 = flip_average(model, inp) if flip else model(inp)
+    out4, out2 = model(inp)
+    flipped = model(np.ascontiguousarray(inp[:, :, ::-1])) if flip else None
     if decode is not None:
-      decode(out4, out2)
+      decode(out4, out2, flipped)
 
   result['e2e'] = time_ms(lambda: pipeline(False), runs, warmup)
   result['e2e_flip'] = time_ms(lambda: pipeline(True), runs, warmup)
@@ -120,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
   print(f'  network            {_fmt(r["network"])}')
   if 'e2e' in r:
     what = ('preprocess + network + decode' if r['decoded'] else
-            'preprocess + network (no decoder: litepose_jax.inference.parse_poses not available)')
+            'preprocess + network (no decoder: litepose_jax.inference not available)')
     print(f'  end to end         {_fmt(r["e2e"])}   [{what}]')
     print(f'  end to end, flip   {_fmt(r["e2e_flip"])}')
   return 0

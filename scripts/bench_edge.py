@@ -1,0 +1,83 @@
+"""Export LitePose XS / S / M / L to TFLite (fp32, fp16, dynamic, int8) and time them with LiteRT.
+
+  python scripts/bench_edge.py [--archs XS S M L] [--quantize none fp16 dynamic int8]
+                               [--threads 2] [--runs 30] [--calibration DIR] [--image IMG]
+                               [--out-dir DIR]
+
+Weights are random (BN statistics included): latency does not depend on them, accuracy does, so
+these models are for timing only. Prints one markdown row per model: network latency (median and
+min) and, for the arches in --e2e-archs, end to end for one image (preprocess + network + decode)
+without and with flip test. The bars (official PyTorch, same CPU, 2 threads, network only):
+XS 31 ms, S 130 ms, M 152 ms, L 286 ms.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+PYTORCH_MS = {'XS': 31, 'S': 130, 'M': 152, 'L': 286}
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument('--archs', nargs='+', default=['XS', 'S', 'M', 'L'])
+  p.add_argument('--quantize', nargs='+', default=['none', 'fp16', 'dynamic', 'int8'])
+  p.add_argument('--threads', type=int, default=2)
+  p.add_argument('--runs', type=int, default=30)
+  p.add_argument('--warmup', type=int, default=3)
+  p.add_argument('--calibration', default=None, help='image folder for int8 calibration')
+  p.add_argument('--image', default=None, help='image for the end-to-end timing')
+  p.add_argument('--e2e-archs', nargs='*', default=['S'])
+  p.add_argument('--out-dir', default=None, help='keep the .tflite files here')
+  args = p.parse_args(argv)
+
+  import cv2
+  from litepose_jax import checkpoints, joints
+  from litepose_jax.export import bench, cli, fold
+  from litepose_jax.models import create_model
+
+  image = None
+  if args.image:
+    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
+    if bgr is None:
+      raise FileNotFoundError(f'cannot read --image {args.image}')
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  out_dir = args.out_dir or tempfile.mkdtemp(prefix='litepose_bench_edge_')
+  os.makedirs(out_dir, exist_ok=True)
+  js = joints.CROWDPOSE
+  rows = []
+  header = ('| model | input | quant | size MB | network median (min) ms | PyTorch ms | '
+            'e2e ms | e2e flip ms |')
+  print(header)
+  print('|---|---|---|---|---|---|---|---|')
+  for arch in args.archs:
+    module = create_model(arch, js.num_joints, depthwise_impl='lax')
+    size = module.arch.img_size
+    variables = fold.random_variables(module, size)
+    cfg = checkpoints.model_config(module.arch, js.num_joints, joint_set=js.name)
+    for q in args.quantize:
+      path = os.path.join(out_dir, f'litepose-{arch}-{size}-{q}.tflite')
+      cli.export_model(module, variables, path, size=size, quantize=q,
+                       calibration=args.calibration, model_cfg=cfg, joint_set=js,
+                       source=f'random init {arch}', random_init=True, threads=args.threads,
+                       log=lambda s: print(f'  [{arch} {q}] {s}', file=sys.stderr))
+      r = bench.benchmark(path, args.threads, args.runs, args.warmup, image,
+                          e2e=arch in args.e2e_archs)
+      net = r['network']
+      e2e = f'{r["e2e"]["median"]:.1f}' if 'e2e' in r else '-'
+      e2e_flip = f'{r["e2e_flip"]["median"]:.1f}' if 'e2e' in r else '-'
+      if 'e2e' in r and not r['decoded']:
+        e2e += ' (no decode)'
+      row = (f'| {arch} | {size} | {q} | {os.path.getsize(path) / 1e6:.2f} | '
+             f'{net["median"]:.1f} ({net["min"]:.1f}) | {PYTORCH_MS.get(arch, "-")} | {e2e} | '
+             f'{e2e_flip} |')
+      rows.append(row)
+      print(row, flush=True)
+  print(f'\nmodels in {out_dir}; {args.threads} thread(s), {args.runs} runs; random weights')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
