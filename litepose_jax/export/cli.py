@@ -118,7 +118,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
       f.write(data)
     sidecar.write(tmp, meta)
     stats = tflite.parity(runtime.TFLiteModel(tmp, threads), module, variables,
-                          images[:PARITY_IMAGES])
+                          images[:PARITY_IMAGES], decode=not random_init)
     _log_parity(stats, log)
     bound_msg = _parity_problem(stats, quantize)
     if bound_msg and quantize in ('none', 'fp16') and not force:
@@ -159,6 +159,9 @@ def _log_parity(stats: dict, log) -> None:
     log(f'  {n:10s} max abs {s["max_abs"]:.3g}  mean abs {s["mean_abs"]:.3g}  '
         f'(max |JAX| {s["max_abs_ref"]:.3g})')
   log(f'  strongest heatmap peaks moved > 1 px: {100 * stats["peaks_moved_gt_1px"]:.1f}%')
+  if 'keypoints_moved_gt_1px' in stats:
+    log(f'  decoded keypoints moved > 1 px: {100 * stats["keypoints_moved_gt_1px"]:.1f}% of '
+        f'{stats["keypoints_decoded"]}')
 
 
 def run(args: argparse.Namespace) -> int:

@@ -169,14 +169,20 @@ RELATIVE_BOUNDS = {'fp16': 0.01, 'dynamic': 0.05, 'int8': 0.2}
 FLOAT_REFUSE = 1e-3
 
 
-def parity(model, module, variables, images: Sequence[np.ndarray]) -> dict[str, Any]:
-  """JAX (unfolded module.apply) vs TFLite on `images`: max / mean abs error per output."""
+def parity(model, module, variables, images: Sequence[np.ndarray],
+           decode: bool = False) -> dict[str, Any]:
+  """JAX (unfolded module.apply) vs TFLite on `images`: max / mean abs error per output.
+
+  decode: also group both outputs into people (litepose_jax.inference) and report the fraction of
+  decoded keypoints that move by more than 1 input pixel (meaningful for trained weights only).
+  """
   import jax
   apply = jax.jit(lambda x: module.apply(variables, x, train=False))
   j = module.num_joints
   errs: dict[str, list] = {n: [] for n in sidecar.OUTPUT_NAMES}
   peaks = {n: [] for n in sidecar.OUTPUT_NAMES}
   moved = []
+  kp_moved, kp_total = 0, 0
   for x in images:
     o4, o2 = (np.asarray(a) for a in apply(x))
     ref = {'heatmaps4': o4[..., :j], 'tags4': o4[..., j:], 'heatmaps2': o2}
@@ -185,6 +191,9 @@ def parity(model, module, variables, images: Sequence[np.ndarray]) -> dict[str, 
       errs[n].append(np.abs(ref[n] - got[n]))
       peaks[n].append(np.abs(ref[n]).max())
     moved.append(_peak_shift(ref['heatmaps2'][0], got['heatmaps2'][0]))
+    if decode:
+      m, t = _keypoint_shift((o4, o2), model(x), model.joint_set)
+      kp_moved, kp_total = kp_moved + m, kp_total + t
   stats = {}
   for n in sidecar.OUTPUT_NAMES:
     e = np.stack(errs[n])
@@ -195,7 +204,38 @@ def parity(model, module, variables, images: Sequence[np.ndarray]) -> dict[str, 
                          for n in sidecar.OUTPUT_NAMES)
   stats['peaks_moved_gt_1px'] = float(np.mean(np.concatenate(moved)))
   stats['num_images'] = len(images)
+  if decode:
+    stats['keypoints_moved_gt_1px'] = kp_moved / kp_total if kp_total else 0.0
+    stats['keypoints_decoded'] = kp_total
   return stats
+
+
+def _keypoint_shift(ref_out, got_out, joint_set) -> tuple[int, int]:
+  """(moved, total): JAX-decoded keypoints whose TFLite counterpart is > 1 input px away or lost.
+
+  People are matched by the Hungarian assignment on their mean keypoint distance.
+  """
+  from scipy.optimize import linear_sum_assignment
+  from litepose_jax.inference import fusion, parse_poses
+
+  def people(out):
+    heat, tags = fusion.fuse_stages(out[0][0], out[1][0], joint_set.num_joints)
+    poses, _ = parse_poses(heat, tags, joint_order=joint_set.group_order)
+    return poses  # [N, J, 3], x / y in stride-2 pixels
+
+  ref, got = people(ref_out), people(got_out)
+  seen_ref = ref[..., 2] > 0
+  total = int(seen_ref.sum())
+  if not len(ref) or not len(got):
+    return total, total
+  both = seen_ref[:, None] & (got[None, ..., 2] > 0)
+  dist = 2.0 * np.linalg.norm(ref[:, None, :, :2] - got[None, :, :, :2], axis=-1)  # input px
+  cost = np.where(both, dist, 1e6).sum(-1) / np.maximum(both.sum(-1), 1)
+  rows, cols = linear_sum_assignment(cost)
+  kept = 0
+  for r, c in zip(rows, cols):
+    kept += int((both[r, c] & (dist[r, c] <= 1.0)).sum())
+  return total - kept, total
 
 
 def _peak_shift(ref: np.ndarray, got: np.ndarray) -> np.ndarray:

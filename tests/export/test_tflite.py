@@ -151,3 +151,37 @@ def test_cli_export_random_arch(tmp_path, capsys):
   assert 'benchmarking only' in printed
   meta = sidecar.read(out)
   assert meta['model']['name'] == 'XS' and meta['random_init'] is True
+
+
+def _one_person_maps(shift=0):
+  """Network-like outputs with one person: a peak per joint in out2, zero tags."""
+  out4 = np.zeros((1, 16, 16, 28), np.float32)
+  out2 = np.zeros((1, 32, 32, 14), np.float32)
+  for j in range(14):
+    out2[0, 4 + j, 6 + (j % 5) * 4 + shift, j] = 1.0
+  return out4, out2
+
+
+def test_keypoint_shift_counts_moved_joints():
+  ref = _one_person_maps()
+  assert tflite._keypoint_shift(ref, ref, joints.CROWDPOSE) == (0, 14)
+  # 2 stride-2 pixels = 4 input pixels for every joint.
+  assert tflite._keypoint_shift(ref, _one_person_maps(shift=2), joints.CROWDPOSE) == (14, 14)
+  empty = (np.zeros_like(ref[0]), np.zeros_like(ref[1]))
+  assert tflite._keypoint_shift(ref, empty, joints.CROWDPOSE) == (14, 14)
+
+
+def test_cli_export_from_checkpoint(xs_model, tmp_path, capsys):
+  from litepose_jax import checkpoints
+  module, variables = xs_model
+  ckpt = checkpoints.save_model(tmp_path / 'ckpt', variables,
+                                checkpoints.model_config(module.arch, 14))
+  out = tmp_path / 'from_ckpt.tflite'
+  rc = litepose_cli.main(['export', '--checkpoint', str(ckpt), '--size', '64', '--out', str(out),
+                          '--threads', '1'])
+  printed = capsys.readouterr().out
+  assert rc == 0, printed
+  assert 'decoded keypoints moved > 1 px' in printed
+  meta = sidecar.read(out)
+  assert meta['random_init'] is False and meta['source'] == str(ckpt)
+  assert meta['parity']['keypoints_moved_gt_1px'] == 0.0
