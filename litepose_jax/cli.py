@@ -23,6 +23,8 @@ COMMANDS = {
     'eval': ('litepose_jax.evaluation.cli', 'evaluate a checkpoint with the CrowdPose / COCO protocol'),
     'export': ('litepose_jax.export.cli', 'export a model to TFLite (fp32 / fp16 / dynamic / int8)'),
     'bench': ('litepose_jax.export.bench', 'measure TFLite network and end-to-end latency'),
+    'train': ('litepose_jax.training.cli', 'train a LitePose model from a config (resumes in its workdir)'),
+    'sweep': ('litepose_jax.training.sweep', 'expand a sweep into training runs (run them or print them)'),
 }
 
 

@@ -1,0 +1,68 @@
+"""`litepose train --config configs/litepose_s.py[:arg] --workdir DIR [--config.KEY=VALUE ...]`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+OVERRIDE_PREFIX = '--config.'
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument('--config', required=True,
+                      help="config file and optional argument, e.g. 'configs/litepose_s.py:"
+                      "dataset=coco'; override fields with --config.KEY=VALUE (e.g. "
+                      '--config.optim.lr=1e-3 --config.data.data_dir=/data/crowdpose)')
+  parser.add_argument('--workdir', required=True,
+                      help='run directory: checkpoints, metrics.jsonl, TensorBoard, config.json; '
+                      'a rerun resumes from its latest checkpoint')
+  parser.add_argument('--max_steps', type=int, default=None,
+                      help='stop after this many steps of this invocation (the schedule still '
+                      'spans the whole run)')
+  accept_config_overrides(parser)
+
+
+def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
+  """Lets `parser` collect --config.KEY=VALUE / --config.KEY VALUE into args.config_overrides."""
+  parse_known = parser.parse_known_args
+
+  def parse_known_args(args=None, namespace=None):
+    args = list(sys.argv[1:] if args is None else args)
+    overrides, rest, i = [], [], 0
+    while i < len(args):
+      a = args[i]
+      if a.startswith(OVERRIDE_PREFIX):
+        key = a[len(OVERRIDE_PREFIX):]
+        if '=' not in key:
+          if i + 1 >= len(args):
+            raise ValueError(f'{a} needs a value')
+          key, i = f'{key}={args[i + 1]}', i + 1
+        overrides.append(key)
+      else:
+        rest.append(a)
+      i += 1
+    ns, unknown = parse_known(rest, namespace)
+    ns.config_overrides = getattr(ns, 'config_overrides', []) + overrides
+    return ns, unknown
+
+  parser.parse_known_args = parse_known_args
+
+
+def load(config_spec: str, overrides) -> 'ml_collections.ConfigDict':
+  from litepose_jax.training import config_lib  # pylint: disable=g-import-not-at-top
+  cfg = config_lib.load_config(config_spec)
+  return config_lib.apply_overrides(cfg, overrides or [])
+
+
+def run(args: argparse.Namespace) -> int:
+  config = load(args.config, getattr(args, 'config_overrides', []))
+  from litepose_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  trainer.initialize_distributed(config)
+  try:
+    result = trainer.train_and_evaluate(config, args.workdir, max_steps=args.max_steps)
+  except trainer.NonFiniteLossError as e:
+    print(f'litepose train: error: {e}', file=sys.stderr)
+    return 3
+  if result['eval']:
+    print('litepose train: eval ' + ', '.join(
+        f'{k}={v:.4f}' for k, v in result['eval'].items() if isinstance(v, float)))
+  return 0

@@ -1,0 +1,101 @@
+"""The trainer's one data dependency: `make_data(config, process_index, process_count, start_step)`.
+
+Returns (iterator of this host's batches as numpy dicts, info). Two sources:
+  'files': the tf.data pipeline of litepose_jax.data (real or synthetic CrowdPose / COCO data);
+  'fake':  deterministic random batches in memory (tests, benchmarks): the global batch of step t
+           is a function of (seed, t) only and host p takes rows [p*B/P, (p+1)*B/P), so any
+           process layout sees the same global batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import numpy as np
+
+from litepose_jax import joints as joints_lib
+
+TRAIN_KEYS = ('image', 'heatmaps4', 'heatmaps2', 'masks4', 'masks2', 'joints')
+
+
+@dataclasses.dataclass
+class DataInfo:
+  num_images: int  # training images (one epoch)
+  num_joints: int
+  joint_set: str
+  source: object = None  # the KeypointDataset for 'files'
+
+
+def _fake_batch(cfg, step: int, num_joints: int) -> dict:
+  b, s = int(cfg.batch_size), int(cfg.input_size)
+  r4, r2 = s // 4, s // 2
+  rng = np.random.default_rng([int(cfg.seed), 104729, step])
+  people = int(cfg.fake_people)
+  joints = np.zeros((b, int(cfg.max_people), num_joints, 2), np.int32)
+  k = np.arange(num_joints)
+  for p in range(min(people, joints.shape[1])):
+    y = rng.integers(0, r4, (b, num_joints))
+    x = rng.integers(0, r4, (b, num_joints))
+    joints[:, p, :, 0] = k * r4 * r4 + y * r4 + x
+    joints[:, p, :, 1] = rng.random((b, num_joints)) < 0.8
+  batch = {
+      'image': rng.standard_normal((b, s, s, 3), np.float32),
+      'heatmaps4': rng.random((b, r4, r4, num_joints), np.float32) ** 8,
+      'heatmaps2': rng.random((b, r2, r2, num_joints), np.float32) ** 8,
+      'masks4': np.ones((b, r4, r4), np.float32),
+      'masks2': np.ones((b, r2, r2), np.float32),
+      'joints': joints,
+  }
+  if step == int(cfg.get('fake_nan_step', -1)):
+    batch['image'][0, 0, 0, 0] = np.nan
+  return batch
+
+
+def _fake_stream(cfg, process_index, process_count, start_step, num_joints) -> Iterator[dict]:
+  local = int(cfg.batch_size) // process_count
+  step = start_step
+  while True:
+    full = _fake_batch(cfg, step, num_joints)
+    yield {k: v[process_index * local:(process_index + 1) * local] for k, v in full.items()}
+    step += 1
+
+
+def _ensure_synthetic(cfg) -> None:
+  """Generates the synthetic data set into data_dir once (process 0 of a single-host run)."""
+  if int(cfg.get('synthetic_images', 0)) <= 0:
+    return
+  from litepose_jax.data import datasets, synthetic  # pylint: disable=g-import-not-at-top
+  ann, _ = datasets.expected_paths(cfg.dataset, cfg.data_dir, cfg.split)
+  if os.path.isfile(ann):
+    return
+  synthetic.generate(cfg.data_dir, int(cfg.synthetic_images), int(cfg.seed),
+                     size=max(int(cfg.input_size), 128),
+                     joints='coco' if cfg.dataset == 'coco' else 'crowdpose')
+
+
+def make_data(config, process_index: int = 0, process_count: int = 1, start_step: int = 0
+              ) -> tuple[Iterator[dict], DataInfo]:
+  """(endless iterator of this host's batches {TRAIN_KEYS: numpy}, DataInfo) from `start_step`."""
+  cfg = config.data
+  if int(cfg.batch_size) % process_count:
+    raise ValueError(f'data.batch_size {cfg.batch_size} is not divisible by the {process_count} '
+                     'processes')
+  if cfg.source == 'fake':
+    js = joints_lib.get_joint_set(cfg.dataset) if cfg.dataset != 'custom' else None
+    num_joints = js.num_joints if js else 14
+    info = DataInfo(int(cfg.fake_num_images), num_joints, cfg.dataset)
+    return _fake_stream(cfg, process_index, process_count, start_step, num_joints), info
+  if cfg.source != 'files':
+    raise ValueError(f"data.source must be 'files' or 'fake', got {cfg.source!r}")
+  from litepose_jax.data import datasets, pipeline  # pylint: disable=g-import-not-at-top
+  _ensure_synthetic(cfg)
+  source = datasets.open_from_config(cfg, is_train=True)
+  ds = pipeline.make_train_dataset(cfg, process_index=process_index, process_count=process_count,
+                                   start_step=start_step, source=source)
+  info = DataInfo(len(source), source.joint_set.num_joints, cfg.dataset, source)
+
+  def it():
+    for batch in ds.as_numpy_iterator():
+      yield {k: batch[k] for k in TRAIN_KEYS}
+  return it(), info

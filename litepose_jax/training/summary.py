@@ -1,0 +1,98 @@
+"""Training logs: metrics.jsonl, TensorBoard scalars / images, and the prediction panels."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from litepose_jax.data import pipeline as data_pipeline
+
+
+class MetricWriter:
+  """Appends {'step': s, ...} lines to WORKDIR/metrics.jsonl and mirrors them to TensorBoard.
+
+  Only process 0 writes; other processes get a writer whose methods do nothing.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+    self.enabled = enabled
+    self._tb = None
+    self._jsonl = None
+    if not enabled:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    if tensorboard:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      self._tf = tf
+      self._tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
+    clean = {k: float(v) for k, v in values.items()}
+    self._jsonl.write(json.dumps({'step': int(step), **{
+        k: (v if math.isfinite(v) else str(v)) for k, v in clean.items()}}) + '\n')
+    self._jsonl.flush()
+    if self._tb is not None:
+      with self._tb.as_default(step=int(step)):
+        for k, v in clean.items():
+          self._tf.summary.write(k, self._tf.constant(v, self._tf.float32),
+                                 metadata=self._metadata('scalars'))
+
+  def images(self, step: int, name: str, images: np.ndarray) -> None:
+    """images [N, H, W, 3] uint8."""
+    if not self.enabled or self._tb is None:
+      return
+    images = np.asarray(images, np.uint8)
+    h, w = images.shape[1:3]
+    # The TensorBoard image-plugin layout: [width, height, png_0, png_1, ...] strings.
+    pngs = [cv2.imencode('.png', im[..., ::-1])[1].tobytes() for im in images]
+    tensor = self._tf.constant([str(w).encode(), str(h).encode()] + pngs)
+    with self._tb.as_default(step=int(step)):
+      self._tf.summary.write(name, tensor, metadata=self._metadata('images'))
+    self._tb.flush()
+
+  def _metadata(self, plugin: str):
+    # Written with the core tf.summary.write op so that the tensorboard package (which provides
+    # tf.summary.scalar / image) is not needed to write the logs, only to view them.
+    from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
+    meta = summary_pb2.SummaryMetadata()
+    meta.plugin_data.plugin_name = plugin
+    return meta
+
+  def close(self) -> None:
+    if self._jsonl is not None:
+      self._jsonl.close()
+      self._jsonl = None
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def denormalize(images: np.ndarray) -> np.ndarray:
+  """Normalised RGB [N, H, W, 3] float -> uint8."""
+  mean = np.array(data_pipeline.MEAN, np.float32)
+  std = np.array(data_pipeline.STD, np.float32)
+  return np.clip((np.asarray(images, np.float32) * std + mean) * 255.0, 0, 255).astype(np.uint8)
+
+
+def _overlay(image: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
+  h, w = image.shape[:2]
+  peak = np.clip(np.max(np.asarray(heatmaps, np.float32), axis=-1), 0.0, 1.0)
+  peak = cv2.resize(peak, (w, h), interpolation=cv2.INTER_LINEAR)
+  colour = cv2.applyColorMap((peak * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+  a = (0.6 * peak)[..., None]
+  return (image * (1 - a) + colour * a).astype(np.uint8)
+
+
+def prediction_panels(images, gt_heatmaps, pred_heatmaps) -> np.ndarray:
+  """[N, H, 3W, 3] uint8: image | ground-truth heatmaps | predicted heatmaps (max over joints)."""
+  imgs = denormalize(images)
+  rows = [np.concatenate([im, _overlay(im, g), _overlay(im, p)], axis=1)
+          for im, g, p in zip(imgs, np.asarray(gt_heatmaps), np.asarray(pred_heatmaps))]
+  return np.stack(rows)

@@ -1,0 +1,114 @@
+"""Trainer tests on a tiny model and fake 64 px data: resume, preemption, NaN guard, checkpoints."""
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+from litepose_jax import checkpoints
+from litepose_jax.training import checkpointing
+from litepose_jax.training import data as data_lib
+from litepose_jax.training import trainer
+
+
+def _params(result):
+  return jax.tree.leaves(jax.device_get(result['state'].params))
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return {r['step']: r['train/total'] for r in map(json.loads, f)}
+
+
+def _config(tiny_config, **fields):
+  cfg = tiny_config
+  cfg.total_steps = 4
+  cfg.checkpoint_every = 2
+  for k, v in fields.items():
+    node = cfg
+    *parents, leaf = k.split('.')
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return cfg
+
+
+def test_resume_reproduces_uninterrupted_run(tiny_config, tmp_path):
+  cfg = _config(tiny_config)
+  straight = trainer.train_and_evaluate(cfg, str(tmp_path / 'straight'))
+  assert straight['step'] == 4 and not straight['preempted']
+  first = trainer.train_and_evaluate(cfg, str(tmp_path / 'resumed'), max_steps=2)
+  assert first['step'] == 2
+  second = trainer.train_and_evaluate(cfg, str(tmp_path / 'resumed'))
+  assert second['step'] == 4
+  for a, b in zip(_params(straight), _params(second)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  ls, lr = _losses(tmp_path / 'straight'), _losses(tmp_path / 'resumed')
+  assert sorted(ls) == sorted(lr) == [1, 2, 3, 4]
+  for step in ls:
+    assert ls[step] == pytest.approx(lr[step], rel=1e-6)
+  # The workdir is a model checkpoint for every inference command.
+  _, variables, model_cfg = checkpoints.load_model(tmp_path / 'resumed')
+  assert model_cfg['step'] == 4 and model_cfg['num_joints'] == 14
+  for a, b in zip(jax.tree.leaves(variables['params']), _params(second)):
+    np.testing.assert_array_equal(a, b)
+  # A crash mid-save leaves only an orbax temporary folder: the latest good step is unaffected.
+  junk = tmp_path / 'resumed' / 'checkpoints' / '6.orbax-checkpoint-tmp-1234567'
+  (junk / 'train_state').mkdir(parents=True)
+  (junk / 'train_state' / 'partial').write_bytes(b'\0' * 10)
+  assert checkpoints.find_checkpoint(tmp_path / 'resumed').endswith(os.path.join('checkpoints', '4'))
+  ck = checkpointing.Checkpointer(str(tmp_path / 'resumed'), model_cfg, 3)
+  assert ck.latest_step() == 4
+  ck.close()
+
+
+def test_sigterm_saves_and_exits_cleanly(tiny_config, tmp_path):
+  cfg = _config(tiny_config, checkpoint_every=100)
+  cfg.total_steps = 6
+
+  def data_fn(config, pidx, pcount, start):
+    stream, info = data_lib.make_data(config, pidx, pcount, start)
+
+    def gen():
+      for i, batch in enumerate(stream):
+        if start + i == 1:
+          os.kill(os.getpid(), signal.SIGTERM)  # arrives while step 1 is being prepared
+        yield batch
+    return gen(), info
+
+  before = signal.getsignal(signal.SIGTERM)
+  result = trainer.train_and_evaluate(cfg, str(tmp_path), data_fn=data_fn)
+  assert result['preempted'] and result['step'] == 2
+  ck = checkpointing.Checkpointer(str(tmp_path), {}, 3)
+  assert ck.all_steps() == [2]
+  ck.close()
+  assert signal.getsignal(signal.SIGTERM) is before  # the trainer's handler is removed again
+  resumed = trainer.train_and_evaluate(cfg, str(tmp_path), max_steps=1)
+  assert resumed['step'] == 3 and not resumed['preempted']
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+  cfg = _config(tiny_config, checkpoint_every=1)
+  cfg.data.fake_nan_step = 2
+  with pytest.raises(trainer.NonFiniteLossError, match='non-finite loss at step 2') as err:
+    trainer.train_and_evaluate(cfg, str(tmp_path))
+  assert 'last good checkpoint is step 2' in str(err.value)
+  _, variables, model_cfg = checkpoints.load_model(tmp_path)
+  assert model_cfg['step'] == 2
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables))
+
+
+def test_best_by_ap_export(tiny_config, tmp_path):
+  cfg = _config(tiny_config)
+  result = trainer.train_and_evaluate(cfg, str(tmp_path), max_steps=1)
+  ck = checkpointing.Checkpointer(str(tmp_path), json.load(
+      open(tmp_path / 'checkpoints' / '1' / 'model.json')), 3)
+  assert ck.maybe_save_best(result['state'], 1, 0.25)
+  assert not ck.maybe_save_best(result['state'], 2, 0.2)
+  assert ck.maybe_save_best(result['state'], 3, 0.3)
+  ck.close()
+  assert json.load(open(tmp_path / 'best.json')) == {'step': 3, 'AP': 0.3}
+  _, _, model_cfg = checkpoints.load_model(tmp_path / 'best')
+  assert model_cfg['AP'] == 0.3 and not (tmp_path / 'best.tmp').exists()
