@@ -71,17 +71,43 @@ def _pad_same(x, k):
 
 
 def _input_grad(g, kernel, stride, h, w):
-  """d out / d x: the transposed conv, i.e. the flipped kernel over the dilated, padded cotangent."""
+  """d out / d x: the flipped kernel over the padded cotangent [B, Ho, Wo, C] -> [B, H, W, C].
+
+  For stride 2 each output phase (y % 2, x % 2) only meets the kernel taps of one parity, so the
+  gradient is four stride-1 shift-sums with ~k*k/4 taps on quarter-size outputs, interleaved
+  (a shift-sum over the zero-dilated cotangent would do 4x the work).
+  """
   k = kernel.shape[0]
   p = k // 2
+  if stride == 1:
+    return _shift_sum(_pad_same(g, k), kernel[::-1, ::-1], 1, h, w)
   ho, wo = g.shape[1:3]
+
+  def phase(r, n_out, n_g):
+    # dx[2m + r] = sum_a g[m + e - a] * kernel[2a + q]: a correlation of g, padded low by
+    # na - 1 - e (negative pads crop), with the flipped sub-kernel kernel[q::2][::-1].
+    q = (r + p) % 2
+    e = (r + p - q) // 2
+    na = (k - 1 - q) // 2 + 1
+    low = na - 1 - e
+    high = (n_out - 1 + e) - (n_g - 1)
+    return q, low, high
+
   zero = jnp.zeros((), g.dtype)
-  # Low k-1-p puts out[h] under input row s*h + i - p; high completes H + k - 1 rows.
-  gd = lax.pad(g, zero, ((0, 0, 0),
-                         (k - 1 - p, h + p - (ho - 1) * stride - 1, stride - 1),
-                         (k - 1 - p, w + p - (wo - 1) * stride - 1, stride - 1),
-                         (0, 0, 0)))
-  return _shift_sum(gd, kernel[::-1, ::-1], 1, h, w)
+  mh, mw = -(-h // 2), -(-w // 2)
+  rows = []
+  for ry in range(2):
+    qy, ly, hy = phase(ry, mh, ho)
+    cols = []
+    for rx in range(2):
+      qx, lx, hx = phase(rx, mw, wo)
+      gp = lax.pad(g, zero, ((0, 0, 0), (ly, hy, 0), (lx, hx, 0), (0, 0, 0)))
+      sub = kernel[qy::2, qx::2][::-1, ::-1]
+      cols.append(_shift_sum(gp, sub, 1, mh, mw))
+    rows.append(jnp.stack(cols, axis=3))  # [B, mh, mw, 2, C]
+  dx = jnp.stack(rows, axis=2)  # [B, mh, 2, mw, 2, C]
+  dx = dx.reshape(g.shape[0], 2 * mh, 2 * mw, g.shape[-1])
+  return dx[:, :h, :w]
 
 
 def _fold(n: int) -> int:
@@ -148,6 +174,9 @@ def _shift_fwd(x, kernel, stride):
 def _shift_bwd(stride, res, g):
   x, kernel = res
   h, w = x.shape[1:3]
+  # Materialise the cotangent: otherwise XLA fuses its producer (often the forward conv itself)
+  # into every tap of the gradient sums and recomputes it k*k times.
+  g = lax.optimization_barrier(g)
   dx = _input_grad(g, kernel, stride, h, w)
   dk = _kernel_grad(x, g, kernel.shape[0], stride).astype(kernel.dtype)
   return dx.astype(x.dtype), dk

@@ -1,6 +1,7 @@
 """Building blocks of LitePose (spec section 1): all NHWC, no biases, PyTorch-equivalent BN."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -58,19 +59,126 @@ class DepthwiseConv(nn.Module):
     return depthwise.depthwise_conv2d(x, kernel, self.stride, self.impl)
 
 
+# Dense convolutions: 'lax' is flax's nn.Conv / nn.ConvTranspose (XLA's convolution); 'matmul'
+# is an im2col + dot_general formulation of the same sums (XLA:CPU runs the weight gradients of
+# its convolutions with few input channels, and transposed convolutions, very slowly, while its
+# dots are fast); 'auto' picks 'matmul' on the CPU backend and 'lax' elsewhere.
+CONV_IMPLS = ('auto', 'lax', 'matmul')
+_forced_conv_impl: list[str] = []
+
+
+def default_conv_impl() -> str:
+  """The implementation 'auto' resolves to for Conv and Deconv on the current backend."""
+  if _forced_conv_impl:
+    return _forced_conv_impl[-1]
+  return 'matmul' if jax.default_backend() == 'cpu' else 'lax'
+
+
+@contextlib.contextmanager
+def force_conv_impl(impl: str):
+  """Within the block (at trace time), 'auto' Conv/Deconv layers use `impl` ('lax'|'matmul')."""
+  if impl not in CONV_IMPLS[1:]:
+    raise ValueError(f'conv impl must be one of {CONV_IMPLS[1:]}, got {impl!r}')
+  _forced_conv_impl.append(impl)
+  try:
+    yield
+  finally:
+    _forced_conv_impl.pop()
+
+
+def _resolve_conv_impl(impl: str) -> str:
+  if impl not in CONV_IMPLS:
+    raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
+  return default_conv_impl() if impl == 'auto' else impl
+
+
+class _Kernel(nn.Module):
+  """Holds a [kh, kw, Cin, features] kernel at the path flax's nn.Conv / nn.ConvTranspose use."""
+  kernel_size: int
+  features: int
+  init: Callable
+
+  @nn.compact
+  def __call__(self, x):
+    # Takes the input (for Cin) like every other layer, so method interceptors see an input.
+    k = self.kernel_size
+    return self.param('kernel', self.init, (k, k, x.shape[-1], self.features), jnp.float32)
+
+
+def _shifted(xp, dy: int, dx: int, stride: int, out_h: int, out_w: int):
+  """xp[:, s*h + dy, s*w + dx, :] for h < out_h, w < out_w."""
+  b, _, _, c = xp.shape
+  return jax.lax.slice(xp, (0, dy, dx, 0),
+                       (b, dy + stride * (out_h - 1) + 1, dx + stride * (out_w - 1) + 1, c),
+                       (1, stride, stride, 1))
+
+
+def _dot2d(x, kmat):
+  # A rank-2 dot: XLA:CPU lowers the weight gradient of a rank-4 dot_general to a slow transpose
+  # plus generic dot, but that of [B*H*W, K] x [K, N] to its fast matmul path.
+  y = jnp.dot(x.reshape(-1, x.shape[-1]), kmat)
+  return y.reshape(x.shape[:-1] + (kmat.shape[-1],))
+
+
+def conv_matmul(x, kernel, stride: int):
+  """Same sums as Conv (symmetric padding k//2) as one dot: [B, H, W, Cin] -> [B, Ho, Wo, Cout]."""
+  k = kernel.shape[0]
+  b, h, w, cin = x.shape
+  ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+  if k == 1:
+    patches = x[:, ::stride, ::stride] if stride > 1 else x
+  else:
+    p = k // 2
+    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    # im2col in (dy, dx, cin) order, i.e. the row order of the HWIO kernel flattened.
+    patches = jnp.concatenate([_shifted(xp, dy, dx, stride, ho, wo)
+                               for dy in range(k) for dx in range(k)], axis=-1)
+  return _dot2d(patches, kernel.reshape(k * k * cin, kernel.shape[-1]))
+
+
+def deconv_matmul(x, kernel):
+  """Same sums as Deconv (4x4, stride 2, padding 2 on the dilated input) as one dot.
+
+  Output pixel (2m + py, 2n + px) only meets kernel taps (py + 2a, px + 2c), a, c in {0, 1}, at
+  input pixel (m + py + a - 1, n + px + c - 1): a 3x3 im2col of the input times a [9 Cin, 4 Cout]
+  matrix holding the 16 taps (zeros elsewhere) gives all four output phases at once.
+  """
+  b, h, w, cin = x.shape
+  cout = kernel.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  patches = jnp.concatenate([_shifted(xp, dy, dx, 1, h, w) for dy in range(3) for dx in range(3)],
+                            axis=-1)
+  zero = jnp.zeros((cin, cout), kernel.dtype)
+  blocks = []
+  for dy in range(3):
+    for dx in range(3):
+      for py in range(2):
+        for px in range(2):
+          a, c = dy - py, dx - px
+          blocks.append(kernel[py + 2 * a, px + 2 * c] if a in (0, 1) and c in (0, 1) else zero)
+  wmat = jnp.stack(blocks).reshape(3, 3, 2, 2, cin, cout).transpose(0, 1, 4, 2, 3, 5)
+  y = _dot2d(patches, wmat.reshape(9 * cin, 4 * cout))
+  y = y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, 2 * h, 2 * w, cout)
+
+
 class Conv(nn.Module):
   """Dense k x k conv, stride s, symmetric padding k//2, no bias."""
   features: int
   kernel_size: int = 1
   stride: int = 1
   dtype: Dtype = jnp.float32
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     k, p = self.kernel_size, self.kernel_size // 2
-    return nn.Conv(self.features, (k, k), (self.stride, self.stride), padding=((p, p), (p, p)),
-                   use_bias=False, kernel_init=torch_conv_init, dtype=self.dtype,
-                   param_dtype=jnp.float32, name='conv')(x)
+    if _resolve_conv_impl(self.impl) == 'lax':
+      return nn.Conv(self.features, (k, k), (self.stride, self.stride), padding=((p, p), (p, p)),
+                     use_bias=False, kernel_init=torch_conv_init, dtype=self.dtype,
+                     param_dtype=jnp.float32, name='conv')(x)
+    kernel = _Kernel(k, self.features, torch_conv_init, name='conv')(x)
+    return conv_matmul(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
 
 
 class Deconv(nn.Module):
@@ -81,13 +189,17 @@ class Deconv(nn.Module):
   """
   features: int
   dtype: Dtype = jnp.float32
+  impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
-    # Padding k-1-p = 2 on each side of the dilated input gives exactly 2x the input size.
-    return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding=((2, 2), (2, 2)),
-                            use_bias=False, kernel_init=torch_deconv_init, dtype=self.dtype,
-                            param_dtype=jnp.float32, name='deconv')(x)
+    if _resolve_conv_impl(self.impl) == 'lax':
+      # Padding k-1-p = 2 on each side of the dilated input gives exactly 2x the input size.
+      return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding=((2, 2), (2, 2)),
+                              use_bias=False, kernel_init=torch_deconv_init, dtype=self.dtype,
+                              param_dtype=jnp.float32, name='deconv')(x)
+    kernel = _Kernel(4, self.features, torch_deconv_init, name='deconv')(x)
+    return deconv_matmul(x.astype(self.dtype), kernel.astype(self.dtype))
 
 
 class InvertedResidual(nn.Module):

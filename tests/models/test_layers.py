@@ -1,0 +1,105 @@
+"""The CPU matmul paths of Conv / Deconv against flax's nn.Conv / nn.ConvTranspose."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from litepose_jax.models import layers
+
+CASES = {
+    'conv1x1': lambda impl: layers.Conv(6, 1, impl=impl),
+    'conv3x3': lambda impl: layers.Conv(4, 3, 1, impl=impl),
+    'conv3x3_s2': lambda impl: layers.Conv(6, 3, 2, impl=impl),
+    'conv5x5_s2': lambda impl: layers.Conv(3, 5, 2, impl=impl),
+    'deconv': lambda impl: layers.Deconv(3, impl=impl),
+}
+
+
+@pytest.mark.parametrize('case,shape', [
+    ('conv1x1', (2, 9, 7, 5)), ('conv3x3', (2, 8, 6, 4)), ('conv3x3_s2', (2, 9, 7, 5)),
+    ('conv3x3_s2', (2, 8, 6, 4)), ('conv5x5_s2', (1, 7, 9, 3)), ('deconv', (2, 9, 7, 5)),
+    ('deconv', (2, 8, 6, 4))])
+def test_matmul_path_matches_flax_layer(case, shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  ref, fast = CASES[case]('lax'), CASES[case]('matmul')
+  v_ref = ref.init(jax.random.PRNGKey(1), x)
+  v_fast = fast.init(jax.random.PRNGKey(1), x)
+  # Same parameter names, shapes and initial values: checkpoints are interchangeable.
+  assert jax.tree.structure(v_ref) == jax.tree.structure(v_fast)
+  for a, b in zip(jax.tree.leaves(v_ref), jax.tree.leaves(v_fast)):
+    np.testing.assert_array_equal(a, b)
+
+  want = ref.apply(v_ref, x)
+  got = jax.jit(fast.apply)(v_ref, x)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+  weights = jax.random.normal(jax.random.PRNGKey(2), want.shape)
+  loss = lambda m: lambda v, x: jnp.sum(jnp.tanh(m.apply(v, x)) * weights)
+  want_g = jax.grad(loss(ref), (0, 1))(v_ref, x)
+  got_g = jax.jit(jax.grad(loss(fast), (0, 1)))(v_ref, x)
+  for a, b in zip(jax.tree.leaves(got_g), jax.tree.leaves(want_g)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_deconv_matmul_matches_conv_transpose_by_definition():
+  # Definition independent of flax: zero-insert (dilate) x by 2, pad 2, correlate with the kernel.
+  x = np.random.default_rng(0).standard_normal((1, 3, 4, 2)).astype(np.float32)
+  k = np.random.default_rng(1).standard_normal((4, 4, 2, 3)).astype(np.float32)
+  d = np.zeros((1, 2 * 3 - 1 + 4, 2 * 4 - 1 + 4, 2), np.float32)
+  d[:, 2:-2:2, 2:-2:2] = x
+  want = np.zeros((1, 6, 8, 3), np.float32)
+  for y in range(6):
+    for xx in range(8):
+      want[0, y, xx] = np.einsum('ijc,ijco->o', d[0, y:y + 4, xx:xx + 4], k)
+  np.testing.assert_allclose(layers.deconv_matmul(jnp.asarray(x), jnp.asarray(k)), want,
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_matmul_path():
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 8, 4))
+  ref = layers.Conv(5, 3, 2, dtype=jnp.bfloat16, impl='lax')
+  fast = layers.Conv(5, 3, 2, dtype=jnp.bfloat16, impl='matmul')
+  v = ref.init(jax.random.PRNGKey(1), x)
+  got, want = fast.apply(v, x), ref.apply(v, x)
+  assert got.dtype == want.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(got, np.float32), np.asarray(want, np.float32),
+                             rtol=2e-2, atol=2e-2)
+
+
+def test_default_conv_impl_follows_backend_and_can_be_forced(monkeypatch):
+  assert layers.default_conv_impl() == ('matmul' if jax.default_backend() == 'cpu' else 'lax')
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert layers.default_conv_impl() == 'lax'
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
+  assert layers.default_conv_impl() == 'matmul'
+  with layers.force_conv_impl('lax'):
+    assert layers.default_conv_impl() == 'lax'
+    # 'auto' layers traced here use flax's nn.Conv (its submodule is an nn.Conv).
+    x = jnp.zeros((1, 4, 4, 2))
+    bound = layers.Conv(3, 3).bind(layers.Conv(3, 3).init(jax.random.PRNGKey(0), x))
+    assert bound(x).shape == (1, 4, 4, 3)
+  assert layers.default_conv_impl() == 'matmul'
+
+
+def test_auto_uses_flax_modules_off_cpu(monkeypatch):
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  seen = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    seen.append(type(context.module))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(interceptor):
+    jax.eval_shape(lambda: layers.Deconv(2).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3))))
+  assert nn.ConvTranspose in seen
+
+
+def test_bad_conv_impl_raises():
+  x = jnp.zeros((1, 4, 4, 2))
+  with pytest.raises(ValueError, match="conv impl must be one of .*'fast'"):
+    layers.Conv(3, 1, impl='fast').init(jax.random.PRNGKey(0), x)
+  with pytest.raises(ValueError, match='conv impl must be one of'):
+    with layers.force_conv_impl('auto'):
+      pass
