@@ -1,0 +1,295 @@
+"""The training input pipeline (tf.data): index stream -> decode + warp -> targets -> batches.
+
+Entry point: `make_train_dataset(cfg, process_index=..., process_count=..., start_step=...)`.
+
+Determinism and resume: the stream is an endless sequence of global positions g = 0, 1, 2, ...;
+position g belongs to epoch e = g // N and shows record perm_e[g % N], where perm_e is a stateless
+permutation (see _index_stream). All randomness of a sample (scale, rotation, translation, flip) is
+drawn with stateless RNG from (seed, g), and the input size of a global step t (variable-size
+training) from (seed, t). So element g is a pure function of g: resuming at step t starts the index
+stream at g = t * global_batch without decoding anything before it.
+
+Multi-host: process p of P takes the positions g with g % P == p (tf.data shard on the cheap index
+stream), so in every global step the P hosts read disjoint samples whose union is that step's
+global batch, and over N / global_batch steps the hosts together see exactly one epoch.
+
+Work split: one numpy_function per sample draws its parameters (np.random.default_rng([seed, g])),
+reads and decodes the file and warps image and masks with OpenCV (which releases the GIL, so
+parallel map calls use all cores) and renders the targets with vectorised NumPy (about 1 ms of
+GIL-holding work per 448 sample). Doing parameters, matrices and targets as TF ops was measured
+slower on CPU (per-op overhead and slow scatter kernels, see targets.py). The float conversion,
+BGR->RGB and normalisation run once per batch as TF ops.
+
+Bad data: missing files and malformed keypoints are removed when the json is read; an image that
+cannot be decoded (or whose size disagrees with the json) is reported with file name and image id,
+counted, and replaced by an all-zero sample with valid = 0, masks = 0 and no joints, so it
+contributes nothing to the loss and the stream positions (resume) stay exact. strict=True raises.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import cv2
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from litepose_jax.data import augment
+from litepose_jax.data import datasets
+from litepose_jax.data import targets
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+  """Data config with the official LitePose / HigherHRNet training settings (LitePose-S input)."""
+  c = ml_collections.ConfigDict()
+  c.dataset = 'crowdpose'  # 'crowdpose' | 'coco' | 'custom'
+  c.data_dir = ''  # official layout root (see datasets.expected_paths), or a flat copy
+  c.split = 'trainval'  # CrowdPose trains on trainval; COCO on 'train'
+  c.ann_file = ''  # explicit paths override the layout
+  c.image_dir = ''
+  c.joint_names = ()  # custom sets only; default: the json category
+  c.flip_index = ()
+  c.skeleton = ()
+  c.input_size = 448
+  # Non-empty: every global step draws its input size from this list (super-net training,
+  # 256..512 step 64); targets are rendered at that size directly (no resizing of targets).
+  c.input_sizes = ()
+  c.max_people = 30
+  c.sigma = 2.0
+  c.min_scale = 0.75
+  c.max_scale = 1.5
+  c.scale_type = 'short'
+  c.max_rotation = 30.0
+  c.max_translate = 40.0
+  c.flip_prob = 0.5
+  # Official behaviour: the mask is warped like the image, so the black border outside the image
+  # is masked out (0) as are crowd regions / unlabelled people (COCO). False: border stays 1.
+  c.mask_outside_image = True
+  c.seed = 0
+  c.shuffle = True
+  c.strict = False
+  c.batch_size = 32  # global; each of the process_count hosts gets batch_size / process_count
+  c.num_parallel_calls = -1  # -1 = tf.data AUTOTUNE
+  c.prefetch = 2
+  c.threads = 0  # tf.data private thread pool size; 0 = TF default (all cores)
+  return c
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """Data config from 'path.py[:arg]' (get_config(arg); its .data field if it has one)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'config file not found: {path}')
+  module_spec = importlib.util.spec_from_file_location('_litepose_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ValueError(f'{path} has no get_config() function')
+  cfg = module.get_config(arg) if arg else module.get_config()
+  if 'data' in cfg and isinstance(cfg.data, ml_collections.ConfigDict):
+    cfg = cfg.data
+  base = default_data_config()
+  base.update(cfg)
+  return base
+
+
+def _sizes(cfg) -> tuple[int, ...]:
+  sizes = tuple(int(s) for s in (cfg.input_sizes or (cfg.input_size,)))
+  for s in sizes:
+    if s <= 0 or s % 16:
+      raise ValueError(f'input size {s} must be a positive multiple of 16 (backbone stride 16)')
+  return sizes
+
+
+class _Loader:
+  """The Python half of a sample: read, decode, warp (OpenCV, GIL released) and NumPy targets.
+
+  Targets are rendered here with NumPy rather than with TF ops: on this class of CPU the TF
+  scatter kernels cost 3-7x more than NumPy for the 112 / 224 maps (see scripts/bench_data.py).
+  """
+
+  def __init__(self, source: datasets.KeypointDataset, cfg, sizes: tuple[int, ...]):
+    self.source = source
+    self.cfg = cfg
+    self.sizes = sizes
+    self.seed = int(cfg.seed)
+    self.global_batch = int(cfg.batch_size)
+    self.mask_outside_image = bool(cfg.mask_outside_image)
+    self.has_ignore = source.has_ignore_regions
+    self.flip_index = list(source.joint_set.flip_index)
+    self.sigma = float(cfg.sigma)
+    self.max_people = int(cfg.max_people)
+    self.num_joints = source.joint_set.num_joints
+
+  def _empty(self, size: int):
+    r4, r2, j = size // 4, size // 2, self.num_joints
+    z = np.zeros
+    return (z((size, size, 3), np.uint8), z((r4, r4, j), np.float32), z((r2, r2, j), np.float32),
+            z((r4, r4), np.uint8), z((r2, r2), np.uint8), z((self.max_people, j, 2), np.int32),
+            np.int32(0), False)
+
+  def size_at(self, g: int) -> int:
+    """Input size of the global step that stream position g belongs to."""
+    if len(self.sizes) == 1:
+      return self.sizes[0]
+    rng = np.random.default_rng([self.seed, 7919, g // self.global_batch])
+    return self.sizes[int(rng.integers(len(self.sizes)))]
+
+  def params(self, g: int, rec: datasets.ImageRecord):
+    """(centre, scale, rotation, flip) of stream position g: stateless in (seed, g)."""
+    c = self.cfg
+    u = np.random.default_rng([self.seed, g]).random(5)
+    base = (min if c.scale_type == 'short' else max)(rec.width, rec.height) / 200.0
+    scale = base * (c.min_scale + u[0] * (c.max_scale - c.min_scale))
+    rot = (u[1] * 2.0 - 1.0) * c.max_rotation
+    # Integer translation in [-floor(T*s), floor(T*s)), as numpy's randint with float bounds.
+    m = np.floor(c.max_translate * scale)
+    dx, dy = np.floor(-m + u[2] * 2.0 * m), np.floor(-m + u[3] * 2.0 * m)
+    return (rec.width / 2.0 + dx, rec.height / 2.0 + dy), scale, rot, bool(u[4] < c.flip_prob)
+
+  def __call__(self, g, rec_idx):
+    g, rec_idx = int(g), int(rec_idx)
+    rec = self.source.records[rec_idx]
+    size = self.size_at(g)
+    r4, r2 = size // 4, size // 2
+    center, scale, rot, flip = self.params(g, rec)
+    m_in, m4, m2 = (augment.affine_matrix(center, scale, rot, r, flip) for r in (size, r4, r2))
+    try:
+      with open(rec.file_path, 'rb') as f:
+        data = f.read()
+      img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+      if img is None:
+        raise ValueError('OpenCV cannot decode the file')
+      if img.shape[:2] != (rec.height, rec.width):
+        raise ValueError(f'image is {img.shape[1]}x{img.shape[0]} but the json says '
+                         f'{rec.width}x{rec.height}')
+    except (OSError, ValueError) as e:
+      self.source.bad.add('unreadable image', rec.file_path, rec.image_id, str(e))
+      return self._empty(size)
+    out = cv2.warpAffine(img, m_in, (size, size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    masks = []
+    ignore = self.source.ignore_mask(rec_idx) if self.has_ignore else None
+    for m, r in ((m4, r4), (m2, r2)):
+      if ignore is None and not self.mask_outside_image:
+        masks.append(np.ones((r, r), np.uint8))
+        continue
+      keep = np.full((rec.height, rec.width), 255, np.uint8)
+      if ignore is not None:
+        keep[ignore > 0] = 0
+      border = 0 if self.mask_outside_image else 255
+      w = cv2.warpAffine(keep, m, (r, r), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+      masks.append((w > 127).astype(np.uint8))  # official: warped / 255 > 0.5
+    kp = self.source.keypoints[rec_idx]
+    kp4 = augment.transform_keypoints(kp, m4, flip, self.flip_index)
+    kp2 = augment.transform_keypoints(kp, m2, flip, self.flip_index)
+    joints, dropped = targets.encode_joints(kp4, r4, self.max_people, return_num_dropped=True)
+    return (out, targets.render_heatmaps(kp4, r4, self.sigma),
+            targets.render_heatmaps(kp2, r2, self.sigma), masks[0], masks[1], joints,
+            np.int32(dropped), True)
+
+
+def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
+  """Endless (global position g, record index) pairs starting at position `start`.
+
+  Epochs are generated in chunks of E = ceil(4096 / n) so that tiny data sets do not pay the
+  per-dataset cost of flat_map on every epoch; epoch e's permutation is argsort of stateless
+  uniform keys drawn from (seed, chunk) row e % E, a pure function of (seed, n, e).
+  """
+  seed = int(cfg.seed)
+  per_chunk = -(-4096 // n)
+  chunk_len = per_chunk * n
+
+  def chunk(c):
+    base = tf.range(n, dtype=tf.int64)
+    if cfg.shuffle:
+      keys = tf.random.stateless_uniform([per_chunk, n], seed=tf.stack([seed, c]),
+                                         dtype=tf.float64, alg='philox')
+      ids = tf.argsort(keys, axis=1, stable=True)
+    else:
+      ids = tf.broadcast_to(base, [per_chunk, n])
+    g = c * chunk_len + tf.range(chunk_len, dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices((g, tf.reshape(tf.cast(ids, tf.int64), [-1])))
+
+  ds = tf.data.Dataset.range(start // chunk_len, 2 ** 62 // chunk_len).flat_map(chunk)
+  return ds.skip(start % chunk_len)
+
+
+def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
+                       start_step: int = 0, source: datasets.KeypointDataset | None = None
+                       ) -> tf.data.Dataset:
+  """Endless batches for this host: dict of image [B,S,S,3] float32 (normalised RGB),
+  heatmaps4 [B,S/4,S/4,J], heatmaps2 [B,S/2,S/2,J], masks4 [B,S/4,S/4], masks2 [B,S/2,S/2]
+  (float32, 1 = train on this pixel), joints [B,max_people,J,2] int32 (into the S/4 tag map),
+  valid [B] float32 (0 = bad sample replaced by zeros), index [B] int64 (global position),
+  image_id [B] int64, dropped_people [B] int32 (people beyond max_people).
+
+  B = cfg.batch_size / process_count. Pass `source` (datasets.open_from_config(cfg)) to read its
+  bad-data tally (`source.bad.summary()`) afterwards.
+  """
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index {process_index} outside 0..{process_count - 1}')
+  if cfg.batch_size % process_count:
+    raise ValueError(f'batch_size {cfg.batch_size} is not divisible by process_count '
+                     f'{process_count}')
+  local_batch = cfg.batch_size // process_count
+  sizes = _sizes(cfg)
+  source = source or datasets.open_from_config(cfg)
+  js = source.joint_set
+  num_joints = js.num_joints
+  image_ids = tf.constant([r.image_id for r in source.records], tf.int64)
+  loader = _Loader(source, cfg, sizes)
+  # tf.data already runs samples in parallel; OpenCV's own thread pool would oversubscribe cores.
+  cv2.setNumThreads(1)
+  global_batch = int(cfg.batch_size)
+  max_people = int(cfg.max_people)
+  fixed = sizes[0] if len(sizes) == 1 else None
+
+  def sample(g, rec):
+    img, hm4, hm2, mask4, mask2, joints, dropped, ok = tf.numpy_function(
+        loader, [g, rec],
+        [tf.uint8, tf.float32, tf.float32, tf.uint8, tf.uint8, tf.int32, tf.int32, tf.bool],
+        stateful=False)
+    s = fixed
+    q4 = None if s is None else s // 4
+    q2 = None if s is None else s // 2
+    return {
+        'image': tf.ensure_shape(img, [s, s, 3]),
+        'heatmaps4': tf.ensure_shape(hm4, [q4, q4, num_joints]),
+        'heatmaps2': tf.ensure_shape(hm2, [q2, q2, num_joints]),
+        'masks4': tf.ensure_shape(mask4, [q4, q4]),
+        'masks2': tf.ensure_shape(mask2, [q2, q2]),
+        'joints': tf.ensure_shape(joints, [max_people, num_joints, 2]),
+        'valid': tf.cast(ok, tf.float32),
+        'index': g,
+        'image_id': image_ids[rec],
+        'dropped_people': tf.ensure_shape(dropped, []),
+    }
+
+  mean = tf.constant([m * 255.0 for m in MEAN], tf.float32)
+  inv_std = tf.constant([1.0 / (s * 255.0) for s in STD], tf.float32)
+
+  def finish(b):
+    # OpenCV decodes BGR; reversing the channel axis here is free next to the float conversion.
+    b['image'] = (tf.cast(tf.reverse(b['image'], axis=[-1]), tf.float32) - mean) * inv_std
+    b['masks4'] = tf.cast(b['masks4'], tf.float32)
+    b['masks2'] = tf.cast(b['masks2'], tf.float32)
+    return b
+
+  par = tf.data.AUTOTUNE if cfg.num_parallel_calls in (-1, None) else int(cfg.num_parallel_calls)
+  ds = _index_stream(len(source), cfg, int(start_step) * global_batch)
+  ds = ds.shard(process_count, process_index)
+  ds = ds.map(sample, num_parallel_calls=par, deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True)
+  ds = ds.map(finish, num_parallel_calls=par, deterministic=True)
+  ds = ds.prefetch(int(cfg.prefetch))
+  opts = tf.data.Options()
+  opts.deterministic = True
+  if cfg.threads:
+    opts.threading.private_threadpool_size = int(cfg.threads)
+  return ds.with_options(opts)

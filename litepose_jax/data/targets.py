@@ -1,0 +1,144 @@
+"""Training targets (spec section 3): Gaussian heatmaps and associative-embedding joint indices.
+
+Two implementations of the same rules: NumPy (public, used by tests, drawing and other modules) and
+TensorFlow (used inside the tf.data graph so that target rendering runs in parallel without the GIL).
+Tests check that both agree with each other and with hand-computed values.
+
+Rules (official HeatmapGenerator / JointsGenerator):
+- A joint counts iff visibility > 0 and its truncated integer position (int(x), int(y), truncation
+  toward zero as Python's int()) lies inside [0, R).
+- Heatmaps: a fixed (2r+1) x (2r+1) Gaussian patch, r = int(3 * sigma + 1) (15 x 15 for sigma 2),
+  exp(-(dx^2 + dy^2) / (2 sigma^2)) for integer offsets, peak 1.0 at the integer position, clipped at
+  the borders and combined across people by element-wise max.
+- Joints: row p = person p; the kept joints of a person fill slots 0, 1, ... in joint order with
+  (k * R^2 + y * R + x, 1); unused slots are (0, 0). People beyond `max_people` are dropped (counted).
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def gaussian_patch(sigma: float = 2.0) -> np.ndarray:
+  """The [2r+1, 2r+1] float32 Gaussian pasted at every joint (r = int(3 sigma + 1))."""
+  r = int(3 * sigma + 1)
+  d = np.arange(-r, r + 1, dtype=np.float64)
+  g = np.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2.0 * sigma ** 2))
+  return g.astype(np.float32)
+
+
+def _check_keypoints(keypoints) -> np.ndarray:
+  kp = np.asarray(keypoints, dtype=np.float32)
+  if kp.ndim != 3 or kp.shape[-1] != 3:
+    raise ValueError(f'keypoints must have shape [P, J, 3] (x, y, visibility), got {kp.shape}')
+  return kp
+
+
+def kept_joints(keypoints, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(keep [P, J] bool, xi [P, J] int, yi [P, J] int): which joints produce targets at size R."""
+  kp = _check_keypoints(keypoints)
+  with np.errstate(invalid='ignore'):
+    finite = np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1])
+    xi = np.where(finite, np.trunc(np.where(finite, kp[..., 0], 0)), -1).astype(np.int64)
+    yi = np.where(finite, np.trunc(np.where(finite, kp[..., 1], 0)), -1).astype(np.int64)
+  keep = (kp[..., 2] > 0) & finite & (xi >= 0) & (yi >= 0) & (xi < size) & (yi < size)
+  return keep, xi, yi
+
+
+def render_heatmaps(keypoints, size: int, sigma: float = 2.0) -> np.ndarray:
+  """Heatmaps [size, size, J] float32 for keypoints [P, J, 3] given in target-map pixels."""
+  kp = _check_keypoints(keypoints)
+  num_joints = kp.shape[1]
+  out = np.zeros((size, size, num_joints), np.float32)
+  keep, xi, yi = kept_joints(kp, size)
+  if not keep.any():
+    return out
+  _, jj = np.nonzero(keep)
+  cx, cy = xi[keep], yi[keep]
+  g = gaussian_patch(sigma)
+  r = g.shape[0] // 2
+  off = np.arange(-r, r + 1)
+  px = cx[:, None, None] + off[None, None, :]
+  py = cy[:, None, None] + off[None, :, None]
+  px, py = np.broadcast_arrays(px, py)
+  inside = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+  vals = np.broadcast_to(g, px.shape)[inside]
+  flat = (py * size + px) * num_joints + jj[:, None, None]
+  np.maximum.at(out.reshape(-1), flat[inside], vals)
+  return out
+
+
+def encode_joints(keypoints, size: int, max_people: int = 30,
+                  return_num_dropped: bool = False):
+  """AE joint indices [max_people, J, 2] int32 (index into a flattened (J, R, R) tag map, flag).
+
+  With `return_num_dropped`, also returns how many people beyond `max_people` had at least one
+  kept joint (they are dropped, never an error).
+  """
+  kp = _check_keypoints(keypoints)
+  num_people, num_joints = kp.shape[:2]
+  out = np.zeros((max_people, num_joints, 2), np.int32)
+  keep, xi, yi = kept_joints(kp, size)
+  dropped = int(keep[max_people:].any(axis=1).sum()) if num_people > max_people else 0
+  keep = keep[:max_people]
+  slot = np.cumsum(keep, axis=1) - 1
+  pp, jj = np.nonzero(keep)
+  out[pp, slot[pp, jj], 0] = jj * size * size + yi[pp, jj] * size + xi[pp, jj]
+  out[pp, slot[pp, jj], 1] = 1
+  return (out, dropped) if return_num_dropped else out
+
+
+# ----------------------------------------------------------------------------------------------
+# TensorFlow versions (graph mode, dynamic size R), numerically identical to the NumPy ones.
+
+
+def _kept_joints_tf(kp: tf.Tensor, size: tf.Tensor):
+  x, y, v = kp[..., 0], kp[..., 1], kp[..., 2]
+  finite = tf.math.is_finite(x) & tf.math.is_finite(y)
+  # Casting float -> int truncates toward zero, like Python's int() in the official code.
+  xi = tf.where(finite, tf.cast(tf.where(finite, x, 0.0), tf.int32), -1)
+  yi = tf.where(finite, tf.cast(tf.where(finite, y, 0.0), tf.int32), -1)
+  keep = (v > 0) & finite & (xi >= 0) & (yi >= 0) & (xi < size) & (yi < size)
+  return keep, xi, yi
+
+
+def render_heatmaps_tf(kp: tf.Tensor, size, sigma: float = 2.0) -> tf.Tensor:
+  """TF version of render_heatmaps: kp [P, J, 3] float32 -> [size, size, J] float32."""
+  size = tf.cast(size, tf.int32)
+  num_joints = tf.shape(kp)[1]
+  keep, xi, yi = _kept_joints_tf(kp, size)
+  idx = tf.where(keep)  # [N, 2] (person, joint)
+  cx = tf.gather_nd(xi, idx)
+  cy = tf.gather_nd(yi, idx)
+  jj = tf.cast(idx[:, 1], tf.int32)
+  g = gaussian_patch(sigma)
+  r = g.shape[0] // 2
+  off = tf.range(-r, r + 1, dtype=tf.int32)
+  zero = tf.zeros([2 * r + 1, 2 * r + 1], tf.int32)
+  px = cx[:, None, None] + (zero + off[None, :])[None]
+  py = cy[:, None, None] + (zero + off[:, None])[None]
+  inside = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+  vals = tf.broadcast_to(tf.constant(g), tf.shape(px))
+  flat = (py * size + px) * num_joints + jj[:, None, None]
+  seg = tf.boolean_mask(flat, inside)
+  upd = tf.boolean_mask(vals, inside)
+  out = tf.tensor_scatter_nd_max(tf.zeros([size * size * num_joints], tf.float32),
+                                 seg[:, None], upd)
+  return tf.reshape(out, [size, size, num_joints])
+
+
+def encode_joints_tf(kp: tf.Tensor, size, max_people: int = 30):
+  """TF version of encode_joints: ([max_people, J, 2] int32, num_dropped int32)."""
+  size = tf.cast(size, tf.int32)
+  num_joints = tf.shape(kp)[1]
+  keep, xi, yi = _kept_joints_tf(kp, size)
+  dropped = tf.reduce_sum(tf.cast(tf.reduce_any(keep[max_people:], axis=1), tf.int32))
+  keep, xi, yi = keep[:max_people], xi[:max_people], yi[:max_people]
+  slot = tf.cumsum(tf.cast(keep, tf.int32), axis=1) - 1
+  idx = tf.cast(tf.where(keep), tf.int32)  # [N, 2] (person, joint)
+  jj = idx[:, 1]
+  value = jj * size * size + tf.gather_nd(yi, idx) * size + tf.gather_nd(xi, idx)
+  pos = tf.stack([idx[:, 0], tf.gather_nd(slot, idx)], axis=1)
+  upd = tf.stack([value, tf.ones_like(value)], axis=1)
+  out = tf.scatter_nd(pos, upd, tf.stack([max_people, num_joints, 2]))
+  return out, dropped

@@ -1,0 +1,181 @@
+"""tf.data pipeline: shapes, target consistency, flip, masks, determinism, sharding, resume, bad data."""
+import json
+
+import numpy as np
+import pytest
+
+from litepose_jax.data import augment, datasets, pipeline, targets
+from tests.data.helpers import copy_sample
+
+
+def _cfg(data_dir, dataset='crowdpose', size=64, batch=4, **kw):
+  c = pipeline.default_data_config()
+  c.dataset, c.data_dir, c.split, c.input_size, c.batch_size = dataset, str(data_dir), 'train', size, batch
+  c.update(kw)
+  return c
+
+
+def _take(cfg, n, **kw):
+  it = pipeline.make_train_dataset(cfg, **kw).as_numpy_iterator()
+  return [next(it) for _ in range(n)]
+
+
+def test_batch_shapes_and_targets_agree(sample_data):
+  b = _take(_cfg(sample_data / 'crowdpose_sample'), 1)[0]
+  assert b['image'].shape == (4, 64, 64, 3) and b['image'].dtype == np.float32
+  assert b['heatmaps4'].shape == (4, 16, 16, 14) and b['heatmaps2'].shape == (4, 32, 32, 14)
+  assert b['masks4'].shape == (4, 16, 16) and b['masks2'].shape == (4, 32, 32)
+  assert b['joints'].shape == (4, 30, 14, 2) and b['joints'].dtype == np.int32
+  np.testing.assert_array_equal(b['valid'], 1)
+  assert -2.2 < b['image'].min() < 0 < b['image'].max() < 2.7  # ImageNet-normalised
+  for i in range(4):
+    idx = b['joints'][i][b['joints'][i][..., 1] > 0][:, 0]
+    assert len(idx) > 0
+    j, rest = np.divmod(idx, 16 * 16)
+    y, x = np.divmod(rest, 16)
+    np.testing.assert_array_equal(b['heatmaps4'][i][y, x, j], 1.0)  # every joint is a peak
+    assert (b['heatmaps4'][i] == 1.0).sum() == len(idx)
+
+
+def test_targets_match_the_affine(sample_data):
+  cfg = _cfg(sample_data / 'crowdpose_sample', size=128, batch=2, shuffle=False)
+  source = datasets.open_from_config(cfg)
+  b = _take(cfg, 1, source=source)[0]
+  loader = pipeline._Loader(source, cfg, (128,))
+  for i in range(2):
+    rec_idx = int(np.flatnonzero([r.image_id == b['image_id'][i] for r in source.records])[0])
+    center, scale, rot, flip = loader.params(int(b['index'][i]), source.records[rec_idx])
+    kp = source.keypoints[rec_idx]
+    for size, key in ((32, 'heatmaps4'), (64, 'heatmaps2')):
+      m = augment.affine_matrix(center, scale, rot, size, flip)
+      want = targets.render_heatmaps(
+          augment.transform_keypoints(kp, m, flip, source.joint_set.flip_index), size)
+      np.testing.assert_array_equal(b[key][i], want)
+
+
+def test_flip_index_roundtrip():
+  from litepose_jax import joints
+  rng = np.random.default_rng(1)
+  for js in (joints.CROWDPOSE, joints.COCO):
+    kp = np.concatenate([rng.uniform(0, 63, (3, js.num_joints, 2)),
+                         rng.integers(0, 3, (3, js.num_joints, 1))], -1).astype(np.float32)
+    f = augment.affine_matrix((32, 32), 0.32, 0.0, 64, flip=True)  # identity crop, flipped
+    once = augment.transform_keypoints(kp, f, True, js.flip_index)
+    # Left and right swap: a flipped left shoulder is the mirrored right shoulder.
+    np.testing.assert_allclose(once[:, 0, 0], 63 - kp[:, js.flip_index[0], 0], atol=1e-4)
+    back = augment.transform_keypoints(once, f, True, js.flip_index)
+    np.testing.assert_allclose(back, kp, atol=1e-4)
+
+
+def test_flipped_sample_mirrors_image_and_joints(sample_data):
+  base = dict(shuffle=False, batch=2, size=64, max_rotation=15.0)
+  a = _take(_cfg(sample_data / 'crowdpose_sample', flip_prob=0.0, **base), 1)[0]
+  f = _take(_cfg(sample_data / 'crowdpose_sample', flip_prob=1.0, **base), 1)[0]
+  assert np.abs(f['image'] - a['image'][:, :, ::-1]).mean() < 0.02
+  np.testing.assert_array_equal(f['masks2'], a['masks2'][:, :, ::-1])
+  flip_index = list(datasets.joints_lib.CROWDPOSE.flip_index)
+  ha, hf = a['heatmaps2'], f['heatmaps2'][..., flip_index]  # back to the original joint order
+  for i in range(2):
+    ya, xa, ja = np.nonzero(ha[i] == 1.0)
+    yf, xf, jf = np.nonzero(hf[i] == 1.0)
+    pa = sorted(zip(ja, ya, xa))
+    pf = sorted(zip(jf, yf, 31 - xf))
+    assert len(pa) == len(pf) > 0
+    for (j1, y1, x1), (j2, y2, x2) in zip(pa, pf):
+      # x -> R-1-x on the float position, then truncation: equal or one pixel apart.
+      assert j1 == j2 and y1 == y2 and x2 - x1 in (0, 1)
+
+
+def test_coco_crowd_region_is_masked(tmp_path, sample_data):
+  def edit(d):
+    img = next(i for i in d['images'] if i['id'] == 785)
+    d['images'] = [img]
+    anns = [a for a in d['annotations'] if a['image_id'] == 785]
+    h, w = img['height'], img['width']
+    # A crowd region as RLE: the left quarter of the image (column-major counts).
+    rle = {'size': [h, w], 'counts': [0, h * (w // 4), h * (w - w // 4)]}
+    anns.append({'id': 1, 'image_id': 785, 'category_id': 1, 'iscrowd': 1, 'num_keypoints': 0,
+                 'keypoints': [0] * 51, 'segmentation': rle, 'bbox': [0, 0, w // 4, h],
+                 'area': h * w // 4})
+    d['annotations'] = anns
+  copy_sample(sample_data / 'coco_sample', tmp_path, edit)
+  fixed = dict(min_scale=1.0, max_scale=1.0, max_rotation=0.0, max_translate=0.0, flip_prob=0.0,
+               batch=1, size=64)
+  b = _take(_cfg(tmp_path, 'custom', **fixed), 1)[0]
+  # 640 x 425 image, short side 425 -> crop 425 px wide around the centre, 16 px map: x = 16/425 *
+  # (x_img - 320) + 8; the crowd region x_img < 160 covers map x < 1.98; the image x_img >= 107.5.
+  m = b['masks4'][0]
+  assert m[:, 3:].all() and not m[:, :2].any()
+  b2 = _take(_cfg(tmp_path, 'custom', mask_outside_image=False, **fixed), 1)[0]
+  assert not b2['masks4'][0][:, :2].any() and b2['masks4'][0][:, 3:].all()
+
+
+def test_deterministic_and_resume(sample_data):
+  cfg = _cfg(sample_data / 'coco_sample', 'coco', batch=2, size=64)
+  run1 = _take(cfg, 5)
+  run2 = _take(cfg, 5)
+  resumed = _take(cfg, 2, start_step=3)
+  for a, b in zip(run1, run2):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  for a, b in zip(run1[3:], resumed):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  assert [int(i) for i in resumed[0]['index']] == [6, 7]
+
+
+def test_two_hosts_disjoint_and_cover_the_epoch(sample_data):
+  cfg = _cfg(sample_data / 'coco_sample', 'coco', batch=4, size=64)
+  hosts = [_take(cfg, 2, process_index=p, process_count=2) for p in range(2)]
+  for step in range(2):
+    idx = [set(h[step]['index'].tolist()) for h in hosts]
+    assert not idx[0] & idx[1]
+    assert idx[0] | idx[1] == set(range(4 * step, 4 * step + 4))
+    ids = hosts[0][step]['image_id'].tolist() + hosts[1][step]['image_id'].tolist()
+    assert sorted(ids) == [785, 40083, 196141, 197388]  # each epoch is every image once
+  whole = _take(cfg, 1)[0]
+  np.testing.assert_array_equal(
+      np.sort(np.concatenate([hosts[0][0]['index'], hosts[1][0]['index']])), whole['index'])
+  with pytest.raises(ValueError, match='divisible'):
+    pipeline.make_train_dataset(_cfg(sample_data / 'coco_sample', 'coco', batch=3),
+                                process_count=2)
+
+
+def test_variable_input_sizes_per_step(sample_data):
+  cfg = _cfg(sample_data / 'crowdpose_sample', batch=2, input_sizes=(64, 128))
+  host = [_take(cfg, 6, process_index=p, process_count=2) for p in range(2)]
+  sizes = [b['image'].shape[1] for b in host[0]]
+  assert set(sizes) == {64, 128}
+  assert sizes == [b['image'].shape[1] for b in host[1]]  # all hosts agree on each step's size
+  for b in host[0]:
+    s = b['image'].shape[1]
+    assert b['heatmaps4'].shape[1:3] == (s // 4, s // 4) and b['masks2'].shape[1] == s // 2
+    assert b['joints'][..., 0].max() < 14 * (s // 4) ** 2
+  with pytest.raises(ValueError, match='multiple of 16'):
+    pipeline.make_train_dataset(_cfg(sample_data / 'crowdpose_sample', input_sizes=(70,)))
+
+
+def test_unreadable_image_is_reported_zeroed_or_strict(tmp_path, sample_data):
+  copy_sample(sample_data / 'crowdpose_sample', tmp_path)
+  (tmp_path / '103319.jpg').write_bytes(b'not a jpeg')
+  cfg = _cfg(tmp_path, 'crowdpose', batch=2, shuffle=False)
+  source = datasets.open_from_config(cfg)
+  b = _take(cfg, 1, source=source)[0]
+  bad = int(np.flatnonzero(b['image_id'] == 103319)[0])
+  assert b['valid'][bad] == 0 and b['valid'][1 - bad] == 1
+  assert not b['heatmaps4'][bad].any() and not b['masks4'][bad].any()
+  assert not b['joints'][bad].any() and b['joints'][1 - bad].any()
+  assert source.bad.counts() == {'unreadable image': 1}
+  assert '103319.jpg' in source.bad.items[0][1] and source.bad.items[0][2] == 103319
+  cfg.strict = True
+  with pytest.raises(Exception, match=r'103319\.jpg \(image id 103319\)'):
+    _take(cfg, 1)
+
+
+def test_reads_synthetic_output_as_crowdpose(tmp_path):
+  from litepose_jax.data import synthetic
+  synthetic.generate(tmp_path, 6, 0, size=96)
+  with open(tmp_path / 'json' / 'crowdpose_train.json') as f:
+    assert json.load(f)['images']
+  b = _take(_cfg(tmp_path, 'crowdpose', batch=2), 1)[0]
+  assert b['valid'].all() and b['heatmaps4'].max() == 1.0
