@@ -107,6 +107,8 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
   hist = tflite.op_histogram(data)
   log(f'ops: {tflite.format_histogram(hist)}')
   tflite.check_ops(hist)
+  gpu_ok, gpu_msg = tflite.gpu_compatible(data)
+  log(f'GPU delegate (static analysis): {gpu_msg}')
 
   out = os.path.abspath(out)
   os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -127,6 +129,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
       log(f'WARNING: {bound_msg}')
     meta['parity'] = stats
     meta['ops'] = dict(hist)
+    meta['gpu_compatible'] = gpu_ok
     os.replace(tmp, out)
     sidecar.write(out, meta)
   finally:

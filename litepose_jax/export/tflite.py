@@ -59,6 +59,20 @@ def check_ops(hist: Mapping[str, int], allowed: Iterable[str] = ALLOWED_OPS) -> 
                      f'(histogram {dict(hist)}); it would not run on XNNPACK / the GPU delegate')
 
 
+def gpu_compatible(tflite_bytes: bytes) -> tuple[bool, str]:
+  """(ok, message) of TFLite's static GPU-delegate compatibility analysis of the graph."""
+  import contextlib
+  import io
+  import tensorflow as tf
+  buf = io.StringIO()
+  with contextlib.redirect_stdout(buf):
+    tf.lite.experimental.Analyzer.analyze(model_content=tflite_bytes, gpu_compatibility=True)
+  text = buf.getvalue()
+  ok = 'looks compatible with GPU delegate' in text
+  issues = [line.strip() for line in text.splitlines() if 'GPU COMPATIBILITY WARNING' in line]
+  return ok, 'compatible' if ok else '; '.join(issues[:5]) or 'analyzer found GPU issues'
+
+
 def format_histogram(hist: Mapping[str, int]) -> str:
   return ', '.join(f'{k} x{v}' for k, v in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
 

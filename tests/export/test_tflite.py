@@ -59,6 +59,7 @@ def test_fp32_parity_and_sidecar(xs_fp32, xs_model):
   assert meta['joint_set']['skeleton'] == [list(e) for e in joints.CROWDPOSE.skeleton]
   assert meta['random_init'] is True and 'benchmarking' in meta['note']
   assert meta['parity']['max_abs'] < 1e-4
+  assert meta['gpu_compatible'] is True
 
   model = runtime.TFLiteModel(xs_fp32)
   x = np.random.default_rng(5).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
@@ -79,6 +80,7 @@ def test_quantized_variants_within_documented_bounds(xs_model, tmp_path, sample_
     meta = cli.export_model(module, variables, str(out), size=SIZE, quantize=mode,
                             calibration=calib, model_cfg={'name': 'XS'}, log=lambda s: None)
     tflite.check_ops(meta['ops'])
+    assert meta['gpu_compatible'] is True
     assert meta['quantization'] == mode
     assert meta['parity']['max_rel'] < tflite.RELATIVE_BOUNDS[mode], mode
     assert meta['parity']['max_abs'] > 0  # really quantised
