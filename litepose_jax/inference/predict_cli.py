@@ -1,0 +1,141 @@
+"""`litepose predict`: poses on an image, a folder, a video file or a webcam.
+
+Writes drawn images (or an mp4), a COCO-format results json, and prints per-stage timings and FPS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
+VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
+
+
+def add_arguments(parser) -> None:
+  parser.add_argument('--checkpoint', required=True,
+                      help='model checkpoint dir, training workdir or .tflite file')
+  parser.add_argument('--source', required=True,
+                      help='image file, folder of images, video file or webcam index (0, 1, ...)')
+  parser.add_argument('--out', required=True, help='output directory')
+  parser.add_argument('--size', type=int, default=None, help='model input size (default: arch)')
+  parser.add_argument('--flip', action='store_true', help='flip test')
+  parser.add_argument('--scales', default='1', help='comma-separated test scales, e.g. 1,0.5,2')
+  parser.add_argument('--group-at', choices=('input', 'stride2'), default='input',
+                      help='group at input resolution (official) or on the stride-2 maps')
+  parser.add_argument('--threshold', type=float, default=0.1, help='min joint value to draw')
+  parser.add_argument('--max-frames', type=int, default=None, help='stop after N frames/images')
+  parser.add_argument('--show', action='store_true', help='show a window (needs a display)')
+
+
+def _frames(source: str, max_frames: int | None):
+  """Yields (name, RGB frame, fps or None); fps is set for videos and webcams."""
+  if source.isdigit() or os.path.splitext(source)[1].lower() in VIDEO_EXTS:
+    if not source.isdigit() and not os.path.isfile(source):
+      raise FileNotFoundError(f'--source: video not found: {source}')
+    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    if not cap.isOpened():
+      raise ValueError(f'--source: cannot open video / webcam {source!r}')
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    try:
+      i = 0
+      while max_frames is None or i < max_frames:
+        ok, frame = cap.read()
+        if not ok:
+          break
+        yield f'frame_{i:06d}', cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), fps
+        i += 1
+    finally:
+      cap.release()
+    return
+  if os.path.isdir(source):
+    files = sorted(f for f in os.listdir(source) if f.lower().endswith(IMAGE_EXTS))
+    if not files:
+      raise ValueError(f'--source: no images ({", ".join(IMAGE_EXTS)}) in {source}')
+    paths = [os.path.join(source, f) for f in files]
+  elif os.path.isfile(source):
+    paths = [source]
+  else:
+    raise FileNotFoundError(f'--source not found: {source}')
+  for p in paths[:max_frames]:
+    bgr = cv2.imread(p, cv2.IMREAD_COLOR)
+    if bgr is None:
+      raise ValueError(f'--source: cannot read image {p}')
+    yield os.path.basename(p), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+
+
+def run(args) -> int:
+  from litepose_jax.inference.draw import draw_poses
+  from litepose_jax.inference.predictor import Predictor
+  try:
+    scales = [float(s) for s in args.scales.split(',')]
+  except ValueError as e:
+    raise ValueError(f'--scales must be comma-separated numbers, got {args.scales!r}') from e
+  predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
+                                  group_at=args.group_at)
+  os.makedirs(args.out, exist_ok=True)
+  show = args.show and _can_show()
+  results, writer, video_path = [], None, None
+  totals = {'preprocess': 0.0, 'network': 0.0, 'decode': 0.0}
+  n, t_start, warm = 0, None, None
+  for idx, (name, rgb, fps) in enumerate(_frames(args.source, args.max_frames)):
+    pred = predictor(rgb)
+    if idx == 0:
+      warm = dict(pred.timings)  # includes JIT compilation; excluded from the averages
+      t_start = time.perf_counter()
+    else:
+      for k in totals:
+        totals[k] += pred.timings[k]
+      n += 1
+    results += pred.to_coco(idx, image_name=name)
+    drawn = draw_poses(rgb, pred.poses, predictor.joint_set, scores=pred.scores,
+                       threshold=args.threshold)
+    bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+    if fps is None:
+      cv2.imwrite(os.path.join(args.out, os.path.splitext(name)[0] + '_poses.jpg'), bgr)
+    else:
+      if writer is None:
+        stem = 'webcam' if args.source.isdigit() else os.path.splitext(
+            os.path.basename(args.source))[0]
+        video_path = os.path.join(args.out, f'{stem}_poses.mp4')
+        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                 (bgr.shape[1], bgr.shape[0]))
+        if not writer.isOpened():
+          raise ValueError(f'cannot write {video_path} (no mp4v encoder in this OpenCV build)')
+      writer.write(bgr)
+    if show:
+      cv2.imshow('litepose', bgr)
+      if cv2.waitKey(1) & 0xFF == ord('q'):
+        break
+  if writer is not None:
+    writer.release()
+  if t_start is None:
+    raise ValueError(f'--source {args.source!r} gave no frames')
+  wall = time.perf_counter() - t_start
+  out_json = os.path.join(args.out, 'results.json')
+  with open(out_json, 'w') as f:
+    json.dump(results, f)
+  print(f'first frame (includes compilation): ' +
+        ', '.join(f'{k} {1000 * v:.1f} ms' for k, v in warm.items()))
+  if n:
+    avg = {k: 1000 * v / n for k, v in totals.items()}
+    print('per frame: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in avg.items()) +
+          f'; {n / wall:.2f} FPS end to end (incl. drawing and writing)')
+  print(f'wrote {len(results)} people from {n + 1} frame(s): {out_json}' +
+        (f', {video_path}' if video_path else f', drawn images in {args.out}'))
+  return 0
+
+
+def _can_show() -> bool:
+  if not os.environ.get('DISPLAY') and os.name != 'nt':
+    print('litepose predict: --show ignored: no display ($DISPLAY is not set)')
+    return False
+  try:
+    cv2.namedWindow('litepose')
+    return True
+  except cv2.error as e:
+    print(f'litepose predict: --show ignored: this OpenCV build has no GUI ({e})')
+    return False
