@@ -23,7 +23,7 @@ IMPLS = ('auto', 'lax', 'shift')
 
 # Rows folded into one output element of the kernel-gradient fusion (see _kernel_grad): the
 # unrolled partial sum keeps the accumulator in registers; more terms compile slower.
-_MAX_FOLD = 16
+_MAX_FOLD = 8
 
 
 def default_impl() -> str:
@@ -128,43 +128,53 @@ def _kernel_grad(x, g, k, stride):
   ho, wo = g.shape[1:3]
   acc_t = _acc_dtype(x.dtype)
   xp = _pad_same(x, k)
-  wp = xp.shape[2]
-  # Row phases: kernel row i reads padded rows s*h + i = s*(h + i//s) + i%s.
-  rows = ho + (k - 1) // stride
+  # Row/column phases: tap (i, j) reads padded pixel (s*h + i, s*w + j), i.e. pixel
+  # (h + i//s, w + j//s) of phase (i%s, j%s); phases turn strided reads into contiguous ones.
+  rows, cols = ho + (k - 1) // stride, wo + (k - 1) // stride
   phases = []
   for r in range(stride):
-    ph = xp[:, r::stride]
-    ph = ph[:, :rows]
-    phases.append(jnp.pad(ph, ((0, 0), (0, rows - ph.shape[1]), (0, 0), (0, 0))))
-  xph = jnp.stack(phases)  # [s, B, rows, Wp, C]
+    for q in range(stride):
+      ph = xp[:, r::stride, q::stride][:, :rows, :cols]
+      phases.append(jnp.pad(ph, ((0, 0), (0, rows - ph.shape[1]), (0, cols - ph.shape[2]),
+                                 (0, 0))))
+  xph = jnp.stack(phases).reshape(stride, stride, b, rows, cols, c)
   n = b * ho
   t = _fold(n)
   gf = g.astype(acc_t).reshape(t, n // t, wo, c)
 
   def row_grad(_, i):
-    xi = lax.dynamic_slice(xph, (i % stride, 0, i // stride, 0, 0), (1, b, ho, wp, c))
-    xi = xi.reshape(t, n // t, wp, c).astype(acc_t)
-    cols = []
+    xi = lax.dynamic_slice(xph, (i % stride, 0, 0, i // stride, 0, 0),
+                           (1, stride, b, ho, cols, c))[0]
+    xi = xi.reshape(stride, t, n // t, cols, c).astype(acc_t)
+    taps = []
     for j in range(k):
-      xj = lax.slice(xi, (0, 0, j, 0), (t, n // t, j + stride * (wo - 1) + 1, c),
-                     (1, 1, stride, 1))
+      xj = lax.slice(xi[j % stride], (0, 0, j // stride, 0), (t, n // t, j // stride + wo, c))
       acc = None
       for u in range(t):
         term = xj[u] * gf[u]
         acc = term if acc is None else acc + term
-      cols.append(acc)
-    z = jnp.stack(cols, axis=2)  # [n/t, Wo, k, C]
+      taps.append(acc)
+    z = jnp.stack(taps, axis=2)  # [n/t, Wo, k, C]
     return None, jnp.sum(z, axis=(0, 1))
 
   _, dk = lax.scan(row_grad, None, jnp.arange(k))
   return dk[:, :, None, :].astype(x.dtype)
 
 
+def _forward(x, kernel, stride):
+  """The shift-sum forward pass: [B, H, W, C] -> [B, ceil(H/s), ceil(W/s), C].
+
+  Stride 2 reads strided taps directly: splitting xp into four row/column phases first (four
+  stride-1 sums) measured 2-3x slower on XLA:CPU.
+  """
+  h, w = x.shape[1:3]
+  return _shift_sum(_pad_same(x, kernel.shape[0]), kernel, stride, _out_size(h, stride),
+                    _out_size(w, stride))
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _shift_depthwise(x, kernel, stride):
-  k = kernel.shape[0]
-  h, w = x.shape[1:3]
-  return _shift_sum(_pad_same(x, k), kernel, stride, _out_size(h, stride), _out_size(w, stride))
+  return _forward(x, kernel, stride)
 
 
 def _shift_fwd(x, kernel, stride):

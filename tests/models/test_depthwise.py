@@ -47,8 +47,8 @@ def test_shift_matches_lax_forward_and_both_gradients(shape, stride, k):
   np.testing.assert_allclose(got_dk, want_dk, rtol=1e-5, atol=1e-4)
 
 
-def test_kernel_9_and_batch_fold_above_16():
-  # B*H = 34 rows: the kernel-gradient fold is 2 (34 has no divisor between 3 and 16).
+def test_kernel_9_and_awkward_fold():
+  # B*H = 34 rows: the kernel-gradient fold is 2 (34 has no divisor between 3 and 8).
   x, kernel, kc = make_inputs((2, 17, 6, 4), 9, seed=1)
   weights = jax.random.normal(kc, (2, 17, 6, 4))
   shift = lambda x, w, s: depthwise.depthwise_conv2d(x, w, s, impl='shift')
@@ -60,10 +60,11 @@ def test_kernel_9_and_batch_fold_above_16():
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4)
 
 
-def test_fold_is_largest_divisor_up_to_16():
-  assert depthwise._fold(512) == 16
+def test_fold_is_largest_divisor_up_to_max():
+  assert depthwise._MAX_FOLD == 8
+  assert depthwise._fold(512) == 8
   assert depthwise._fold(34) == 2
-  assert depthwise._fold(9) == 9
+  assert depthwise._fold(7) == 7
   assert depthwise._fold(17) == 1
 
 
