@@ -3,6 +3,7 @@
 Measures on the real CrowdPose samples (../shared/data/crowdpose_sample or $LITEPOSE_SAMPLE_DATA)
 and, if given (--synth-dir) or generatable, on a synthetic CrowdPose-format set. For each data set:
   ours/1 core   : the tf.data pipeline pinned to one core (os.sched_setaffinity), 1 thread pool thread
+                  (float32 normalised images, and uint8 images normalised later on the device)
   ours/all cores: the pipeline on all cores (per-core figure = total / cores)
   reference     : a straight re-implementation of the official per-image PyTorch-loader work
                   (imread, affine warps, flip, ToTensor + normalise, heatmaps and joints by Python
@@ -32,7 +33,7 @@ def _sample_root() -> pathlib.Path:
   return pathlib.Path(env) if env else REPO.parent / 'shared' / 'data'
 
 
-def _cfg(data_dir: str, size: int, batch: int, threads: int):
+def _cfg(data_dir: str, size: int, batch: int, threads: int, image_dtype: str = 'float32'):
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   c = pipeline.default_data_config()
   c.dataset = 'crowdpose'
@@ -41,17 +42,19 @@ def _cfg(data_dir: str, size: int, batch: int, threads: int):
   c.input_size = size
   c.batch_size = batch
   c.threads = threads
+  c.image_dtype = image_dtype
   if threads == 1:
     c.num_parallel_calls = 1
   return c
 
 
-def bench_ours(data_dir: str, size: int, seconds: float, threads: int) -> float:
+def bench_ours(data_dir: str, size: int, seconds: float, threads: int,
+               image_dtype: str = 'float32') -> float:
   """Images per second of make_train_dataset (after a warm-up batch)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = 16
-  ds = pipeline.make_train_dataset(_cfg(data_dir, size, batch, threads))
+  ds = pipeline.make_train_dataset(_cfg(data_dir, size, batch, threads, image_dtype))
   it = iter(ds)
   next(it)
   n, t0 = 0, time.perf_counter()
@@ -126,7 +129,8 @@ def _child(args) -> None:
   if args.mode == 'ref':
     v = bench_reference(args.data_dir, args.size, args.seconds)
   else:
-    v = bench_ours(args.data_dir, args.size, args.seconds, 1 if args.pin else 0)
+    v = bench_ours(args.data_dir, args.size, args.seconds, 1 if args.pin else 0,
+                   'uint8' if args.mode == 'ours8' else 'float32')
   print(f'RESULT {v:.2f}')
 
 
@@ -150,7 +154,7 @@ def main() -> None:
   p.add_argument('--synth-dir', default='', help='synthetic CrowdPose-format folder (json/, images/);'
                  ' default: generate a small one with `litepose data synth` in a temp folder')
   p.add_argument('--no-synth', action='store_true')
-  p.add_argument('--child', choices=('ours', 'ref'), help=argparse.SUPPRESS)
+  p.add_argument('--child', choices=('ours', 'ours8', 'ref'), help=argparse.SUPPRESS)
   p.add_argument('--data-dir', help=argparse.SUPPRESS)
   p.add_argument('--pin', action='store_true', help=argparse.SUPPRESS)
   args = p.parse_args()
@@ -166,7 +170,7 @@ def main() -> None:
       tmp = tempfile.TemporaryDirectory()
       synth = tmp.name
       r = subprocess.run([sys.executable, '-m', 'litepose_jax.cli', 'data', 'synth', '--out', synth,
-                          '--num-train', '32', '--num-val', '4'], capture_output=True, text=True,
+                          '--num-images', '40', '--size', '640', '--quiet'], capture_output=True, text=True,
                          cwd=REPO, check=False)
       if r.returncode:
         print(f'(synthetic data skipped: `litepose data synth` failed: {r.stderr.strip()[-300:]})')
@@ -178,9 +182,12 @@ def main() -> None:
   for name, d in sets:
     ref = _run('ref', d, args.size, args.seconds, True)
     one = _run('ours', d, args.size, args.seconds, True)
+    one8 = _run('ours8', d, args.size, args.seconds, True)
     allc = _run('ours', d, args.size, args.seconds, False)
-    print(f'{name:24s} reference(official-style) 1 core: {ref:7.1f} | ours 1 core: {one:7.1f} '
-          f'({one / ref:.2f}x) | ours {cores} cores: {allc:7.1f} total = {allc / cores:7.1f}/core')
+    print(f'{name}:\n  reference (official-style work), 1 core: {ref:7.1f}\n'
+          f'  ours, float32 images,   1 core: {one:7.1f} ({one / ref:.2f}x)\n'
+          f'  ours, uint8 images,     1 core: {one8:7.1f} ({one8 / ref:.2f}x)\n'
+          f'  ours, float32, all {cores} cores: {allc:7.1f} total = {allc / cores:.1f} per core')
   if tmp:
     tmp.cleanup()
 

@@ -1,4 +1,5 @@
-"""`litepose data show|synth`: draw augmented samples; generate the synthetic crowd data set."""
+"""`litepose data show|synth|tfds`: draw augmented samples, generate the synthetic crowd data set,
+prepare the CrowdPose TFDS data set."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   show.add_argument('--num', type=int, default=8, help='number of samples')
   show.add_argument('--cols', type=int, default=4, help='grid columns')
   show.add_argument('--out', required=True, help='output image (.png / .jpg)')
+  tf_ds = sub.add_parser('tfds', help='prepare the CrowdPose TFDS data set from a manual download '
+                         '(MANUAL_DIR/json/crowdpose_*.json + MANUAL_DIR/images/; no network)')
+  tf_ds.add_argument('--manual-dir', required=True, help='folder with json/ and images/')
+  tf_ds.add_argument('--data-dir', default=None,
+                     help='TFDS data dir (default: ~/tensorflow_datasets)')
   synth = sub.add_parser('synth', help='generate the synthetic CrowdPose-format crowd data set')
   try:
     from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -48,8 +54,24 @@ def _show_config(args):
   return cfg
 
 
+def _run_tfds(args) -> int:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import tfds_crowdpose  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(args.manual_dir):
+    raise FileNotFoundError(f'manual dir not found: {args.manual_dir}. '
+                            + tfds_crowdpose.CrowdPose.MANUAL_DOWNLOAD_INSTRUCTIONS)
+  builder = tfds_crowdpose.CrowdPose(data_dir=args.data_dir)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=args.manual_dir))
+  splits = ', '.join(f'{k}: {v.num_examples}' for k, v in builder.info.splits.items())
+  print(f'prepared {builder.info.full_name} in {builder.data_dir} ({splits})')
+  return 0
+
+
 def run(args: argparse.Namespace) -> int:
-  """Runs `data show` or `data synth`."""
+  """Runs `data show`, `data synth` or `data tfds`."""
+  if args.data_command == 'tfds':
+    return _run_tfds(args)
   if args.data_command == 'synth':
     if getattr(args, '_synth_error', None):
       raise ValueError(f'the synthetic generator is unavailable: {args._synth_error}')

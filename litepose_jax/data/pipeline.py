@@ -69,6 +69,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Official behaviour: the mask is warped like the image, so the black border outside the image
   # is masked out (0) as are crowd regions / unlabelled people (COCO). False: border stays 1.
   c.mask_outside_image = True
+  # 'float32': normalised float images (default). 'uint8': RGB bytes, 4x less host memory traffic
+  # and host->device transfer; normalise on the device with normalize_images().
+  c.image_dtype = 'float32'
   c.seed = 0
   c.shuffle = True
   c.strict = False
@@ -97,6 +100,13 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   return base
 
 
+def normalize_images(images, xp=np):
+  """uint8 RGB [..., 3] -> ImageNet-normalised float32 (xp = numpy or jax.numpy)."""
+  mean = xp.asarray([m * 255.0 for m in MEAN], xp.float32)
+  inv_std = xp.asarray([1.0 / (s * 255.0) for s in STD], xp.float32)
+  return (images.astype(xp.float32) - mean) * inv_std
+
+
 def _sizes(cfg) -> tuple[int, ...]:
   sizes = tuple(int(s) for s in (cfg.input_sizes or (cfg.input_size,)))
   for s in sizes:
@@ -108,8 +118,10 @@ def _sizes(cfg) -> tuple[int, ...]:
 class _Loader:
   """The Python half of a sample: read, decode, warp (OpenCV, GIL released) and NumPy targets.
 
-  Targets are rendered here with NumPy rather than with TF ops: on this class of CPU the TF
-  scatter kernels cost 3-7x more than NumPy for the 112 / 224 maps (see scripts/bench_data.py).
+  Targets are rendered here with NumPy rather than with TF ops: on the 2-core development machine
+  targets.render_heatmaps_tf (tensor_scatter_nd_max) took 3-7x longer than the NumPy version for
+  the 112 / 224 maps of one sample, and per-sample TF ops for parameters and matrices added more
+  per-op overhead than the ~0.1 ms of NumPy they replace.
   """
 
   def __init__(self, source: datasets.KeypointDataset, cfg, sizes: tuple[int, ...]):
@@ -174,14 +186,16 @@ class _Loader:
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     masks = []
     ignore = self.source.ignore_mask(rec_idx) if self.has_ignore else None
-    for m, r in ((m4, r4), (m2, r2)):
-      if ignore is None and not self.mask_outside_image:
-        masks.append(np.ones((r, r), np.uint8))
-        continue
+    keep = None
+    if ignore is not None or self.mask_outside_image:
       keep = np.full((rec.height, rec.width), 255, np.uint8)
       if ignore is not None:
         keep[ignore > 0] = 0
-      border = 0 if self.mask_outside_image else 255
+    border = 0 if self.mask_outside_image else 255
+    for m, r in ((m4, r4), (m2, r2)):
+      if keep is None:
+        masks.append(np.ones((r, r), np.uint8))
+        continue
       w = cv2.warpAffine(keep, m, (r, r), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
       masks.append((w > 127).astype(np.uint8))  # official: warped / 255 > 0.5
@@ -223,7 +237,8 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
 def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
                        start_step: int = 0, source: datasets.KeypointDataset | None = None
                        ) -> tf.data.Dataset:
-  """Endless batches for this host: dict of image [B,S,S,3] float32 (normalised RGB),
+  """Endless batches for this host: dict of image [B,S,S,3] float32 (normalised RGB; uint8 RGB
+  with cfg.image_dtype 'uint8', see normalize_images),
   heatmaps4 [B,S/4,S/4,J], heatmaps2 [B,S/2,S/2,J], masks4 [B,S/4,S/4], masks2 [B,S/2,S/2]
   (float32, 1 = train on this pixel), joints [B,max_people,J,2] int32 (into the S/4 tag map),
   valid [B] float32 (0 = bad sample replaced by zeros), index [B] int64 (global position),
@@ -274,9 +289,14 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   mean = tf.constant([m * 255.0 for m in MEAN], tf.float32)
   inv_std = tf.constant([1.0 / (s * 255.0) for s in STD], tf.float32)
 
+  if cfg.image_dtype not in ('float32', 'uint8'):
+    raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")
+  as_bytes = cfg.image_dtype == 'uint8'
+
   def finish(b):
-    # OpenCV decodes BGR; reversing the channel axis here is free next to the float conversion.
-    b['image'] = (tf.cast(tf.reverse(b['image'], axis=[-1]), tf.float32) - mean) * inv_std
+    # OpenCV decodes BGR; reversing the channel axis here is cheap next to the float conversion.
+    rgb = tf.reverse(b['image'], axis=[-1])
+    b['image'] = rgb if as_bytes else (tf.cast(rgb, tf.float32) - mean) * inv_std
     b['masks4'] = tf.cast(b['masks4'], tf.float32)
     b['masks2'] = tf.cast(b['masks2'], tf.float32)
     return b
@@ -292,4 +312,6 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   opts.deterministic = True
   if cfg.threads:
     opts.threading.private_threadpool_size = int(cfg.threads)
+  # Parallelism comes from the parallel map; multi-threaded single ops only contend with it.
+  opts.threading.max_intra_op_parallelism = 1
   return ds.with_options(opts)

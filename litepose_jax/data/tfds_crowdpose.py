@@ -1,8 +1,9 @@
 """TFDS builder for CrowdPose, prepared from a manually downloaded copy (no network).
 
-Command line (from the repo root; MANUAL_DIR holds json/crowdpose_{train,val,trainval,test}.json
-and images/):
-  tfds build litepose_jax/data/tfds_crowdpose.py --manual_dir MANUAL_DIR --data_dir ~/tensorflow_datasets
+Command line (MANUAL_DIR holds json/crowdpose_{train,val,trainval,test}.json and images/):
+  litepose data tfds --manual-dir MANUAL_DIR [--data-dir ~/tensorflow_datasets]
+or, where apache-beam is installed (the `tfds` CLI of tensorflow-datasets 4.9.10 imports it):
+  tfds build litepose_jax/data/tfds_crowdpose.py --manual_dir MANUAL_DIR --data_dir DIR
 Python:
   from litepose_jax.data import tfds_crowdpose
   b = tfds_crowdpose.CrowdPose(data_dir=DIR)
@@ -88,3 +89,4 @@ class CrowdPose(tfds.core.GeneratorBasedBuilder):
               'iscrowd': [int(a.get('iscrowd', 0)) for a in anns],
           },
       }
+

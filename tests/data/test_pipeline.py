@@ -179,3 +179,11 @@ def test_reads_synthetic_output_as_crowdpose(tmp_path):
     assert json.load(f)['images']
   b = _take(_cfg(tmp_path, 'crowdpose', batch=2), 1)[0]
   assert b['valid'].all() and b['heatmaps4'].max() == 1.0
+
+
+def test_uint8_images_normalise_to_the_float_ones(sample_data):
+  f = _take(_cfg(sample_data / 'crowdpose_sample', batch=2), 1)[0]
+  u = _take(_cfg(sample_data / 'crowdpose_sample', batch=2, image_dtype='uint8'), 1)[0]
+  assert u['image'].dtype == np.uint8
+  np.testing.assert_allclose(pipeline.normalize_images(u['image']), f['image'], atol=1e-5)
+  np.testing.assert_array_equal(u['heatmaps2'], f['heatmaps2'])
