@@ -68,7 +68,8 @@ class Checkpointer:
     step = int(jax.device_get(state.step) if jax.process_count() == 1 else to_host(state.step))
     self.manager.save(step, args=ocp.args.Composite(
         train_state=ocp.args.StandardSave(_state_tree(state)),
-        variables=ocp.args.StandardSave(state.variables())), force=True)
+        # Host numpy copies: the inference checkpoint must not depend on the training topology.
+        variables=ocp.args.StandardSave(to_host(state.variables()))), force=True)
     self.manager.wait_until_finished()
     if jax.process_index() == 0:
       step_dir = os.path.join(self.directory, str(step))

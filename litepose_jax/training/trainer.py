@@ -169,11 +169,13 @@ def _save_config(config, workdir: str) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       max_steps: int | None = None, data_fn: Callable | None = None) -> dict:
+                       max_steps: int | None = None, data_fn: Callable | None = None,
+                       devices=None) -> dict:
   """Trains (resuming from WORKDIR/checkpoints if present), evaluates, checkpoints.
 
   max_steps: stop after this many steps of this invocation (the schedule still spans the full
-  run; tests use it to simulate an interruption). data_fn replaces data.make_data.
+  run; tests use it to simulate an interruption). data_fn replaces data.make_data. devices:
+  the data-parallel devices (default: all devices of all processes).
   Returns {'step', 'preempted', 'metrics' (last logged), 'eval' (last evaluation or None)}.
   """
   workdir = os.path.abspath(workdir)
@@ -184,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if is_main:
     _save_config(config, workdir)
 
-  devices = np.array(jax.devices())
+  devices = np.array(jax.devices() if devices is None else devices)
   mesh = Mesh(devices, ('data',))
   repl = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
@@ -225,16 +227,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   evaluator = None
   if config.eval.enabled:
     from litepose_jax.training import evaluate  # pylint: disable=g-import-not-at-top
-    evaluator = evaluate.make_evaluator(config, info)
+    evaluator = evaluate.make_evaluator(config, info, workdir) if is_main else None
 
   def to_global(local):
     return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
             for k, v in local.items()}
 
   def run_eval(step):
-    if evaluator is None:
-      return None
-    result = evaluator(forward, state.variables(), step)
+    if evaluator is None or not is_main:
+      return None  # process 0 evaluates; the AP only drives its logs and best/ export
+    result = evaluator(eval_model, checkpointing.to_host(state.variables()), step)
     writer.scalars(step, {f'eval/{k}': v for k, v in result.items()
                           if isinstance(v, (int, float))})
     if 'AP' in result:
@@ -261,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         state, metrics = train_step(state, batch)
         step += 1
         if pending is not None:
-          _check_finite(pending[0], jax.device_get(pending[1]), ckpt)
+          _check_finite(pending[0], checkpointing.to_host(pending[1]), ckpt)
         pending = (t_step, metrics)
         n_log += 1
         bar.update(1)
@@ -270,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         due_eval = every(config.eval_every)
         stop = preemption.agreed()
         if due_log or due_ckpt or due_eval or stop:
-          host = jax.device_get(metrics)
+          host = checkpointing.to_host(metrics)
           _check_finite(t_step, host, ckpt)
           pending = None
         if due_log:
@@ -285,7 +287,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           t_log, n_log = time.time(), 0
         if every(config.image_summary_every):
           n = min(3, len(local['image']))
-          out4, _ = forward(state.variables(), jnp.asarray(local['image'][:n]))
+          # Host copies: a process-local forward pass, also when the state spans several hosts.
+          out4, _ = forward(checkpointing.to_host(state.variables()), local['image'][:n])
           panels = summary.prediction_panels(local['image'][:n], local['heatmaps4'][:n],
                                              np.asarray(out4[..., :info.num_joints], np.float32))
           writer.images(step, 'train/image_gt_pred', panels)
@@ -300,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                       f'step {step} to {ckpt.directory}; rerun the same command to resume')
           break
       if pending is not None:
-        _check_finite(pending[0], jax.device_get(pending[1]), ckpt)
+        _check_finite(pending[0], checkpointing.to_host(pending[1]), ckpt)
       if not preempted and step == total_steps and config.eval.enabled and not due_eval:
         last_eval = run_eval(step)
   finally:

@@ -23,13 +23,14 @@ def tiny_arch_path(tmp_path_factory) -> str:
   return str(path)
 
 
-def tiny_overrides(arch_path: str) -> list[str]:
+@pytest.fixture
+def tiny_overrides(tiny_arch_path) -> list[str]:
   """--config.* overrides that make configs/litepose_xs.py:fake,runlocal tiny and quiet."""
-  return [f'model.arch={arch_path}', 'data.batch_size=4', 'progress=False']
+  return [f'model.arch={tiny_arch_path}', 'data.batch_size=4', 'progress=False']
 
 
 @pytest.fixture
-def tiny_config(tiny_arch_path):
+def tiny_config(tiny_overrides):
   from litepose_jax.training import config_lib
   cfg = config_lib.load_config(str(REPO_ROOT / 'configs' / 'litepose_xs.py') + ':fake,runlocal')
-  return config_lib.apply_overrides(cfg, tiny_overrides(tiny_arch_path))
+  return config_lib.apply_overrides(cfg, tiny_overrides)
