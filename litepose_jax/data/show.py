@@ -47,7 +47,7 @@ def draw_sample(batch: dict, i: int, joint_set) -> np.ndarray:
                  _COLORS[joint_set.side(b)], 2, cv2.LINE_AA)
     for j in range(len(kp)):
       if kp[j, 2]:
-        cv2.circle(out, tuple(int(v) for v in pts[j]), 3, _COLORS[joint_set.side(j)], -1,
+        cv2.circle(out, tuple(int(v) for v in pts[j]), 5, _COLORS[joint_set.side(j)], 1,
                    cv2.LINE_AA)
   if batch['valid'][i] < 0.5:
     cv2.putText(out, 'BAD SAMPLE', (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 255), 2)
