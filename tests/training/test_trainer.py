@@ -112,3 +112,21 @@ def test_best_by_ap_export(tiny_config, tmp_path):
   assert json.load(open(tmp_path / 'best.json')) == {'step': 3, 'AP': 0.3}
   _, _, model_cfg = checkpoints.load_model(tmp_path / 'best')
   assert model_cfg['AP'] == 0.3 and not (tmp_path / 'best.tmp').exists()
+
+
+def test_mixed_precision_ema_and_clipping(tiny_config, tmp_path):
+  cfg = _config(tiny_config, mixed_precision=True, ema_decay=0.5)
+  cfg.optim.grad_clip_norm = 0.1
+  result = trainer.train_and_evaluate(cfg, str(tmp_path), max_steps=2)
+  state = result['state']
+  # bf16 compute, fp32 master weights and optimizer state.
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(state.params))
+  assert all(x.dtype in (np.float32, np.int32) for x in jax.tree.leaves(state.opt_state))
+  assert np.isfinite(result['metrics']['train/total'])
+  assert result['metrics']['train/grad_norm'] > 0
+  # The exported variables are the EMA weights, which lag the raw ones.
+  _, variables, _ = checkpoints.load_model(tmp_path)
+  ema, raw = jax.tree.leaves(jax.device_get(state.ema_params)), _params(result)
+  for a, b in zip(jax.tree.leaves(variables['params']), ema):
+    np.testing.assert_array_equal(a, b)
+  assert max(float(np.max(np.abs(a - b))) for a, b in zip(ema, raw)) > 0
