@@ -237,6 +237,8 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
 
 
 _BLOCK = 4
+# Blocks per person scored exactly first; their best score prunes the rest.
+_PROBE_BLOCKS = 64
 
 
 def _block_edges(n_out: int, block: int, index) -> tuple[np.ndarray, np.ndarray]:
@@ -283,15 +285,53 @@ class _Blocks:
     dmin = np.sqrt((gap * gap).sum(-1))
     # Rounding is monotonic; the margin keeps the bound safe against float32 distance error.
     kmin = np.round(np.maximum(dmin - 1e-3, 0.0))
-    return self.hmax[:, :, j].reshape(1, -1).astype(np.float64) - kmin
+    # float32 like the scores, so that a block's bound is never below its exact best score.
+    return self.hmax[:, :, j].reshape(1, -1) - kmin.astype(np.float32)
 
-  def pixels(self, blocks: np.ndarray) -> np.ndarray:
-    """Flat pixel indices (y * W + x) inside the given blocks, clipped to the map."""
-    by, bx = np.divmod(blocks, self.nbx)
-    y = (by[:, None] * _BLOCK + self.offsets[0][None]).ravel()
-    x = (bx[:, None] * _BLOCK + self.offsets[1][None]).ravel()
+  def pixels(self, blocks: np.ndarray, keep_shape: bool = False) -> np.ndarray:
+    """Flat pixel indices (y * W + x) inside the given blocks.
+
+    keep_shape: [len(blocks), B * B] with -1 for pixels outside the map; else only valid ones.
+    """
+    by, bx = np.divmod(np.asarray(blocks), self.nbx)
+    y = by[:, None] * _BLOCK + self.offsets[0][None]
+    x = bx[:, None] * _BLOCK + self.offsets[1][None]
     ok = (y < self.height) & (x < self.width)
+    if keep_shape:
+      return np.where(ok, y * self.width + x, -1)
     return y[ok] * self.width + x[ok]
+
+
+def _person_pixel_max(blocks, rows, cols, flat_hm, tag_maps, means, j, per_block, n=None):
+  """Best score and its first pixel per person over the (person row, block) pairs given.
+
+  Returns (best [n], pixel [n]); every person must own at least one pair.
+  """
+  pix = blocks.pixels(cols, keep_shape=True)  # [pairs, per_block], -1 outside the map
+  person = np.repeat(rows, per_block)
+  pix = pix.reshape(-1)
+  inside = pix >= 0
+  person, pix = person[inside], pix[inside]
+  tv = tag_maps.at(pix, j)
+  diff = tv - means[person]
+  if diff.shape[-1] == 1:
+    dist = np.abs(diff[:, 0])
+  else:
+    dist = np.sqrt((diff * diff).sum(axis=-1))
+  score = flat_hm[pix, j] - np.round(dist)
+  # Pairs arrive grouped by person (np.nonzero order): segment reductions, no sort. Among equal
+  # best scores keep the lowest pixel index (np.argmax's row-major tie rule).
+  starts = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])
+  owners = person[starts]
+  seg_max = np.maximum.reduceat(score, starts)
+  at_max = score == np.repeat(seg_max, np.diff(np.r_[starts, score.size]))
+  big = np.iinfo(np.int64).max
+  n = int(rows.max()) + 1 if n is None else n
+  best = np.full(n, -np.inf, np.float32)
+  best_pix = np.zeros(n, np.int64)
+  best[owners] = seg_max
+  best_pix[owners] = np.minimum.reduceat(np.where(at_max, pix, big), starts)
+  return best, best_pix
 
 
 def _refine(poses, found, person_pix, hm, tag_maps) -> None:
@@ -299,7 +339,7 @@ def _refine(poses, found, person_pix, hm, tag_maps) -> None:
 
   Exact: each person's maximum is searched only in 4x4 blocks whose upper bound (block heatmap max
   minus the rounded distance from the mean tag to the block's tag box) reaches the best score found
-  in the most promising block; equal scores keep the first pixel in row-major order.
+  in the most promising blocks; equal scores keep the first pixel in row-major order.
   """
   height, width, num_joints = hm.shape
   flat_hm = hm.reshape(height * width, num_joints)
@@ -314,17 +354,18 @@ def _refine(poses, found, person_pix, hm, tag_maps) -> None:
       tag_sum[sel] += tag_maps.at(person_pix[sel, j], j)
   means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
   blocks = _Blocks(hm, tag_maps)
+  per_block = _BLOCK * _BLOCK
   for j in np.flatnonzero((~found).any(axis=0)):
     people = np.flatnonzero(~found[:, j])
     ub = blocks.upper_bounds(j, means[people])
-    first = np.argmax(ub, axis=1)
-    best_pix = np.empty(people.size, np.int64)
-    for k, p in enumerate(people):
-      pix0 = blocks.pixels(first[k:k + 1])
-      s0 = _scores(flat_hm[pix0, j], tag_maps.at(pix0, j), means[p:p + 1])[0]
-      cand = blocks.pixels(np.flatnonzero(ub[k] >= s0.max()))
-      sc = _scores(flat_hm[cand, j], tag_maps.at(cand, j), means[p:p + 1])[0]
-      best_pix[k] = cand[sc == sc.max()].min()
+    # Exact scores in each person's most promising blocks give a lower bound on its maximum.
+    k = min(_PROBE_BLOCKS, ub.shape[1])
+    top = np.argpartition(-ub, k - 1, axis=1)[:, :k]
+    best0 = _person_pixel_max(blocks, np.repeat(np.arange(people.size), k), top.reshape(-1),
+                              flat_hm, tag_maps, means[people], j, per_block, people.size)[0]
+    rows, cols = np.nonzero(ub >= best0[:, None])
+    _, best_pix = _person_pixel_max(blocks, rows, cols, flat_hm, tag_maps, means[people], j,
+                                    per_block, people.size)
     bval = flat_hm[best_pix, j]
     x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, np.full(best_pix.size, j))
     write = bval > 0

@@ -136,3 +136,12 @@ def test_low_resolution_tags_equal_resized_tags():
   tm = parser.TagMaps(small, 32, 48)
   pix = np.arange(32 * 48)
   np.testing.assert_allclose(tm.at(pix, 3), full.reshape(-1, 14, 2)[:, 3], atol=1e-6)
+
+
+@pytest.mark.parametrize('tag_dim', [1, 2])
+def test_equals_reference_on_larger_random_maps(tag_dim):
+  # More 4x4 blocks than refine probes exactly first: exercises the pruning bound.
+  rng = np.random.default_rng(20 + tag_dim)
+  heat = _smooth_random(rng, (48, 72, 14), 1.5) * 3 - 1.2
+  tags = rng.normal(0, 2, (48, 72, 14, tag_dim)).astype(np.float32)
+  _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
