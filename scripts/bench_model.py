@@ -89,12 +89,16 @@ def _block(tree):
 
 
 def _time_steps(step, state, n):
-  """Runs `state = step(*state)` n times; returns (state, per-step seconds)."""
+  """Runs `state = step(*state)` n times; returns (state, [(wall s, process CPU s)] per step).
+
+  Process CPU time (all threads) is the robust figure on a shared machine: it hardly changes
+  when other processes compete for the cores, while wall time does.
+  """
   times = []
   for _ in range(n):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     state = _block(step(*state))
-    times.append(time.perf_counter() - t0)
+    times.append((time.perf_counter() - t0, time.process_time() - c0))
   return state, times
 
 
@@ -150,12 +154,15 @@ def bench_train(model, variables, images, args):
 
 def report(mode, args, arch_name, impl, compile_s, times) -> str:
   """One table line; adds the PyTorch reference and our ratio to it where NUMBERS.md has one."""
-  med = statistics.median(times)
+  wall = [t for t, _ in times]
+  med = statistics.median(wall)
+  cpu = statistics.median(c for _, c in times)
   ips = args.batch / med
   backend = jax.default_backend()
   line = (f'{mode:7s} | {arch_name:>4s}@{args.size:<4d} b{args.batch:<3d} {args.dtype:8s} | '
           f'{backend}:{impl:12s} | compile {compile_s:6.1f} s | median {med * 1e3:8.1f} ms '
-          f'(min {min(times) * 1e3:.1f}, n={len(times)}) | {ips:8.1f} img/s')
+          f'(min {min(wall) * 1e3:.1f}, n={len(wall)}; process CPU {cpu * 1e3:.0f} ms) | '
+          f'{ips:8.1f} img/s')
   ref = REFERENCES.get((backend, arch_name, args.size, args.batch, mode, args.dtype))
   if ref is not None:
     line += f' | ref {ref[0]:.1f} img/s ({ref[1]}) | ratio {ips / ref[0]:.2f}x'
