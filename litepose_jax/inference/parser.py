@@ -270,21 +270,27 @@ class _Blocks:
     rows = _block_edges(height, b, None if tag_maps.same else tag_maps.rows)
     cols = _block_edges(width, b, None if tag_maps.same else tag_maps.cols)
     t = tag_maps.tags
-    self.tmin = _range_reduce(_range_reduce(t, 0, *rows, np.min), 1, *cols, np.min)
-    self.tmax = _range_reduce(_range_reduce(t, 0, *rows, np.max), 1, *cols, np.max)
+    if tag_maps.same:
+      # Blocks align with the tag pixels: edge padding keeps the ranges, a reshape reduces them.
+      tp = np.pad(t, ((0, self.nby * b - height), (0, self.nbx * b - width), (0, 0), (0, 0)),
+                  mode='edge').reshape(self.nby, b, self.nbx, b, num_joints, -1)
+      self.tmin, self.tmax = tp.min(axis=(1, 3)), tp.max(axis=(1, 3))
+    else:
+      self.tmin = _range_reduce(_range_reduce(t, 0, *rows, np.min), 1, *cols, np.min)
+      self.tmax = _range_reduce(_range_reduce(t, 0, *rows, np.max), 1, *cols, np.max)
     oy, ox = np.meshgrid(np.arange(b), np.arange(b), indexing='ij')
     self.offsets = (oy.ravel(), ox.ravel())
     self.height, self.width = height, width
 
   def upper_bounds(self, j: int, means: np.ndarray) -> np.ndarray:
     """[P, nby * nbx] upper bound of heatmap - round(||tag - mean||) within each block."""
-    lo = self.tmin[:, :, j].reshape(-1, means.shape[1]).astype(np.float64)
-    hi = self.tmax[:, :, j].reshape(-1, means.shape[1]).astype(np.float64)
-    m = means.astype(np.float64)[:, None, :]
-    gap = np.maximum(np.maximum(lo[None] - m, m - hi[None]), 0.0)
-    dmin = np.sqrt((gap * gap).sum(-1))
+    lo = self.tmin[:, :, j].reshape(-1, means.shape[1])
+    hi = self.tmax[:, :, j].reshape(-1, means.shape[1])
+    m = means[:, None, :]
+    gap = np.maximum(np.maximum(lo[None] - m, m - hi[None]), np.float32(0.0))
+    dmin = gap[..., 0] if gap.shape[-1] == 1 else np.sqrt((gap * gap).sum(-1))
     # Rounding is monotonic; the margin keeps the bound safe against float32 distance error.
-    kmin = np.round(np.maximum(dmin - 1e-3, 0.0))
+    kmin = np.round(np.maximum(dmin - np.float32(1e-3), np.float32(0.0)))
     # float32 like the scores, so that a block's bound is never below its exact best score.
     return self.hmax[:, :, j].reshape(1, -1) - kmin.astype(np.float32)
 
