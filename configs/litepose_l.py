@@ -5,7 +5,7 @@ Adam lr 4e-3 (no weight decay), 500 epochs, lr x0.1 at epochs 350 and 480, globa
 
 Arguments (comma separated, after a colon):
   dataset=crowdpose|coco  CrowdPose trainval -> test (default) or COCO train2017 -> val2017
-  synthetic               small generated data set in data/synthetic (created on first use)
+  synthetic               small generated data set in workdirs/synthetic_data (created on first use)
   fake                    in-memory random batches (benchmarks, tests)
   runlocal                tiny batch, 4 steps (smoke test)
 

@@ -110,7 +110,7 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   else:
     c.data.data_dir = 'data/crowdpose'
   if a.synthetic:
-    c.data.data_dir = 'data/synthetic'
+    c.data.data_dir = 'workdirs/synthetic_data'
     c.data.split = 'train'
     c.data.synthetic_images = 240
     c.data.input_size = 128

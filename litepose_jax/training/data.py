@@ -61,14 +61,17 @@ def _fake_stream(cfg, process_index, process_count, start_step, num_joints) -> I
     step += 1
 
 
-def _ensure_synthetic(cfg) -> None:
-  """Generates the synthetic data set into data_dir once (process 0 of a single-host run)."""
+def _ensure_synthetic(cfg, process_count: int) -> None:
+  """Generates the synthetic data set into data_dir once (single-process runs only)."""
   if int(cfg.get('synthetic_images', 0)) <= 0:
     return
   from litepose_jax.data import datasets, synthetic  # pylint: disable=g-import-not-at-top
   ann, _ = datasets.expected_paths(cfg.dataset, cfg.data_dir, cfg.split)
   if os.path.isfile(ann):
     return
+  if process_count > 1:
+    raise FileNotFoundError(f'{ann} is missing: generate the synthetic data first (`litepose data '
+                            'synth`) rather than from several training processes at once')
   synthetic.generate(cfg.data_dir, int(cfg.synthetic_images), int(cfg.seed),
                      size=max(int(cfg.input_size), 128),
                      joints='coco' if cfg.dataset == 'coco' else 'crowdpose')
@@ -89,7 +92,7 @@ def make_data(config, process_index: int = 0, process_count: int = 1, start_step
   if cfg.source != 'files':
     raise ValueError(f"data.source must be 'files' or 'fake', got {cfg.source!r}")
   from litepose_jax.data import datasets, pipeline  # pylint: disable=g-import-not-at-top
-  _ensure_synthetic(cfg)
+  _ensure_synthetic(cfg, process_count)
   source = datasets.open_from_config(cfg, is_train=True)
   ds = pipeline.make_train_dataset(cfg, process_index=process_index, process_count=process_count,
                                    start_step=start_step, source=source)
