@@ -102,8 +102,10 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   c.image_summary_every = 1000  # steps; 0 = never
   c.progress = True
   c.compilation_cache_dir = ''  # '' = $LITEPOSE_JAX_CACHE or ~/.cache/litepose_jax/jax_cache
+  # Multi-host: TPU pods / SLURM: auto=True (jax.distributed.initialize() finds everything);
+  # GPU clusters without a scheduler, or CPU tests: the explicit coordinator fields.
   c.distributed = ml_collections.ConfigDict({
-      'coordinator_address': '', 'num_processes': 0, 'process_id': -1,
+      'auto': False, 'coordinator_address': '', 'num_processes': 0, 'process_id': -1,
       'cpu_collectives': 'gloo'})
   if a.dataset == 'coco':
     c.data.data_dir = 'data/coco'

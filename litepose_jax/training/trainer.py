@@ -64,7 +64,7 @@ def initialize_distributed(config) -> None:
       jax.config.update('jax_cpu_collectives_implementation', d.cpu_collectives)
     jax.distributed.initialize(d.coordinator_address, num_processes=int(d.num_processes),
                                process_id=int(d.process_id))
-  elif d.get('auto', False):
+  elif d.auto:
     jax.distributed.initialize()  # TPU pods, SLURM / Open MPI clusters detect everything
 
 
