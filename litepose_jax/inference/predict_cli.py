@@ -16,8 +16,9 @@ VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
 
 
 def add_arguments(parser) -> None:
-  parser.add_argument('--checkpoint', required=True,
-                      help='model checkpoint dir, training workdir or .tflite file')
+  model = parser.add_mutually_exclusive_group(required=True)
+  model.add_argument('--checkpoint', help='model checkpoint dir, training workdir or .tflite file')
+  model.add_argument('--tflite', dest='checkpoint', help='exported .tflite file (same as --checkpoint)')
   parser.add_argument('--source', required=True,
                       help='image file, folder of images, video file or webcam index (0, 1, ...)')
   parser.add_argument('--out', required=True, help='output directory')
