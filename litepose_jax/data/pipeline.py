@@ -27,14 +27,13 @@ contributes nothing to the loss and the stream positions (resume) stay exact. st
 """
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import cv2
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
+from litepose_jax import config_files
 from litepose_jax.data import augment
 from litepose_jax.data import datasets
 from litepose_jax.data import targets
@@ -84,15 +83,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """Data config from 'path.py[:arg]' (get_config(arg); its .data field if it has one)."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'config file not found: {path}')
-  module_spec = importlib.util.spec_from_file_location('_litepose_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'{path} has no get_config() function')
-  cfg = module.get_config(arg) if arg else module.get_config()
+  cfg = config_files.call_file_function(spec, 'get_config', 'config')
   if 'data' in cfg and isinstance(cfg.data, ml_collections.ConfigDict):
     cfg = cfg.data
   base = default_data_config()

@@ -7,7 +7,6 @@ Writes <prefix>_results.json (COCO format) and <prefix>_metrics.json next to the
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
@@ -28,30 +27,19 @@ def add_arguments(parser) -> None:
   parser.add_argument('--out', default=None, help='output directory (default: beside checkpoint)')
 
 
-def load_config(spec: str):
-  """big_vision style: 'path.py' or 'path.py:arg' -> get_config(arg)."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'--config file not found: {path}')
-  mod_spec = importlib.util.spec_from_file_location('litepose_eval_config', path)
-  module = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'--config {path} defines no get_config()')
-  return module.get_config(arg) if arg else module.get_config()
-
-
 def _data_args(args):
   ann, images, dataset = args.ann, args.images, args.dataset
   if args.config:
-    cfg = load_config(args.config)
-    data = getattr(cfg, 'data', None)
-    for field in ('dataset', 'ann_file', 'image_dir'):
-      if data is None or not hasattr(data, field):
-        raise ValueError(f'--config {args.config} must provide config.data.{field}')
-    ann = ann or data.ann_file
-    images = images or data.image_dir
-    dataset = dataset or data.dataset
+    # A training config: its data section and eval split name the ground truth.
+    from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
+    from litepose_jax.training import config_lib  # pylint: disable=g-import-not-at-top
+    cfg = config_lib.load_config(args.config)
+    data = cfg.data
+    split = cfg.get('eval', {}).get('split', '') or data.get('split', '')
+    cfg_ann, cfg_images = datasets.resolve_paths(
+        data.dataset, data.get('data_dir', ''), split, data.get('ann_file', ''),
+        data.get('image_dir', ''))
+    ann, images, dataset = ann or cfg_ann, images or cfg_images, dataset or data.dataset
   missing = [n for n, v in (('--ann', ann), ('--images', images), ('--dataset', dataset)) if not v]
   if missing:
     raise ValueError(f'missing {", ".join(missing)} (or give --config)')

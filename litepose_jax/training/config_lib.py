@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import ast
-import importlib.util
-import os
 from typing import Any, Sequence
 
 import ml_collections
 
+from litepose_jax import config_files
 from litepose_jax.data import pipeline as data_pipeline
 
 # Input sizes of the released models (spec 4: XS 256, S 448, M 448, L 512).
@@ -142,18 +141,9 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
   """Runs get_config(arg) of the config file 'path.py[:arg]'."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'config file not found: {path}')
-  module_spec = importlib.util.spec_from_file_location(
-      '_litepose_config_' + os.path.basename(path).replace('.', '_'), path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'{path} has no get_config(arg) function')
-  cfg = module.get_config(arg or None)
+  cfg = config_files.call_file_function(spec, 'get_config', 'config')
   if not isinstance(cfg, ml_collections.ConfigDict):
-    raise ValueError(f'{path}: get_config() must return an ml_collections.ConfigDict')
+    raise ValueError(f'{spec}: get_config() must return an ml_collections.ConfigDict')
   return cfg
 
 

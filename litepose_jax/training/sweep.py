@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import os
 import shlex
 import subprocess
 import sys
 
+from litepose_jax import config_files
 from litepose_jax.training import cli as train_cli
 
 
@@ -42,15 +42,8 @@ def _format(v) -> str:
 
 def expand(spec: str, root: str, common: list[str] | None = None) -> list[Run]:
   """Runs of the sweep file 'path.py[:arg]' under workdir root; common overrides go to all."""
-  path, _, arg = spec.partition(':')
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'sweep file not found: {path}')
-  module_spec = importlib.util.spec_from_file_location('_litepose_sweep', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  if not hasattr(module, 'get_sweep'):
-    raise ValueError(f'{path} has no get_sweep(arg) function')
-  sweep = module.get_sweep(arg or None)
+  path = spec.partition(':')[0]
+  sweep = config_files.call_file_function(spec, 'get_sweep', 'sweep')
   for key in ('config', 'runs'):
     if key not in sweep:
       raise ValueError(f'{path}: get_sweep() must return a dict with {key!r}')
