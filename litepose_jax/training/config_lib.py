@@ -48,10 +48,12 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """The official LitePose normal-training recipe (spec 5.1) for preset `model`.
 
-  arg: 'dataset=crowdpose|coco', 'synthetic' (small generated data set for the quickstart),
-  'fake' (in-memory random batches, for tests and benchmarks), 'runlocal' (tiny batch and run).
+  arg: 'dataset=crowdpose|coco', 'synthetic' (small generated data set), 'quickstart' (the
+  ~10 CPU-minute schedule of scripts/demo.sh on the easy data of scripts/quickstart.py), 'fake'
+  (in-memory random batches, for tests and benchmarks), 'runlocal' (tiny batch and run).
   """
-  a = parse_arg(arg, dataset='crowdpose', synthetic=False, fake=False, runlocal=False)
+  a = parse_arg(arg, dataset='crowdpose', synthetic=False, quickstart=False, fake=False,
+                runlocal=False)
   if a.dataset not in DATASET_DEFAULTS:
     raise ValueError(f'dataset must be one of {sorted(DATASET_DEFAULTS)}, got {a.dataset!r}')
   c = ml_collections.ConfigDict()
@@ -124,6 +126,23 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     c.checkpoint_every = 200
     c.eval_every = 200
     c.image_summary_every = 200
+  if a.quickstart:
+    # scripts/demo.sh: 1800 + 200 square 128 px images with 1-3 large people, written by
+    # `python scripts/quickstart.py data` (not generated here: its difficulty knobs differ).
+    c.data.data_dir = 'workdirs/quickstart/data'
+    c.data.split = 'train'
+    c.data.input_size = 128
+    c.data.batch_size = 16
+    c.total_steps = 600
+    # A short run: warm-up then cosine to 0 instead of the 500-epoch step schedule.
+    c.optim.schedule = 'cosine'
+    c.optim.warmup_epochs = 0.5
+    c.log_every = 20
+    c.checkpoint_every = 300
+    c.eval_every = 100
+    c.eval.split = 'val'
+    c.eval.num_images = 48  # the learning curve; the demo scores the whole val split after
+    c.image_summary_every = 0
   if a.fake:
     c.data.source = 'fake'
     c.data.input_size = 64
