@@ -1,4 +1,4 @@
-"""The CPU matmul paths of Conv / Deconv against flax's nn.Conv / nn.ConvTranspose."""
+"""The CPU matmul paths of Conv / Deconv and the BatchNorm gradient against their flax modules."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -103,3 +103,47 @@ def test_bad_conv_impl_raises():
   with pytest.raises(ValueError, match='conv impl must be one of'):
     with layers.force_conv_impl('auto'):
       pass
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_batch_norm_matches_flax_in_training_with_gradients(dtype):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((3, 5, 4, 6)) * 2.0 + 1.5, dtype)
+  target = jnp.asarray(rng.standard_normal((3, 5, 4, 6)), jnp.float32)
+  ref = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                     param_dtype=jnp.float32)
+  ours = layers.batch_norm(True, dtype)
+  variables = ref.init(jax.random.PRNGKey(0), x)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x)) == jax.tree.map(
+      jnp.shape, variables)
+  params = {'scale': jnp.linspace(0.5, 1.5, 6), 'bias': jnp.linspace(-0.3, 0.4, 6)}
+  stats = {'mean': jnp.full((6,), 0.2), 'var': jnp.full((6,), 1.3)}
+
+  def loss(module, p, x):
+    y, upd = module.apply({'params': p, 'batch_stats': stats}, x, mutable=['batch_stats'])
+    # ReLU6 on the output, and the running statistics in the loss, so every cotangent path of
+    # the custom gradient (output, batch mean, batch variance) is exercised.
+    s = upd['batch_stats']
+    out = jnp.sum(jnp.clip(y.astype(jnp.float32), 0, 6) * target)
+    return out + jnp.sum(s['mean'] * 3.0) - jnp.sum(s['var'] * 1.5), (y, s)
+
+  grad = jax.value_and_grad(loss, argnums=(1, 2), has_aux=True)
+  (l_ref, (y_ref, s_ref)), (gp_ref, gx_ref) = grad(ref, params, x)
+  (l_ours, (y_ours, s_ours)), (gp_ours, gx_ours) = grad(ours, params, x)
+  assert y_ours.dtype == y_ref.dtype == dtype
+  tol = dict(rtol=1e-4, atol=1e-4) if dtype == jnp.float32 else dict(rtol=2e-2, atol=5e-2)
+  np.testing.assert_allclose(np.float32(y_ours), np.float32(y_ref), **tol)
+  np.testing.assert_allclose(l_ours, l_ref, rtol=1e-4 if dtype == jnp.float32 else 2e-2)
+  for k in ('mean', 'var'):
+    np.testing.assert_allclose(s_ours[k], s_ref[k], rtol=1e-5, atol=1e-6)
+  for k in ('scale', 'bias'):
+    np.testing.assert_allclose(gp_ours[k], gp_ref[k], **tol)
+  np.testing.assert_allclose(np.float32(gx_ours), np.float32(gx_ref), **tol)
+
+
+def test_batch_norm_eval_uses_running_statistics():
+  x = jnp.asarray(np.random.default_rng(4).standard_normal((2, 3, 3, 4)), jnp.float32)
+  variables = {'params': {'scale': jnp.full((4,), 2.0), 'bias': jnp.full((4,), 0.5)},
+               'batch_stats': {'mean': jnp.full((4,), 1.0), 'var': jnp.full((4,), 4.0 - 1e-5)}}
+  y = layers.batch_norm(False, jnp.float32).apply(variables, x)
+  np.testing.assert_allclose(y, (x - 1.0) / 2.0 * 2.0 + 0.5, rtol=1e-5, atol=1e-6)
