@@ -133,6 +133,11 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     c.data.split = 'train'
     c.data.input_size = 128
     c.data.batch_size = 16
+    # Mild augmentation: with the default rotation / scale / shift the val AP after 600 steps was
+    # 20x lower (5e-4 vs 0.011 at step 500); 600 steps are ~5 epochs, too few to overfit.
+    c.data.max_rotation = 0.0
+    c.data.min_scale, c.data.max_scale = 0.9, 1.1
+    c.data.max_translate = 10.0
     c.total_steps = 600
     # A short run: warm-up then cosine to 0 instead of the 500-epoch step schedule.
     c.optim.schedule = 'cosine'
