@@ -1,4 +1,4 @@
-"""Quickstart helpers for scripts/demo.sh: the easy synthetic data set and the one-line summary.
+"""Quickstart helpers for scripts/quickstart.sh: the easy synthetic data set and the one-line summary.
 
   python scripts/quickstart.py data --out workdirs/quickstart/data [--samples DIR]
   python scripts/quickstart.py summary --metrics M.json --workdir W --seconds S [--floor 0.05]

@@ -49,7 +49,7 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
   """The official LitePose normal-training recipe (spec 5.1) for preset `model`.
 
   arg: 'dataset=crowdpose|coco', 'synthetic' (small generated data set), 'quickstart' (the
-  ~10 CPU-minute schedule of scripts/demo.sh on the easy data of scripts/quickstart.py), 'fake'
+  ~10 CPU-minute schedule of scripts/quickstart.sh on the easy data of scripts/quickstart.py), 'fake'
   (in-memory random batches, for tests and benchmarks), 'runlocal' (tiny batch and run).
   """
   a = parse_arg(arg, dataset='crowdpose', synthetic=False, quickstart=False, fake=False,
@@ -127,7 +127,7 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
     c.eval_every = 200
     c.image_summary_every = 200
   if a.quickstart:
-    # scripts/demo.sh: 1800 + 200 square 128 px images with 1-3 large people, written by
+    # scripts/quickstart.sh: 1800 + 200 square 128 px images with 1-3 large people, written by
     # `python scripts/quickstart.py data` (not generated here: its difficulty knobs differ).
     c.data.data_dir = 'workdirs/quickstart/data'
     c.data.split = 'train'
