@@ -33,17 +33,12 @@ def main(argv=None) -> int:
   p.add_argument('--out-dir', default=None, help='keep the .tflite files here')
   args = p.parse_args(argv)
 
-  import cv2
   from litepose_jax import checkpoints, joints
   from litepose_jax.export import bench, cli, fold
+  from litepose_jax.inference import transforms
   from litepose_jax.models import create_model
 
-  image = None
-  if args.image:
-    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
-    if bgr is None:
-      raise FileNotFoundError(f'cannot read --image {args.image}')
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  image = transforms.read_rgb(args.image, '--image') if args.image else None
   out_dir = args.out_dir or tempfile.mkdtemp(prefix='litepose_bench_edge_')
   os.makedirs(out_dir, exist_ok=True)
   js = joints.CROWDPOSE

@@ -102,13 +102,8 @@ def _fmt(t: dict) -> str:
 def run(args: argparse.Namespace) -> int:
   if args.threads < 1:
     raise ValueError(f'--threads must be >= 1, got {args.threads}')
-  image = None
-  if args.image:
-    import cv2
-    bgr = cv2.imread(args.image, cv2.IMREAD_COLOR)
-    if bgr is None:
-      raise FileNotFoundError(f'cannot read --image {args.image}')
-    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  from litepose_jax.inference import transforms  # pylint: disable=g-import-not-at-top
+  image = transforms.read_rgb(args.image, '--image') if args.image else None
   r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e)
   print(f'{args.tflite}: {r["size"]}x{r["size"]}, {r["quantization"]}, {r["threads"]} thread(s), '
         f'{r["runs"]} runs')
