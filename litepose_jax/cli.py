@@ -12,6 +12,7 @@ import importlib
 import sys
 
 import litepose_jax
+from litepose_jax import host_memory
 
 # command -> (module, one-line help). Order is the order shown in --help.
 COMMANDS = {
@@ -53,7 +54,9 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
+  if argv is None:  # the process entry point, not a call from Python
+    host_memory.reexec_with_hugepage_malloc()
+    argv = sys.argv[1:]
   command = next((a for a in argv if not a.startswith('-')), None)
   parser = build_parser(command if command in COMMANDS else None)
   args = parser.parse_args(argv)

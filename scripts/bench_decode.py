@@ -81,4 +81,6 @@ def main():
 
 
 if __name__ == '__main__':
+  from litepose_jax import host_memory  # re-executes before the heavy work: see its docstring
+  host_memory.reexec_with_hugepage_malloc()
   main()

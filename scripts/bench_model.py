@@ -17,6 +17,7 @@ steps, each ended by block_until_ready on everything the step returns.
 from __future__ import annotations
 
 import argparse
+import pathlib
 import statistics
 import sys
 import time
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from litepose_jax import host_memory
 from litepose_jax import models
 from litepose_jax.models import depthwise, layers
 
@@ -67,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--dtype', default='float32', choices=sorted(DTYPES))
   p.add_argument('--mode', default='both', choices=('both', 'forward', 'train'))
   p.add_argument('--num-joints', type=int, default=14)
+  p.add_argument('--torch', action='store_true',
+                 help='also time the spec-written PyTorch model (tests/models/torch_litepose.py, '
+                      'needs torch) with the same step on this machine, for a same-machine ratio')
   p.add_argument('--compile-cache', default=None,
                  help='directory for JAX\'s persistent compilation cache (GPU autotuning is slow)')
   args = p.parse_args(argv)
@@ -152,6 +157,41 @@ def bench_train(model, variables, images, args):
   return compile_s, times
 
 
+def bench_torch(spec, args, mode):
+  """([step s]) of the spec-written PyTorch LitePose (eager, fp32) doing the same work."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from tests.models.torch_litepose import TorchLitePose  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  net = TorchLitePose(spec.to_json_dict(), args.num_joints)
+  x = torch.randn(args.batch, 3, args.size, args.size)
+  opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+  def train_step():
+    out4, out2 = net(x)
+    loss = out4.square().mean() + out2.square().mean()
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+  def forward():
+    with torch.no_grad():
+      net(x)
+
+  net.train(mode == 'train')
+  step = train_step if mode == 'train' else forward
+  times = []
+  for i in range(args.warmup + args.steps):
+    t0, c0 = time.perf_counter(), time.process_time()
+    step()
+    if i >= args.warmup:
+      times.append((time.perf_counter() - t0, time.process_time() - c0))
+  return times
+
+
 def report(mode, args, arch_name, impl, compile_s, times) -> str:
   """One table line; adds the PyTorch reference and our ratio to it where NUMBERS.md has one."""
   wall = [t for t, _ in times]
@@ -159,8 +199,9 @@ def report(mode, args, arch_name, impl, compile_s, times) -> str:
   cpu = statistics.median(c for _, c in times)
   ips = args.batch / med
   backend = jax.default_backend()
+  compile_txt = '     -  ' if compile_s is None else f'{compile_s:6.1f} s'
   line = (f'{mode:7s} | {arch_name:>4s}@{args.size:<4d} b{args.batch:<3d} {args.dtype:8s} | '
-          f'{backend}:{impl:12s} | compile {compile_s:6.1f} s | median {med * 1e3:8.1f} ms '
+          f'{backend}:{impl:12s} | compile {compile_txt} | median {med * 1e3:8.1f} ms '
           f'(min {min(wall) * 1e3:.1f}, n={len(wall)}; process CPU {cpu * 1e3:.0f} ms) | '
           f'{ips:8.1f} img/s')
   ref = REFERENCES.get((backend, arch_name, args.size, args.batch, mode, args.dtype))
@@ -184,9 +225,11 @@ def main(argv=None) -> int:
   impl_name = f'{impl}/{conv_impl}'
   dtype = DTYPES[args.dtype]
   model = models.create_model(spec, args.num_joints, depthwise_impl=impl, dtype=dtype)
+  malloc = 'huge pages' if host_memory.hugepage_malloc_active() else 'default (4 KiB pages)'
   print(f'# {jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} '
         f'device(s)), jax {jax.__version__}; impls depthwise/conv = {impl_name} (auto: '
-        f'{depthwise.default_impl()}/{layers.default_conv_impl()})', flush=True)
+        f'{depthwise.default_impl()}/{layers.default_conv_impl()}); host malloc: {malloc}',
+        flush=True)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.standard_normal((args.batch, args.size, args.size, 3), np.float32))
   # Shapes from one image (they do not depend on the batch); numpy draws avoid compiling init.
@@ -194,14 +237,19 @@ def main(argv=None) -> int:
   variables = jax.tree.map(jnp.asarray, layers.numpy_init(shapes))
   # Conv / Deconv resolve 'auto' at trace time, i.e. inside lower() below.
   with layers.force_conv_impl(conv_impl):
-    if args.mode in ('both', 'forward'):
-      print(report('forward', args, arch_name, impl_name,
-                   *bench_forward(model, variables, images, args)), flush=True)
-    if args.mode in ('both', 'train'):
-      print(report('train', args, arch_name, impl_name,
-                   *bench_train(model, variables, images, args)), flush=True)
+    for mode, bench in (('forward', bench_forward), ('train', bench_train)):
+      if args.mode not in ('both', mode):
+        continue
+      compile_s, times = bench(model, variables, images, args)
+      print(report(mode, args, arch_name, impl_name, compile_s, times), flush=True)
+      if args.torch:
+        ref = bench_torch(spec, args, mode)
+        print(report(mode, args, arch_name, 'torch-spec', None, ref) +
+              f' | JAX / torch {statistics.median(t for t, _ in ref) / statistics.median(t for t, _ in times):.2f}x',
+              flush=True)
   return 0
 
 
 if __name__ == '__main__':
+  host_memory.reexec_with_hugepage_malloc()
   sys.exit(main())

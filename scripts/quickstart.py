@@ -128,4 +128,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
+  from litepose_jax import host_memory  # re-executes before the heavy work: see its docstring
+  host_memory.reexec_with_hugepage_malloc()
   sys.exit(main())
