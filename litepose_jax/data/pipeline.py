@@ -13,12 +13,14 @@ Multi-host: process p of P takes the positions g with g % P == p (tf.data shard 
 stream), so in every global step the P hosts read disjoint samples whose union is that step's
 global batch, and over N / global_batch steps the hosts together see exactly one epoch.
 
-Work split: one numpy_function per sample draws its parameters (np.random.default_rng([seed, g])),
-reads and decodes the file and warps image and masks with OpenCV (which releases the GIL, so
-parallel map calls use all cores) and renders the targets with vectorised NumPy (about 1 ms of
-GIL-holding work per 448 sample). Doing parameters, matrices and targets as TF ops was measured
-slower on CPU (per-op overhead and slow scatter kernels, see targets.py). The float conversion,
-BGR->RGB and normalisation run once per batch as TF ops.
+Work split: one numpy_function per local batch loads its samples one after another straight into
+the batch arrays: parameters from np.random.default_rng([seed, g]), read + decode (RGB) and warp
+with OpenCV (which releases the GIL, so parallel map calls over batches use all cores), targets with
+vectorised NumPy (about 1 ms of GIL-holding work per 448 sample). Per-batch rather than per-sample
+calls, decoding to RGB directly and uint8 output (normalised on the device, see normalize.py) took
+the per-core throughput from ~0.8x to ~1.5x the official loader (docs/BENCHMARKS.md). Doing
+parameters, matrices and targets as TF ops was measured slower on CPU (per-op overhead and slow
+scatter kernels, see targets.py).
 
 Bad data: missing files and malformed keypoints are removed when the json is read; an image that
 cannot be decoded (or whose size disagrees with the json) is reported with file name and image id,
@@ -36,10 +38,13 @@ import tensorflow as tf
 from litepose_jax import config_files
 from litepose_jax.data import augment
 from litepose_jax.data import datasets
+from litepose_jax.data import normalize
 from litepose_jax.data import targets
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = normalize.MEAN, normalize.STD
+normalize_images = normalize.normalize_images
+# OpenCV >= 4.10 decodes straight to RGB (~25% faster than BGR + a channel flip); older: convert.
+_IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -68,9 +73,9 @@ def default_data_config() -> ml_collections.ConfigDict:
   # Official behaviour: the mask is warped like the image, so the black border outside the image
   # is masked out (0) as are crowd regions / unlabelled people (COCO). False: border stays 1.
   c.mask_outside_image = True
-  # 'float32': normalised float images (default). 'uint8': RGB bytes, 4x less host memory traffic
-  # and host->device transfer; normalise on the device with normalize_images().
-  c.image_dtype = 'float32'
+  # 'uint8' (default): RGB bytes, 4x less host work and host->device traffic; the trainer
+  # normalises on the device (normalize.model_input). 'float32': normalised on the host.
+  c.image_dtype = 'uint8'
   c.seed = 0
   c.shuffle = True
   c.strict = False
@@ -89,13 +94,6 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   base = default_data_config()
   base.update(cfg)
   return base
-
-
-def normalize_images(images, xp=np):
-  """uint8 RGB [..., 3] -> ImageNet-normalised float32 (xp = numpy or jax.numpy)."""
-  mean = xp.asarray([m * 255.0 for m in MEAN], xp.float32)
-  inv_std = xp.asarray([1.0 / (s * 255.0) for s in STD], xp.float32)
-  return (images.astype(xp.float32) - mean) * inv_std
 
 
 def _sizes(cfg) -> tuple[int, ...]:
@@ -127,13 +125,7 @@ class _Loader:
     self.sigma = float(cfg.sigma)
     self.max_people = int(cfg.max_people)
     self.num_joints = source.joint_set.num_joints
-
-  def _empty(self, size: int):
-    r4, r2, j = size // 4, size // 2, self.num_joints
-    z = np.zeros
-    return (z((size, size, 3), np.uint8), z((r4, r4, j), np.float32), z((r2, r2, j), np.float32),
-            z((r4, r4), np.uint8), z((r2, r2), np.uint8), z((self.max_people, j, 2), np.int32),
-            np.int32(0), False)
+    self._all_valid: dict[tuple[int, int], np.ndarray] = {}
 
   def size_at(self, g: int) -> int:
     """Input size of the global step that stream position g belongs to."""
@@ -154,49 +146,76 @@ class _Loader:
     dx, dy = np.floor(-m + u[2] * 2.0 * m), np.floor(-m + u[3] * 2.0 * m)
     return (rec.width / 2.0 + dx, rec.height / 2.0 + dy), scale, rot, bool(u[4] < c.flip_prob)
 
-  def __call__(self, g, rec_idx):
-    g, rec_idx = int(g), int(rec_idx)
+  def batch_arrays(self, n: int, size: int) -> tuple[np.ndarray, ...]:
+    """Zeroed outputs for n samples: image, heatmaps4, heatmaps2, masks4, masks2, joints, dropped,
+    ok (a failed sample stays all zero with ok False)."""
+    r4, r2, j = size // 4, size // 2, self.num_joints
+    z = np.zeros
+    return (z((n, size, size, 3), np.uint8), z((n, r4, r4, j), np.float32),
+            z((n, r2, r2, j), np.float32), z((n, r4, r4), np.uint8), z((n, r2, r2), np.uint8),
+            z((n, self.max_people, j, 2), np.int32), z(n, np.int32), z(n, bool))
+
+  def __call__(self, gs, rec_ids):
+    """One local batch: stream positions gs [B] and record indices [B] -> batch_arrays(B, S)."""
+    gs, rec_ids = np.asarray(gs), np.asarray(rec_ids)
+    size = self.size_at(int(gs[0]))
+    out = self.batch_arrays(len(gs), size)
+    for i, (g, rec_idx) in enumerate(zip(gs.tolist(), rec_ids.tolist())):
+      self.load_into(out, i, g, rec_idx, size)
+    return out
+
+  def _decode(self, rec: datasets.ImageRecord) -> np.ndarray:
+    with open(rec.file_path, 'rb') as f:
+      data = np.frombuffer(f.read(), np.uint8)
+    img = cv2.imdecode(data, _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+    if img is None:
+      raise ValueError('OpenCV cannot decode the file')
+    if _IMREAD_RGB is None:
+      cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
+    if img.shape[:2] != (rec.height, rec.width):
+      raise ValueError(f'image is {img.shape[1]}x{img.shape[0]} but the json says '
+                       f'{rec.width}x{rec.height}')
+    return img
+
+  def load_into(self, out: tuple[np.ndarray, ...], i: int, g: int, rec_idx: int, size: int):
+    """Writes sample (stream position g, record rec_idx) into row i of batch_arrays `out`."""
+    image, hm4, hm2, mask4, mask2, joints, dropped, ok = out
     rec = self.source.records[rec_idx]
-    size = self.size_at(g)
     r4, r2 = size // 4, size // 2
     center, scale, rot, flip = self.params(g, rec)
     m_in, m4, m2 = (augment.affine_matrix(center, scale, rot, r, flip) for r in (size, r4, r2))
     try:
-      with open(rec.file_path, 'rb') as f:
-        data = f.read()
-      img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-      if img is None:
-        raise ValueError('OpenCV cannot decode the file')
-      if img.shape[:2] != (rec.height, rec.width):
-        raise ValueError(f'image is {img.shape[1]}x{img.shape[0]} but the json says '
-                         f'{rec.width}x{rec.height}')
+      img = self._decode(rec)
     except (OSError, ValueError) as e:
       self.source.bad.add('unreadable image', rec.file_path, rec.image_id, str(e))
-      return self._empty(size)
-    out = cv2.warpAffine(img, m_in, (size, size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    masks = []
+      return
+    cv2.warpAffine(img, m_in, (size, size), dst=image[i], flags=cv2.INTER_LINEAR,
+                   borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     ignore = self.source.ignore_mask(rec_idx) if self.has_ignore else None
     keep = None
-    if ignore is not None or self.mask_outside_image:
-      keep = np.full((rec.height, rec.width), 255, np.uint8)
-      if ignore is not None:
-        keep[ignore > 0] = 0
+    if ignore is not None:
+      keep = np.where(ignore > 0, np.uint8(0), np.uint8(255))
+    elif self.mask_outside_image:
+      keep = self._all_valid.get((rec.height, rec.width))
+      if keep is None:  # read-only and shared: most data sets have a few image sizes
+        keep = self._all_valid[(rec.height, rec.width)] = np.full((rec.height, rec.width), 255,
+                                                                  np.uint8)
     border = 0 if self.mask_outside_image else 255
-    for m, r in ((m4, r4), (m2, r2)):
+    for m, r, mask in ((m4, r4, mask4), (m2, r2, mask2)):
       if keep is None:
-        masks.append(np.ones((r, r), np.uint8))
+        mask[i] = 1
         continue
       w = cv2.warpAffine(keep, m, (r, r), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=border)
-      masks.append((w > 127).astype(np.uint8))  # official: warped / 255 > 0.5
+      np.greater(w, 127, out=mask[i], casting='unsafe')  # official: warped / 255 > 0.5
     kp = self.source.keypoints[rec_idx]
     kp4 = augment.transform_keypoints(kp, m4, flip, self.flip_index)
     kp2 = augment.transform_keypoints(kp, m2, flip, self.flip_index)
-    joints, dropped = targets.encode_joints(kp4, r4, self.max_people, return_num_dropped=True)
-    return (out, targets.render_heatmaps(kp4, r4, self.sigma),
-            targets.render_heatmaps(kp2, r2, self.sigma), masks[0], masks[1], joints,
-            np.int32(dropped), True)
+    joints[i], dropped[i] = targets.encode_joints(kp4, r4, self.max_people,
+                                                  return_num_dropped=True)
+    targets.render_heatmaps(kp4, r4, self.sigma, out=hm4[i])
+    targets.render_heatmaps(kp2, r2, self.sigma, out=hm2[i])
+    ok[i] = True
 
 
 def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
@@ -228,8 +247,8 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
 def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
                        start_step: int = 0, source: datasets.KeypointDataset | None = None
                        ) -> tf.data.Dataset:
-  """Endless batches for this host: dict of image [B,S,S,3] float32 (normalised RGB; uint8 RGB
-  with cfg.image_dtype 'uint8', see normalize_images),
+  """Endless batches for this host: dict of image [B,S,S,3] uint8 RGB (cfg.image_dtype 'uint8',
+  the default; normalise with normalize.model_input) or float32 normalised RGB ('float32'),
   heatmaps4 [B,S/4,S/4,J], heatmaps2 [B,S/2,S/2,J], masks4 [B,S/4,S/4], masks2 [B,S/2,S/2]
   (float32, 1 = train on this pixel), joints [B,max_people,J,2] int32 (into the S/4 tag map),
   valid [B] float32 (0 = bad sample replaced by zeros), index [B] int64 (global position),
@@ -256,7 +275,7 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   max_people = int(cfg.max_people)
   fixed = sizes[0] if len(sizes) == 1 else None
 
-  def sample(g, rec):
+  def load(g, rec):
     img, hm4, hm2, mask4, mask2, joints, dropped, ok = tf.numpy_function(
         loader, [g, rec],
         [tf.uint8, tf.float32, tf.float32, tf.uint8, tf.uint8, tf.int32, tf.int32, tf.bool],
@@ -264,17 +283,18 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
     s = fixed
     q4 = None if s is None else s // 4
     q2 = None if s is None else s // 2
+    b = local_batch
     return {
-        'image': tf.ensure_shape(img, [s, s, 3]),
-        'heatmaps4': tf.ensure_shape(hm4, [q4, q4, num_joints]),
-        'heatmaps2': tf.ensure_shape(hm2, [q2, q2, num_joints]),
-        'masks4': tf.ensure_shape(mask4, [q4, q4]),
-        'masks2': tf.ensure_shape(mask2, [q2, q2]),
-        'joints': tf.ensure_shape(joints, [max_people, num_joints, 2]),
-        'valid': tf.cast(ok, tf.float32),
+        'image': tf.ensure_shape(img, [b, s, s, 3]),
+        'heatmaps4': tf.ensure_shape(hm4, [b, q4, q4, num_joints]),
+        'heatmaps2': tf.ensure_shape(hm2, [b, q2, q2, num_joints]),
+        'masks4': tf.ensure_shape(mask4, [b, q4, q4]),
+        'masks2': tf.ensure_shape(mask2, [b, q2, q2]),
+        'joints': tf.ensure_shape(joints, [b, max_people, num_joints, 2]),
+        'valid': tf.cast(tf.ensure_shape(ok, [b]), tf.float32),
         'index': g,
-        'image_id': image_ids[rec],
-        'dropped_people': tf.ensure_shape(dropped, []),
+        'image_id': tf.gather(image_ids, rec),
+        'dropped_people': tf.ensure_shape(dropped, [b]),
     }
 
   mean = tf.constant([m * 255.0 for m in MEAN], tf.float32)
@@ -285,9 +305,8 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   as_bytes = cfg.image_dtype == 'uint8'
 
   def finish(b):
-    # OpenCV decodes BGR; reversing the channel axis here is cheap next to the float conversion.
-    rgb = tf.reverse(b['image'], axis=[-1])
-    b['image'] = rgb if as_bytes else (tf.cast(rgb, tf.float32) - mean) * inv_std
+    if not as_bytes:
+      b['image'] = (tf.cast(b['image'], tf.float32) - mean) * inv_std
     b['masks4'] = tf.cast(b['masks4'], tf.float32)
     b['masks2'] = tf.cast(b['masks2'], tf.float32)
     return b
@@ -295,9 +314,8 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   par = tf.data.AUTOTUNE if cfg.num_parallel_calls in (-1, None) else int(cfg.num_parallel_calls)
   ds = _index_stream(len(source), cfg, int(start_step) * global_batch)
   ds = ds.shard(process_count, process_index)
-  ds = ds.map(sample, num_parallel_calls=par, deterministic=True)
   ds = ds.batch(local_batch, drop_remainder=True)
-  ds = ds.map(finish, num_parallel_calls=par, deterministic=True)
+  ds = ds.map(lambda g, rec: finish(load(g, rec)), num_parallel_calls=par, deterministic=True)
   ds = ds.prefetch(int(cfg.prefetch))
   opts = tf.data.Options()
   opts.deterministic = True

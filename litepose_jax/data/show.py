@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from litepose_jax.data import normalize
 from litepose_jax.data import pipeline
 
 _COLORS = {'left': (0, 200, 255), 'right': (255, 120, 0), 'center': (80, 255, 80)}  # BGR
@@ -27,8 +28,7 @@ def _decode_joints(joints: np.ndarray, size: int) -> list[np.ndarray]:
 
 def draw_sample(batch: dict, i: int, joint_set) -> np.ndarray:
   """One tile [S, S, 3] uint8 BGR: image, heatmap overlay (S/2 maps) and skeleton from the joints."""
-  img = batch['image'][i] * np.array(pipeline.STD) + np.array(pipeline.MEAN)
-  img = np.clip(img * 255.0, 0, 255).astype(np.uint8)[..., ::-1].copy()
+  img = normalize.to_uint8(batch['image'][i])[..., ::-1].copy()
   size = img.shape[0]
   hm = batch['heatmaps2'][i].max(axis=-1)
   hm = cv2.resize(hm, (size, size), interpolation=cv2.INTER_LINEAR)

@@ -45,11 +45,21 @@ def kept_joints(keypoints, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
   return keep, xi, yi
 
 
-def render_heatmaps(keypoints, size: int, sigma: float = 2.0) -> np.ndarray:
-  """Heatmaps [size, size, J] float32 for keypoints [P, J, 3] given in target-map pixels."""
+def render_heatmaps(keypoints, size: int, sigma: float = 2.0,
+                    out: np.ndarray | None = None) -> np.ndarray:
+  """Heatmaps [size, size, J] float32 for keypoints [P, J, 3] given in target-map pixels.
+
+  out: a zeroed C-contiguous [size, size, J] float32 array to render into (the pipeline passes
+  rows of its batch arrays); it is returned.
+  """
   kp = _check_keypoints(keypoints)
   num_joints = kp.shape[1]
-  out = np.zeros((size, size, num_joints), np.float32)
+  shape = (size, size, num_joints)
+  if out is None:
+    out = np.zeros(shape, np.float32)
+  elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+    raise ValueError(f'out must be a C-contiguous float32 array of shape {shape}, got '
+                     f'{out.dtype} {out.shape}')
   keep, xi, yi = kept_joints(kp, size)
   if not keep.any():
     return out

@@ -12,6 +12,7 @@ import os
 from typing import Any, Mapping
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.data import normalize
 
 FORMAT = 'litepose-tflite'
 VERSION = 1
@@ -19,8 +20,8 @@ INPUT_NAME = 'image'
 # Output tensor names in the TFLite signature (and their stride w.r.t. the input).
 OUTPUT_NAMES = ('heatmaps4', 'tags4', 'heatmaps2')
 OUTPUT_STRIDES = {'heatmaps4': 4, 'tags4': 4, 'heatmaps2': 2}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN = normalize.MEAN
+IMAGENET_STD = normalize.STD
 REQUIRED_KEYS = ('format', 'version', 'input', 'outputs', 'joint_set', 'model', 'quantization')
 
 

@@ -18,11 +18,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.data import normalize as normalize_lib
 from litepose_jax.inference import fusion, transforms
 from litepose_jax.inference.parser import parse_poses
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN = np.array(normalize_lib.MEAN, np.float32)
+STD = np.array(normalize_lib.STD, np.float32)
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

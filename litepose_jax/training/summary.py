@@ -9,7 +9,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from litepose_jax.data import pipeline as data_pipeline
+from litepose_jax.data import normalize
 
 
 class MetricWriter:
@@ -74,13 +74,6 @@ class MetricWriter:
       self._tb = None
 
 
-def denormalize(images: np.ndarray) -> np.ndarray:
-  """Normalised RGB [N, H, W, 3] float -> uint8."""
-  mean = np.array(data_pipeline.MEAN, np.float32)
-  std = np.array(data_pipeline.STD, np.float32)
-  return np.clip((np.asarray(images, np.float32) * std + mean) * 255.0, 0, 255).astype(np.uint8)
-
-
 def _overlay(image: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
   h, w = image.shape[:2]
   peak = np.clip(np.max(np.asarray(heatmaps, np.float32), axis=-1), 0.0, 1.0)
@@ -92,7 +85,7 @@ def _overlay(image: np.ndarray, heatmaps: np.ndarray) -> np.ndarray:
 
 def prediction_panels(images, gt_heatmaps, pred_heatmaps) -> np.ndarray:
   """[N, H, 3W, 3] uint8: image | ground-truth heatmaps | predicted heatmaps (max over joints)."""
-  imgs = denormalize(images)
+  imgs = normalize.to_uint8(images)
   rows = [np.concatenate([im, _overlay(im, g), _overlay(im, p)], axis=1)
           for im, g, p in zip(imgs, np.asarray(gt_heatmaps), np.asarray(pred_heatmaps))]
   return np.stack(rows)

@@ -28,6 +28,7 @@ import tqdm
 
 from litepose_jax import checkpoints as model_ckpt
 from litepose_jax import models
+from litepose_jax.data import normalize
 from litepose_jax.training import checkpointing
 from litepose_jax.training import data as data_lib
 from litepose_jax.training import losses
@@ -91,7 +92,8 @@ def make_train_step(model, tx, schedule, config, num_joints: int) -> Callable:
   def train_step(state: optim.TrainState, batch):
     def loss_fn(params):
       (out4, out2), updates = model.apply(
-          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+          {'params': params, 'batch_stats': state.batch_stats},
+          normalize.model_input(batch['image'], jnp), train=True,
           mutable=['batch_stats'])
       parts = losses.litepose_loss(out4, out2, batch, num_joints=num_joints,
                                    heatmap_factors=tuple(lc.heatmap_factors),
@@ -288,7 +290,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         if every(config.image_summary_every):
           n = min(3, len(local['image']))
           # Host copies: a process-local forward pass, also when the state spans several hosts.
-          out4, _ = forward(checkpointing.to_host(state.variables()), local['image'][:n])
+          out4, _ = forward(checkpointing.to_host(state.variables()),
+                            normalize.model_input(local['image'][:n]))
           panels = summary.prediction_panels(local['image'][:n], local['heatmaps4'][:n],
                                              np.asarray(out4[..., :info.num_joints], np.float32))
           writer.images(step, 'train/image_gt_pred', panels)
