@@ -35,10 +35,10 @@ def main(argv=None) -> int:
 
   from litepose_jax import checkpoints, joints
   from litepose_jax.export import bench, cli, fold
-  from litepose_jax.inference import transforms
+  from litepose_jax.data import images as image_files
   from litepose_jax.models import create_model
 
-  image = transforms.read_rgb(args.image, '--image') if args.image else None
+  image = image_files.read_rgb(args.image, '--image') if args.image else None
   out_dir = args.out_dir or tempfile.mkdtemp(prefix='litepose_bench_edge_')
   os.makedirs(out_dir, exist_ok=True)
   js = joints.CROWDPOSE

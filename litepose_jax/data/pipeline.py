@@ -38,13 +38,12 @@ import tensorflow as tf
 from litepose_jax import config_files
 from litepose_jax.data import augment
 from litepose_jax.data import datasets
+from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.data import targets
 
 MEAN, STD = normalize.MEAN, normalize.STD
 normalize_images = normalize.normalize_images
-# OpenCV >= 4.10 decodes straight to RGB (~25% faster than BGR + a channel flip); older: convert.
-_IMREAD_RGB = getattr(cv2, 'IMREAD_COLOR_RGB', None)
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -166,12 +165,9 @@ class _Loader:
 
   def _decode(self, rec: datasets.ImageRecord) -> np.ndarray:
     with open(rec.file_path, 'rb') as f:
-      data = np.frombuffer(f.read(), np.uint8)
-    img = cv2.imdecode(data, _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR)
+      img = image_files.decode_rgb(f.read(), ignore_orientation=True)
     if img is None:
       raise ValueError('OpenCV cannot decode the file')
-    if _IMREAD_RGB is None:
-      cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=img)
     if img.shape[:2] != (rec.height, rec.width):
       raise ValueError(f'image is {img.shape[1]}x{img.shape[0]} but the json says '
                        f'{rec.width}x{rec.height}')

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 
-import cv2
+from litepose_jax.data import images as image_files
+
 
 
 def add_arguments(parser) -> None:
@@ -80,10 +81,8 @@ def run(args) -> int:
   for image_id in tqdm(ids, desc=f'eval {dataset}', unit='img'):
     info = gt.loadImgs(image_id)[0]
     path = os.path.join(image_dir, info['file_name'])
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None:
-      raise FileNotFoundError(f'cannot read image {path} (image id {image_id} of {ann})')
-    results += predictor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).to_coco(image_id)
+    rgb = image_files.read_rgb(path, f'image (id {image_id} of {ann})', ignore_orientation=True)
+    results += predictor(rgb).to_coco(image_id)
   prefix = _out_prefix(args, dataset)
   with open(prefix + '_results.json', 'w') as f:
     json.dump(results, f)

@@ -102,8 +102,8 @@ def _fmt(t: dict) -> str:
 def run(args: argparse.Namespace) -> int:
   if args.threads < 1:
     raise ValueError(f'--threads must be >= 1, got {args.threads}')
-  from litepose_jax.inference import transforms  # pylint: disable=g-import-not-at-top
-  image = transforms.read_rgb(args.image, '--image') if args.image else None
+  from litepose_jax.data import images as image_files  # pylint: disable=g-import-not-at-top
+  image = image_files.read_rgb(args.image, '--image') if args.image else None
   r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e)
   print(f'{args.tflite}: {r["size"]}x{r["size"]}, {r["quantization"]}, {r["threads"]} thread(s), '
         f'{r["runs"]} runs')

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from litepose_jax.data import images as image_files
 from litepose_jax.export import fold, sidecar
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
@@ -120,10 +121,7 @@ def calibration_images(directory: str | os.PathLike | None, size: int, count: in
     raise ValueError(f'--calibration folder {directory} holds no images ({", ".join(IMAGE_EXTS)})')
   images = []
   for f in files[:count]:
-    bgr = cv2.imread(f, cv2.IMREAD_COLOR)
-    if bgr is None:
-      raise ValueError(f'cannot read calibration image {f}')
-    images.append(preprocess_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size))
+    images.append(preprocess_image(image_files.read_rgb(f, 'calibration image'), size))
   return images
 
 

@@ -11,6 +11,8 @@ import time
 import cv2
 import numpy as np
 
+from litepose_jax.data import images as image_files
+
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
 
@@ -62,10 +64,7 @@ def _frames(source: str, max_frames: int | None):
   else:
     raise FileNotFoundError(f'--source not found: {source}')
   for p in paths[:max_frames]:
-    bgr = cv2.imread(p, cv2.IMREAD_COLOR)
-    if bgr is None:
-      raise ValueError(f'--source: cannot read image {p}')
-    yield os.path.basename(p), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+    yield os.path.basename(p), image_files.read_rgb(p, '--source image'), None
 
 
 def run(args) -> int:

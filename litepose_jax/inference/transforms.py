@@ -61,11 +61,3 @@ def to_image_coords(poses: np.ndarray, center, scale, map_size) -> np.ndarray:
   out[..., 0] = xy[..., 0] * m[0, 0] + m[0, 2]
   out[..., 1] = xy[..., 1] * m[1, 1] + m[1, 2]
   return out
-
-
-def read_rgb(path: str, what: str = 'image') -> np.ndarray:
-  """Reads an image file as RGB uint8 [H, W, 3]; FileNotFoundError names `what` and the path."""
-  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-  if bgr is None:
-    raise FileNotFoundError(f'cannot read {what} {path}')
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import os
 
-import cv2
 import numpy as np
 import tqdm
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.data import images as image_files
 
 
 def _subset_gt(ann_file: str, image_ids: list[int], out_path: str) -> str:
@@ -55,10 +55,9 @@ def make_evaluator(config, info, workdir: str):
     predictor = predictor_lib.Predictor(backend, size=size, flip=bool(ev.flip))
     results = []
     for rec in tqdm.tqdm(records, desc='eval', leave=False, disable=not config.progress):
-      img = cv2.imread(rec.file_path, cv2.IMREAD_COLOR)
-      if img is None:
-        raise FileNotFoundError(f'cannot read val image {rec.file_path} (image id {rec.image_id})')
-      results.extend(predictor(img[..., ::-1].copy()).to_coco(rec.image_id))
+      rgb = image_files.read_rgb(rec.file_path, f'val image (id {rec.image_id})',
+                            ignore_orientation=True)
+      results.extend(predictor(rgb).to_coco(rec.image_id))
     if not results:
       return {'AP': 0.0, 'num_detections': 0}
     metrics = evaluate_keypoints(ann_file, results, cfg.dataset, verbose=False)
