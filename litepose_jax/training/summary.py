@@ -12,20 +12,43 @@ import numpy as np
 from litepose_jax.data import normalize
 
 
+def _truncate_after(path: str, step: int) -> None:
+  """Keeps the metrics.jsonl lines with step <= `step` (and no torn last line), atomically."""
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:
+        continue  # a line cut short by the crash that the run is resuming from
+      if int(rec.get('step', 0)) <= step:
+        kept.append(json.dumps(rec) + '\n')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.writelines(kept)
+  os.replace(tmp, path)
+
+
 class MetricWriter:
   """Appends {'step': s, ...} lines to WORKDIR/metrics.jsonl and mirrors them to TensorBoard.
 
-  Only process 0 writes; other processes get a writer whose methods do nothing.
+  Only process 0 writes; other processes get a writer whose methods do nothing. A run resumed at
+  step S (resume_step) first drops the lines logged after S by the interrupted run, which the
+  resumed run logs again, so every step appears once.
   """
 
-  def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+  def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True,
+               resume_step: int | None = None):
     self.enabled = enabled
     self._tb = None
     self._jsonl = None
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+    path = os.path.join(workdir, 'metrics.jsonl')
+    if resume_step is not None and os.path.isfile(path):
+      _truncate_after(path, int(resume_step))
+    self._jsonl = open(path, 'a')
     if tensorboard:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       self._tf = tf

@@ -225,7 +225,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   eval_model = model_from_config(config, info.num_joints)
   forward = jax.jit(lambda v, x: eval_model.apply(v, x, train=False))
 
-  writer = summary.MetricWriter(workdir, enabled=is_main)
+  writer = summary.MetricWriter(workdir, enabled=is_main, resume_step=start)
   evaluator = None
   if config.eval.enabled:
     from litepose_jax.training import evaluate  # pylint: disable=g-import-not-at-top
