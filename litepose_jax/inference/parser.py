@@ -97,13 +97,19 @@ def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
   Returns (pix, val, joint, start) as flat arrays sorted by joint, value (descending) and pixel;
   the candidates of joint j are [start[j], start[j + 1]).
   """
+  return _find_peaks(heatmaps, max_people, threshold)[:4]
+
+
+def _find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
+  """find_peaks, plus the 5x5 max filter [H, W, J] (None when no pixel is above threshold)."""
   h, w, j = heatmaps.shape
   flat = heatmaps.reshape(-1)
   idx = np.flatnonzero(flat > threshold)
+  pooled = None
   if idx.size:
     # Replicated borders give the same maxima as max-pooling with -inf padding.
-    pooled = _max_filter5(heatmaps).reshape(-1)
-    idx = idx[flat[idx] == pooled[idx]]
+    pooled = _max_filter5(heatmaps)
+    idx = idx[flat[idx] == pooled.reshape(-1)[idx]]
   pix, joint = np.divmod(idx, j)
   val = flat[idx]
   order = np.lexsort((pix, -val, joint))
@@ -115,7 +121,7 @@ def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
   if not keep.all():
     pix, val, joint = pix[keep], val[keep], joint[keep]
     start = np.searchsorted(joint, np.arange(j + 1))
-  return pix, val, joint, start
+  return pix, val, joint, start, pooled
 
 
 def _max_filter5(x: np.ndarray) -> np.ndarray:
@@ -138,16 +144,6 @@ def _quarter_offsets(flat: np.ndarray, height: int, width: int, num_joints: int,
   dx = np.where(right > left, 0.75, 0.25)
   dy = np.where(down > up, 0.75, 0.25)
   return x + dx, y + dy
-
-
-def _scores(hm_vals: np.ndarray, tag_vals: np.ndarray, means: np.ndarray) -> np.ndarray:
-  """[P, n] float32 heatmap - round(||tag - mean||), the official refine arithmetic."""
-  diff = tag_vals[None, :, :] - means[:, None, :]
-  if diff.shape[-1] == 1:
-    dist = np.abs(diff[..., 0])  # sqrt(x * x) == |x| exactly in binary floating point
-  else:
-    dist = np.sqrt((diff * diff).sum(axis=-1))
-  return hm_vals[None, :] - np.round(dist)
 
 
 def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: float = 0.1,
@@ -174,7 +170,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
     raise ValueError(f'joint_order must be a permutation of 0..{num_joints - 1}, got {order}')
   dim = tag_maps.dim
 
-  pix, val, joint, start = find_peaks(hm, max_people, detection_threshold)
+  pix, val, joint, start, pooled = _find_peaks(hm, max_people, detection_threshold)
   cand_tags = tag_maps.at(pix, joint) if pix.size else np.zeros((0, dim), np.float32)
 
   # Grouping (match_by_tag). Each candidate can start a person: num candidates bounds N.
@@ -232,120 +228,115 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
   scores = poses[..., 2].mean(axis=1, dtype=np.float64).astype(np.float32)
 
   if refine and n and not found.all():
-    _refine(poses, found, person_pix, hm, tag_maps)
+    _refine(poses, found, person_pix, hm, tag_maps, pooled)
   return poses, scores
 
 
-_BLOCK = 4
-# Blocks per person scored exactly first; their best score prunes the rest.
-_PROBE_BLOCKS = 64
+# Refine works on 5x5 tiles (the NMS filter's size: its value at a tile centre is the tile maximum),
+# grouped 2x2 on large maps so that the per-person bounds stay cheap.
+_TILE = 5
+_LARGE_MAP = 100_000
 
 
-def _block_edges(n_out: int, block: int, index) -> tuple[np.ndarray, np.ndarray]:
-  """Inclusive source-index ranges [lo, hi] read by each output block of `block` pixels."""
-  starts = np.arange(0, n_out, block)
-  ends = np.minimum(starts + block, n_out) - 1
-  if index is None:
-    return starts, ends
-  i0, i1, _ = index
-  return i0[starts], i1[ends]
+def _norm(v: np.ndarray, axis: int) -> np.ndarray:
+  """Euclidean norm over `axis` of non-negative or signed float32 vectors, the official arithmetic
+  (sum of squares, then sqrt; |x| for one component, which sqrt(x * x) equals exactly)."""
+  if v.shape[axis] == 1:
+    return np.abs(np.take(v, 0, axis=axis))
+  if v.shape[axis] == 2:
+    a, b = np.take(v, 0, axis=axis), np.take(v, 1, axis=axis)
+    return np.sqrt(a * a + b * b)
+  return np.sqrt((v * v).sum(axis=axis))
 
 
 def _range_reduce(x: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
-  """fn-reduction of x over index ranges [lo[b], hi[b]] along axis -> one entry per range."""
-  return np.stack([fn(np.take(x, np.arange(a, b + 1), axis=axis), axis=axis)
-                   for a, b in zip(lo, hi)], axis=axis)
+  """fn-reduction (np.minimum / np.maximum) of x over index ranges [lo[b], hi[b]] along axis."""
+  out = np.take(x, lo, axis=axis)
+  for o in range(1, int((hi - lo).max(initial=0)) + 1):
+    fn(out, np.take(x, np.minimum(lo + o, hi), axis=axis), out=out)
+  return out
 
 
-class _Blocks:
-  """Per 4x4 pixel block and joint: heatmap maximum and the box holding every tag vector."""
+def _tile_ranges(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Inclusive [first, last] pixel of each tile of `size` pixels along an axis of n pixels."""
+  lo = np.arange(0, n, size)
+  return lo, np.minimum(lo + size, n) - 1
 
-  def __init__(self, hm: np.ndarray, tag_maps: TagMaps):
+
+class _Tiles:
+  """Per tile and joint: heatmap maximum and the box holding every tag vector read in the tile."""
+
+  def __init__(self, hm: np.ndarray, pooled: np.ndarray, tag_maps: TagMaps):
     height, width, num_joints = hm.shape
-    b = _BLOCK
-    self.nby, self.nbx = -(-height // b), -(-width // b)
-    pad = np.full((self.nby * b, self.nbx * b, num_joints), -np.inf, np.float32)
-    pad[:height, :width] = hm
-    self.hmax = pad.reshape(self.nby, b, self.nbx, b, num_joints).max(axis=(1, 3))
-    rows = _block_edges(height, b, None if tag_maps.same else tag_maps.rows)
-    cols = _block_edges(width, b, None if tag_maps.same else tag_maps.cols)
-    t = tag_maps.tags
-    if tag_maps.same:
-      # Blocks align with the tag pixels: edge padding keeps the ranges, a reshape reduces them.
-      tp = np.pad(t, ((0, self.nby * b - height), (0, self.nbx * b - width), (0, 0), (0, 0)),
-                  mode='edge').reshape(self.nby, b, self.nbx, b, num_joints, -1)
-      self.tmin, self.tmax = tp.min(axis=(1, 3)), tp.max(axis=(1, 3))
-    else:
-      self.tmin = _range_reduce(_range_reduce(t, 0, *rows, np.min), 1, *cols, np.min)
-      self.tmax = _range_reduce(_range_reduce(t, 0, *rows, np.max), 1, *cols, np.max)
-    oy, ox = np.meshgrid(np.arange(b), np.arange(b), indexing='ij')
-    self.offsets = (oy.ravel(), ox.ravel())
+    k = 2 if height * width > _LARGE_MAP else 1
+    self.size = size = _TILE * k
     self.height, self.width = height, width
+    # 5x5 tile maxima, read at the tile centres of the 5x5 max filter. Edge tiles are read at the
+    # last row/column: a superset of the tile, still an upper bound.
+    r5 = np.minimum(np.arange(-(-height // _TILE)) * _TILE + _TILE // 2, height - 1)
+    c5 = np.minimum(np.arange(-(-width // _TILE)) * _TILE + _TILE // 2, width - 1)
+    self.hmax5 = pooled[r5][:, c5]
+    self.ny, self.nx = -(-height // size), -(-width // size)
+    hmax = _range_reduce(self.hmax5, 0, *_tile_ranges(r5.size, k), np.maximum)
+    hmax = _range_reduce(hmax, 1, *_tile_ranges(c5.size, k), np.maximum)
+    self.hmax = np.ascontiguousarray(hmax.reshape(-1, num_joints).T)  # [J, tiles]
+    # Tiles whose maximum is a pixel of their own (not of a superset read at the map edge).
+    exact_r = _range_reduce(r5 == np.arange(r5.size) * _TILE + _TILE // 2, 0,
+                            *_tile_ranges(r5.size, k), np.minimum)
+    exact_c = _range_reduce(c5 == np.arange(c5.size) * _TILE + _TILE // 2, 0,
+                            *_tile_ranges(c5.size, k), np.minimum)
+    self.exact = (exact_r[:, None] & exact_c[None]).reshape(-1)
+    rows, cols = _tile_ranges(height, size), _tile_ranges(width, size)
+    if not tag_maps.same:
+      # Bilinear tags are convex combinations of the source pixels that the tile reads.
+      rows = tag_maps.rows[0][rows[0]], tag_maps.rows[1][rows[1]]
+      cols = tag_maps.cols[0][cols[0]], tag_maps.cols[1][cols[1]]
+    t = tag_maps.tags
+    box = []
+    for fn in (np.minimum, np.maximum):
+      r = _range_reduce(_range_reduce(t, 0, *rows, fn), 1, *cols, fn)
+      box.append(np.ascontiguousarray(r.reshape(-1, num_joints, tag_maps.dim).transpose(1, 2, 0)))
+    self.tag_lo, self.tag_hi = box  # [J, T, tiles]
+    # Interpolated tags can leave the source box by float32 rounding: a margin on the distance.
+    self.margin = np.float32(0.0 if tag_maps.same else 1e-3)
+    oy, ox = np.meshgrid(np.arange(size), np.arange(size), indexing='ij')
+    self.offsets = (oy.reshape(-1), ox.reshape(-1))
 
-  def upper_bounds(self, j: int, means: np.ndarray) -> np.ndarray:
-    """[P, nby * nbx] upper bound of heatmap - round(||tag - mean||) within each block."""
-    lo = self.tmin[:, :, j].reshape(-1, means.shape[1])
-    hi = self.tmax[:, :, j].reshape(-1, means.shape[1])
-    m = means[:, None, :]
-    gap = np.maximum(np.maximum(lo[None] - m, m - hi[None]), np.float32(0.0))
-    dmin = gap[..., 0] if gap.shape[-1] == 1 else np.sqrt((gap * gap).sum(-1))
-    # Rounding is monotonic; the margin keeps the bound safe against float32 distance error.
-    kmin = np.round(np.maximum(dmin - np.float32(1e-3), np.float32(0.0)))
-    # float32 like the scores, so that a block's bound is never below its exact best score.
-    return self.hmax[:, :, j].reshape(1, -1) - kmin.astype(np.float32)
+  def bounds(self, j: int, tiles: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(upper bound of heatmap - round(||tag - mean||) within each tile, lower bound of the
+    tile's best score, -inf where unknown) for tiles [...] and means [T, ...] (broadcast)."""
+    lo = self.tag_lo[j][:, tiles] - means
+    hi = self.tag_hi[j][:, tiles] - means
+    zero = np.float32(0.0)
+    dmin = _norm(np.maximum(np.maximum(lo, -hi), zero), axis=-2)
+    dmax = _norm(np.maximum(-lo, hi), axis=-2)
+    # round() and float32 arithmetic are monotonic and the box holds every tag read in the tile:
+    # no pixel scores above hmax - round(dmin), and the tile's maximum pixel scores at least
+    # hmax - round(dmax).
+    kmin = np.round(np.maximum(dmin - self.margin, zero))
+    kmax = np.round(dmax + self.margin)
+    hmax = self.hmax[j][tiles]
+    return hmax - kmin, np.where(self.exact[tiles], hmax - kmax, -np.inf)
 
-  def pixels(self, blocks: np.ndarray, keep_shape: bool = False) -> np.ndarray:
-    """Flat pixel indices (y * W + x) inside the given blocks.
+  def pixels(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat pixel indices [n, S * S] of the tiles and [n, S * S] inside-the-map flags.
 
-    keep_shape: [len(blocks), B * B] with -1 for pixels outside the map; else only valid ones.
+    Outside pixels repeat the tile's first pixel, so that every index can be read.
     """
-    by, bx = np.divmod(np.asarray(blocks), self.nbx)
-    y = by[:, None] * _BLOCK + self.offsets[0][None]
-    x = bx[:, None] * _BLOCK + self.offsets[1][None]
-    ok = (y < self.height) & (x < self.width)
-    if keep_shape:
-      return np.where(ok, y * self.width + x, -1)
-    return y[ok] * self.width + x[ok]
+    ty, tx = np.divmod(tiles, self.nx)
+    y = ty[:, None] * self.size + self.offsets[0][None]
+    x = tx[:, None] * self.size + self.offsets[1][None]
+    inside = (y < self.height) & (x < self.width)
+    return np.where(inside, y * self.width + x, (y[:, :1] * self.width + x[:, :1])), inside
 
 
-def _person_pixel_max(blocks, rows, cols, flat_hm, tag_maps, means, j, per_block, n=None):
-  """Best score and its first pixel per person over the (person row, block) pairs given.
-
-  Returns (best [n], pixel [n]); every person must own at least one pair.
-  """
-  pix = blocks.pixels(cols, keep_shape=True)  # [pairs, per_block], -1 outside the map
-  person = np.repeat(rows, per_block)
-  pix = pix.reshape(-1)
-  inside = pix >= 0
-  person, pix = person[inside], pix[inside]
-  tv = tag_maps.at(pix, j)
-  diff = tv - means[person]
-  if diff.shape[-1] == 1:
-    dist = np.abs(diff[:, 0])
-  else:
-    dist = np.sqrt((diff * diff).sum(axis=-1))
-  score = flat_hm[pix, j] - np.round(dist)
-  # Pairs arrive grouped by person (np.nonzero order): segment reductions, no sort. Among equal
-  # best scores keep the lowest pixel index (np.argmax's row-major tie rule).
-  starts = np.flatnonzero(np.r_[True, person[1:] != person[:-1]])
-  owners = person[starts]
-  seg_max = np.maximum.reduceat(score, starts)
-  at_max = score == np.repeat(seg_max, np.diff(np.r_[starts, score.size]))
-  big = np.iinfo(np.int64).max
-  n = int(rows.max()) + 1 if n is None else n
-  best = np.full(n, -np.inf, np.float32)
-  best_pix = np.zeros(n, np.int64)
-  best[owners] = seg_max
-  best_pix[owners] = np.minimum.reduceat(np.where(at_max, pix, big), starts)
-  return best, best_pix
-
-
-def _refine(poses, found, person_pix, hm, tag_maps) -> None:
+def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||).
 
-  Exact: each person's maximum is searched only in 4x4 blocks whose upper bound (block heatmap max
-  minus the rounded distance from the mean tag to the block's tag box) reaches the best score found
-  in the most promising blocks; equal scores keep the first pixel in row-major order.
+  Exact branch and bound: each person's scores are computed in the tile with the largest upper
+  bound (tile heatmap max minus the rounded distance from the mean tag to the tile's tag box), then
+  in every tile whose bound reaches that score; equal scores keep the first pixel in row-major
+  order, like np.argmax.
   """
   height, width, num_joints = hm.shape
   flat_hm = hm.reshape(height * width, num_joints)
@@ -359,22 +350,49 @@ def _refine(poses, found, person_pix, hm, tag_maps) -> None:
     if sel.any():
       tag_sum[sel] += tag_maps.at(person_pix[sel, j], j)
   means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
-  blocks = _Blocks(hm, tag_maps)
-  per_block = _BLOCK * _BLOCK
+  tiles = _Tiles(hm, pooled, tag_maps)
+  big = np.iinfo(np.int64).max
   for j in np.flatnonzero((~found).any(axis=0)):
     people = np.flatnonzero(~found[:, j])
-    ub = blocks.upper_bounds(j, means[people])
-    # Exact scores in each person's most promising blocks give a lower bound on its maximum.
-    k = min(_PROBE_BLOCKS, ub.shape[1])
-    top = np.argpartition(-ub, k - 1, axis=1)[:, :k]
-    best0 = _person_pixel_max(blocks, np.repeat(np.arange(people.size), k), top.reshape(-1),
-                              flat_hm, tag_maps, means[people], j, per_block, people.size)[0]
-    rows, cols = np.nonzero(ub >= best0[:, None])
-    _, best_pix = _person_pixel_max(blocks, rows, cols, flat_hm, tag_maps, means[people], j,
-                                    per_block, people.size)
+    m = means[people][:, :, None]
+    hmax = tiles.hmax[j]
+    # First the hottest eighth of the tiles: a person whose best score there reaches their
+    # smallest maximum is settled, since no other tile can score above its maximum.
+    hot = max(hmax.size // 8, 1)
+    level = np.partition(hmax, hmax.size - hot)[hmax.size - hot]
+    cand = np.flatnonzero(hmax >= level)
+    ub, lb = tiles.bounds(j, cand, m)
+    low = lb.max(axis=1)
+    rows, cols = np.nonzero(ub >= low[:, None])
+    cols = cand[cols]
+    again = np.flatnonzero(low < level)
+    if again.size:
+      cand = np.flatnonzero(hmax >= low[again].min())
+      ub, lb = tiles.bounds(j, cand, m[again])
+      low[again] = np.maximum(low[again], lb.max(axis=1))
+      r2, c2 = np.nonzero(ub >= low[again][:, None])
+      keep = ~np.isin(rows, again)
+      rows = np.r_[rows[keep], again[r2]]
+      cols = np.r_[cols[keep], cand[c2]]
+      order = np.argsort(rows, kind='stable')
+      rows, cols = rows[order], cols[order]
+    # Inside the remaining tiles only pixels whose heatmap reaches the bound can score above it:
+    # tags (the costly reads, bilinear for low-resolution maps) are read for those alone.
+    pix, inside = tiles.pixels(cols)
+    hm_vals = flat_hm[pix, j]
+    r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
+    who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
+    diff = tag_maps.at(pix, j) - means[people[who]]
+    s = hm_vals - np.round(_norm(diff, axis=1))
+    # who is sorted and every person keeps a pixel (its bound's tile maximum): segment reductions.
+    seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+    top = np.maximum.reduceat(s, seg)
+    hit = np.where(s == np.repeat(top, np.diff(np.r_[seg, who.size])), pix, big)
+    best_pix = np.minimum.reduceat(hit, seg)
     bval = flat_hm[best_pix, j]
     x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, np.full(best_pix.size, j))
     write = bval > 0
     poses[people[write], j, 0] = x[write]
     poses[people[write], j, 1] = y[write]
     poses[people[write], j, 2] = bval[write]
+
