@@ -251,6 +251,16 @@ def _norm(v: np.ndarray, axis: int) -> np.ndarray:
 
 def _range_reduce(x: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
   """fn-reduction (np.minimum / np.maximum) of x over index ranges [lo[b], hi[b]] along axis."""
+  n, size = x.shape[axis], int(lo[1] - lo[0]) if lo.size > 1 else 1
+  if size > 0 and np.array_equal((lo, hi), _tile_ranges(n, size)):
+    # Consecutive tiles: strided views instead of gathered copies.
+    at = lambda o: (slice(None),) * (axis % x.ndim) + (slice(o, None, size),)
+    out = x[at(0)].copy()
+    for o in range(1, size):
+      part = x[at(o)]
+      view = out[(slice(None),) * (axis % x.ndim) + (slice(0, part.shape[axis]),)]
+      fn(view, part, out=view)
+    return out
   out = np.take(x, lo, axis=axis)
   for o in range(1, int((hi - lo).max(initial=0)) + 1):
     fn(out, np.take(x, np.minimum(lo + o, hi), axis=axis), out=out)
@@ -299,14 +309,15 @@ class _Tiles:
     self.tag_lo, self.tag_hi = box  # [J, T, tiles]
     # Interpolated tags can leave the source box by float32 rounding: a margin on the distance.
     self.margin = np.float32(0.0 if tag_maps.same else 1e-3)
+    self.dim = tag_maps.dim
     oy, ox = np.meshgrid(np.arange(size), np.arange(size), indexing='ij')
     self.offsets = (oy.reshape(-1), ox.reshape(-1))
 
-  def bounds(self, j: int, tiles: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  def bounds(self, joints: np.ndarray, tiles: np.ndarray, means: np.ndarray):
     """(upper bound of heatmap - round(||tag - mean||) within each tile, lower bound of the
-    tile's best score, -inf where unknown) for tiles [...] and means [T, ...] (broadcast)."""
-    lo = self.tag_lo[j][:, tiles] - means
-    hi = self.tag_hi[j][:, tiles] - means
+    tile's best score, -inf where unknown) for joints [P, 1], tiles [P, n], means [P, T, 1]."""
+    lo = self.tag_lo[joints[..., None], np.arange(self.dim)[:, None], tiles[:, None]] - means
+    hi = self.tag_hi[joints[..., None], np.arange(self.dim)[:, None], tiles[:, None]] - means
     zero = np.float32(0.0)
     dmin = _norm(np.maximum(np.maximum(lo, -hi), zero), axis=-2)
     dmax = _norm(np.maximum(-lo, hi), axis=-2)
@@ -315,7 +326,7 @@ class _Tiles:
     # hmax - round(dmax).
     kmin = np.round(np.maximum(dmin - self.margin, zero))
     kmax = np.round(dmax + self.margin)
-    hmax = self.hmax[j][tiles]
+    hmax = self.hmax[joints, tiles]
     return hmax - kmin, np.where(self.exact[tiles], hmax - kmax, -np.inf)
 
   def pixels(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -333,66 +344,70 @@ class _Tiles:
 def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||).
 
-  Exact branch and bound: each person's scores are computed in the tile with the largest upper
-  bound (tile heatmap max minus the rounded distance from the mean tag to the tile's tag box), then
-  in every tile whose bound reaches that score; equal scores keep the first pixel in row-major
-  order, like np.argmax.
+  Exact branch and bound over tiles, for all missing (person, joint) pairs at once: a tile's upper
+  bound is its heatmap maximum minus the rounded distance from the mean tag to the tile's tag box,
+  its lower bound the same with the farthest box corner (its maximum pixel scores at least that).
+  Pixels are scored only in tiles whose upper bound reaches the pair's best lower bound, and there
+  only where the heatmap reaches it; equal scores keep the first pixel in row-major order, like
+  np.argmax.
   """
   height, width, num_joints = hm.shape
   flat_hm = hm.reshape(height * width, num_joints)
-  flat = hm.reshape(-1)
-  n = poses.shape[0]
   dim = tag_maps.dim
-  # Mean tag of each person's detected joints, summed in joint order like np.mean over the list.
-  tag_sum = np.zeros((n, dim), np.float32)
-  for j in range(num_joints):
-    sel = found[:, j]
-    if sel.any():
-      tag_sum[sel] += tag_maps.at(person_pix[sel, j], j)
+  # Mean tag of each person's detected joints, summed in joint order like np.mean over the list
+  # (adding the zeros of missing joints changes no sum).
+  fp, fj = np.nonzero(found)
+  per_joint = np.zeros((num_joints, found.shape[0], dim), np.float32)
+  per_joint[fj, fp] = tag_maps.at(person_pix[fp, fj], fj)
+  tag_sum = per_joint[0].copy()
+  for j in range(1, num_joints):
+    tag_sum += per_joint[j]
   means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
-  tiles = _Tiles(hm, pooled, tag_maps)
-  big = np.iinfo(np.int64).max
-  for j in np.flatnonzero((~found).any(axis=0)):
-    people = np.flatnonzero(~found[:, j])
-    m = means[people][:, :, None]
-    hmax = tiles.hmax[j]
-    # First the hottest eighth of the tiles: a person whose best score there reaches their
-    # smallest maximum is settled, since no other tile can score above its maximum.
-    hot = max(hmax.size // 8, 1)
-    level = np.partition(hmax, hmax.size - hot)[hmax.size - hot]
-    cand = np.flatnonzero(hmax >= level)
-    ub, lb = tiles.bounds(j, cand, m)
-    low = lb.max(axis=1)
-    rows, cols = np.nonzero(ub >= low[:, None])
-    cols = cand[cols]
-    again = np.flatnonzero(low < level)
-    if again.size:
-      cand = np.flatnonzero(hmax >= low[again].min())
-      ub, lb = tiles.bounds(j, cand, m[again])
-      low[again] = np.maximum(low[again], lb.max(axis=1))
-      r2, c2 = np.nonzero(ub >= low[again][:, None])
-      keep = ~np.isin(rows, again)
-      rows = np.r_[rows[keep], again[r2]]
-      cols = np.r_[cols[keep], cand[c2]]
-      order = np.argsort(rows, kind='stable')
-      rows, cols = rows[order], cols[order]
-    # Inside the remaining tiles only pixels whose heatmap reaches the bound can score above it:
-    # tags (the costly reads, bilinear for low-resolution maps) are read for those alone.
-    pix, inside = tiles.pixels(cols)
-    hm_vals = flat_hm[pix, j]
-    r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
-    who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
-    diff = tag_maps.at(pix, j) - means[people[who]]
-    s = hm_vals - np.round(_norm(diff, axis=1))
-    # who is sorted and every person keeps a pixel (its bound's tile maximum): segment reductions.
-    seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
-    top = np.maximum.reduceat(s, seg)
-    hit = np.where(s == np.repeat(top, np.diff(np.r_[seg, who.size])), pix, big)
-    best_pix = np.minimum.reduceat(hit, seg)
-    bval = flat_hm[best_pix, j]
-    x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, np.full(best_pix.size, j))
-    write = bval > 0
-    poses[people[write], j, 0] = x[write]
-    poses[people[write], j, 1] = y[write]
-    poses[people[write], j, 2] = bval[write]
 
+  tiles = _Tiles(hm, pooled, tag_maps)
+  ntiles = tiles.hmax.shape[1]
+  qp, qj = np.nonzero(~found)  # the missing (person, joint) pairs
+  qm = means[qp][:, :, None]
+  # First each joint's hottest eighth of the tiles: a pair whose best lower bound there exceeds
+  # every other tile's maximum is settled by them.
+  hot = max(ntiles // 8, 1)
+  hot_tiles = np.argpartition(tiles.hmax, ntiles - hot, axis=1)[:, ntiles - hot:]
+  level = np.take_along_axis(tiles.hmax, hot_tiles, axis=1).min(axis=1)
+  cand = hot_tiles[qj]
+  ub, lb = tiles.bounds(qj[:, None], cand, qm)
+  low = lb.max(axis=1)
+  settled = (low > level[qj]) | (hot == ntiles)
+  rows, cols = np.nonzero((ub >= low[:, None]) & settled[:, None])
+  cols = cand[rows, cols]
+  again = np.flatnonzero(~settled)
+  if again.size:
+    cand = np.broadcast_to(np.arange(ntiles), (again.size, ntiles))
+    ub, lb = tiles.bounds(qj[again][:, None], cand, qm[again])
+    low[again] = np.maximum(low[again], lb.max(axis=1))
+    r2, c2 = np.nonzero(ub >= low[again][:, None])
+    rows = np.r_[rows, again[r2]]
+    cols = np.r_[cols, c2]
+    order = np.argsort(rows, kind='stable')
+    rows, cols = rows[order], cols[order]
+  # Inside the remaining tiles only pixels whose heatmap reaches the bound can score above it:
+  # tags (the costly reads, bilinear for low-resolution maps) are read for those alone.
+  pix, inside = tiles.pixels(cols)
+  hm_vals = flat_hm[pix, qj[rows][:, None]]
+  r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
+  who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
+  diff = tag_maps.at(pix, qj[who]) - means[qp[who]]
+  score = hm_vals - np.round(_norm(diff, axis=1))
+  # who is sorted and every pair keeps a pixel (the maximum of its bound's tile): segment
+  # reductions give the best score, then the lowest pixel index holding it.
+  seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+  top = np.maximum.reduceat(score, seg)
+  hit = np.where(score == np.repeat(top, np.diff(np.r_[seg, who.size])), pix,
+                 np.iinfo(np.int64).max)
+  best_pix = np.minimum.reduceat(hit, seg)
+  bval = flat_hm[best_pix, qj]
+  x, y = _quarter_offsets(hm.reshape(-1), height, width, num_joints, best_pix, qj)
+  write = bval > 0
+  qp, qj = qp[write], qj[write]
+  poses[qp, qj, 0] = x[write]
+  poses[qp, qj, 1] = y[write]
+  poses[qp, qj, 2] = bval[write]
