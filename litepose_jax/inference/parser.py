@@ -70,7 +70,7 @@ class TagMaps:
     self.height, self.width = height, width
     h, w, self.num_joints, self.dim = tags.shape
     self.same = (h, w) == (height, width)
-    self.flat = tags.reshape(h * w, self.num_joints, self.dim)
+    self.tags_1d = np.ascontiguousarray(tags).reshape(-1)
     if not self.same:
       self.rows = source_index(height, h)
       self.cols = source_index(width, w)
@@ -79,16 +79,23 @@ class TagMaps:
     """Tag vectors [n, T] float32 at flat pixel indices `pix` (y * W + x) of joint(s) `joint`."""
     pix = np.asarray(pix, np.int64)
     if self.same:
-      return self.flat[pix, joint]
+      return self._read(pix, joint)
     y, x = np.divmod(pix, self.width)
     w_src = self.tags.shape[1]
     y0, y1, ly = (a[y] for a in self.rows)
     x0, x1, lx = (a[x] for a in self.cols)
     one = np.float32(1.0)
     ly, lx = ly[:, None], lx[:, None]
-    top = (one - lx) * self.flat[y0 * w_src + x0, joint] + lx * self.flat[y0 * w_src + x1, joint]
-    bot = (one - lx) * self.flat[y1 * w_src + x0, joint] + lx * self.flat[y1 * w_src + x1, joint]
+    top = (one - lx) * self._read(y0 * w_src + x0, joint) + lx * self._read(y0 * w_src + x1, joint)
+    bot = (one - lx) * self._read(y1 * w_src + x0, joint) + lx * self._read(y1 * w_src + x1, joint)
     return ((one - ly) * top + ly * bot).astype(np.float32)
+
+  def _read(self, src: np.ndarray, joint) -> np.ndarray:
+    """Stored tag vectors [n, T] at source pixels `src` (1-D takes: faster than 2-D indexing)."""
+    base = (src * self.num_joints + joint) * self.dim
+    if self.dim == 1:
+      return np.take(self.tags_1d, base)[:, None]
+    return np.take(self.tags_1d, base[:, None] + np.arange(self.dim))
 
 
 def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
@@ -310,8 +317,10 @@ class _Tiles:
     # Interpolated tags can leave the source box by float32 rounding: a margin on the distance.
     self.margin = np.float32(0.0 if tag_maps.same else 1e-3)
     self.dim = tag_maps.dim
-    oy, ox = np.meshgrid(np.arange(size), np.arange(size), indexing='ij')
+    oy, ox = np.meshgrid(np.arange(_TILE), np.arange(_TILE), indexing='ij')
     self.offsets = (oy.reshape(-1), ox.reshape(-1))
+    sy, sx = np.meshgrid(np.arange(k), np.arange(k), indexing='ij')
+    self.sub = (sy.reshape(-1), sx.reshape(-1))
 
   def bounds(self, joints: np.ndarray, tiles: np.ndarray, means: np.ndarray):
     """(upper bound of heatmap - round(||tag - mean||) within each tile, lower bound of the
@@ -329,16 +338,27 @@ class _Tiles:
     hmax = self.hmax[joints, tiles]
     return hmax - kmin, np.where(self.exact[tiles], hmax - kmax, -np.inf)
 
-  def pixels(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel indices [n, S * S] of the tiles and [n, S * S] inside-the-map flags.
+  def pixels(self, tiles: np.ndarray, joints: np.ndarray, low: np.ndarray):
+    """Pixels of the tiles [n] (joints [n]) in 5x5 sub-tiles whose maximum reaches low [n].
 
-    Outside pixels repeat the tile's first pixel, so that every index can be read.
+    Returns (which [m], pix [m, 25], inside [m, 25]): the tile entry of each sub-tile, its flat
+    pixel indices (outside the map: the sub-tile's first pixel, so that all can be read) and which
+    are inside the map.
     """
+    k = self.size // _TILE
     ty, tx = np.divmod(tiles, self.nx)
-    y = ty[:, None] * self.size + self.offsets[0][None]
-    x = tx[:, None] * self.size + self.offsets[1][None]
+    sy = (ty[:, None] * k + self.sub[0][None]).reshape(-1)
+    sx = (tx[:, None] * k + self.sub[1][None]).reshape(-1)
+    which = np.repeat(np.arange(tiles.size), k * k)
+    ny5, nx5 = self.hmax5.shape[:2]
+    ok = (sy < ny5) & (sx < nx5)
+    which, sy, sx = which[ok], sy[ok], sx[ok]
+    ok = self.hmax5[sy, sx, joints[which]] >= low[which]
+    which, sy, sx = which[ok], sy[ok], sx[ok]
+    y = sy[:, None] * _TILE + self.offsets[0][None]
+    x = sx[:, None] * _TILE + self.offsets[1][None]
     inside = (y < self.height) & (x < self.width)
-    return np.where(inside, y * self.width + x, (y[:, :1] * self.width + x[:, :1])), inside
+    return which, np.where(inside, y * self.width + x, (y[:, :1] * self.width + x[:, :1])), inside
 
 
 def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
@@ -352,7 +372,7 @@ def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   np.argmax.
   """
   height, width, num_joints = hm.shape
-  flat_hm = hm.reshape(height * width, num_joints)
+  flat = hm.reshape(-1)
   dim = tag_maps.dim
   # Mean tag of each person's detected joints, summed in joint order like np.mean over the list
   # (adding the zeros of missing joints changes no sum).
@@ -368,31 +388,37 @@ def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   ntiles = tiles.hmax.shape[1]
   qp, qj = np.nonzero(~found)  # the missing (person, joint) pairs
   qm = means[qp][:, :, None]
-  # First each joint's hottest eighth of the tiles: a pair whose best lower bound there exceeds
-  # every other tile's maximum is settled by them.
-  hot = max(ntiles // 8, 1)
-  hot_tiles = np.argpartition(tiles.hmax, ntiles - hot, axis=1)[:, ntiles - hot:]
-  level = np.take_along_axis(tiles.hmax, hot_tiles, axis=1).min(axis=1)
-  cand = hot_tiles[qj]
-  ub, lb = tiles.bounds(qj[:, None], cand, qm)
-  low = lb.max(axis=1)
-  settled = (low > level[qj]) | (hot == ntiles)
-  rows, cols = np.nonzero((ub >= low[:, None]) & settled[:, None])
-  cols = cand[rows, cols]
-  again = np.flatnonzero(~settled)
-  if again.size:
-    cand = np.broadcast_to(np.arange(ntiles), (again.size, ntiles))
-    ub, lb = tiles.bounds(qj[again][:, None], cand, qm[again])
-    low[again] = np.maximum(low[again], lb.max(axis=1))
-    r2, c2 = np.nonzero(ub >= low[again][:, None])
-    rows = np.r_[rows, again[r2]]
-    cols = np.r_[cols, c2]
-    order = np.argsort(rows, kind='stable')
-    rows, cols = rows[order], cols[order]
+  # Tiles by decreasing heatmap maximum, in growing sets (the hottest 1/32, 1/4, then all): a pair
+  # whose best lower bound in a set exceeds the maximum of every tile outside it is settled there.
+  low = np.full(qp.size, -np.inf, np.float32)
+  rows, cols = [], []
+  todo = np.arange(qp.size)
+  for frac in (32, 4, 1):
+    hot = max(ntiles // frac, 1)
+    if hot == ntiles:
+      cand = np.broadcast_to(np.arange(ntiles), (todo.size, ntiles))
+      level = np.full(num_joints, -np.inf, np.float32)
+    else:
+      part = np.argpartition(tiles.hmax, ntiles - hot, axis=1)[:, ntiles - hot:]
+      level = np.take_along_axis(tiles.hmax, part, axis=1).min(axis=1)
+      cand = part[qj[todo]]
+    ub, lb = tiles.bounds(qj[todo][:, None], cand, qm[todo])
+    low[todo] = np.maximum(low[todo], lb.max(axis=1))
+    done = low[todo] > level[qj[todo]]
+    r, c = np.nonzero((ub >= low[todo][:, None]) & done[:, None])
+    rows.append(todo[r])
+    cols.append(cand[r, c])
+    todo = todo[~done]
+    if not todo.size:
+      break
+  rows, cols = np.concatenate(rows), np.concatenate(cols)
+  order = np.argsort(rows, kind='stable')
+  rows, cols = rows[order], cols[order]
   # Inside the remaining tiles only pixels whose heatmap reaches the bound can score above it:
   # tags (the costly reads, bilinear for low-resolution maps) are read for those alone.
-  pix, inside = tiles.pixels(cols)
-  hm_vals = flat_hm[pix, qj[rows][:, None]]
+  which, pix, inside = tiles.pixels(cols, qj[rows], low[rows])
+  rows = rows[which]
+  hm_vals = np.take(flat, pix * num_joints + qj[rows][:, None])
   r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
   who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
   diff = tag_maps.at(pix, qj[who]) - means[qp[who]]
@@ -404,8 +430,8 @@ def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   hit = np.where(score == np.repeat(top, np.diff(np.r_[seg, who.size])), pix,
                  np.iinfo(np.int64).max)
   best_pix = np.minimum.reduceat(hit, seg)
-  bval = flat_hm[best_pix, qj]
-  x, y = _quarter_offsets(hm.reshape(-1), height, width, num_joints, best_pix, qj)
+  bval = flat[best_pix * num_joints + qj]
+  x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, qj)
   write = bval > 0
   qp, qj = qp[write], qj[write]
   poses[qp, qj, 0] = x[write]

@@ -145,3 +145,55 @@ def test_equals_reference_on_larger_random_maps(tag_dim):
   heat = _smooth_random(rng, (48, 72, 14), 1.5) * 3 - 1.2
   tags = rng.normal(0, 2, (48, 72, 14, tag_dim)).astype(np.float32)
   _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
+
+
+def _people_maps(rng, num_people, size, missing, tag_dim=1, noise=0.02):
+  """Clustered people with `missing` of the joints invisible; flip-like tags repeat the value."""
+  people = fx.clustered_people(rng, num_people, 14, size, spread=12)
+  people[..., 2] = rng.random(people.shape[:2]) >= missing
+  heat, tags = fx.render_maps(people, size)
+  heat = heat + rng.normal(0, noise, heat.shape).astype(np.float32)
+  tags = np.repeat(tags, tag_dim, axis=-1)
+  tags = tags + rng.normal(0, 0.1, tags.shape).astype(np.float32)
+  return heat, tags
+
+
+@pytest.mark.parametrize('tag_dim', [1, 2])
+@pytest.mark.parametrize('large', [False, True])
+def test_refine_equals_reference_with_many_missing_joints(tag_dim, large, monkeypatch):
+  # 30 people (the grouping cap) with 30% of the joints missing: refine fills hundreds of pairs.
+  # large: 10x10 tiles (2x2 NMS tiles) as on input-resolution maps; odd sizes give edge tiles.
+  if large:
+    monkeypatch.setattr(parser, '_LARGE_MAP', 1000)
+  rng = np.random.default_rng(40 + tag_dim)
+  heat, tags = _people_maps(rng, 30, (67, 103), 0.3, tag_dim)
+  fast = parse_poses(heat, tags)
+  _assert_same(fast, ref.reference_parse(heat, tags))
+  assert (fast[0][..., 2] > 0).sum() > (heat.max(axis=(0, 1)) > 0.1).sum()  # refine filled joints
+
+
+@pytest.mark.parametrize('large', [False, True])
+def test_refine_keeps_first_pixel_among_equal_scores(large, monkeypatch):
+  # Quantised maps: many pixels share the best score; np.argmax keeps the first in row-major order.
+  if large:
+    monkeypatch.setattr(parser, '_LARGE_MAP', 1000)
+  rng = np.random.default_rng(7)
+  heat, tags = _people_maps(rng, 8, (41, 57), 0.4)
+  # Below the detection threshold only (plateaus of peaks would change the grouping itself).
+  heat = np.where(heat < 0.08, np.round(heat * 50) / 50, heat).astype(np.float32)
+  _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
+
+
+@pytest.mark.parametrize('tag_dim', [1, 2])
+def test_refine_with_low_resolution_tags_equals_resized_tags(tag_dim, monkeypatch):
+  # Tags at stride 2 read through TagMaps (bilinear at the read pixels) on a map with 10x10 tiles:
+  # the tag boxes come from the source pixels each tile reads.
+  monkeypatch.setattr(parser, '_LARGE_MAP', 1000)
+  rng = np.random.default_rng(50 + tag_dim)
+  heat_small, small = _people_maps(rng, 20, (36, 52), 0.3, tag_dim)
+  from litepose_jax.inference.fusion import resize_bilinear
+  heat = resize_bilinear(heat_small, (72, 104))
+  full = resize_bilinear(small.reshape(36, 52, -1), (72, 104)).reshape(72, 104, 14, tag_dim)
+  lazy = parse_poses(heat, small)
+  _assert_same(lazy, parse_poses(heat, full))
+  _assert_same(lazy, ref.reference_parse(heat, full))
