@@ -243,6 +243,8 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
 # grouped 2x2 on large maps so that the per-person bounds stay cheap.
 _TILE = 5
 _LARGE_MAP = 100_000
+# Pixels of the candidate tiles scored in one go (bounds the memory of flat, plateau-like maps).
+_CHUNK_PIXELS = 1 << 21
 
 
 def _norm(v: np.ndarray, axis: int) -> np.ndarray:
@@ -361,6 +363,27 @@ class _Tiles:
     return which, np.where(inside, y * self.width + x, (y[:, :1] * self.width + x[:, :1])), inside
 
 
+def _best_pixels(tiles, flat, tag_maps, means, qj, low, rows, cols) -> np.ndarray:
+  """Per pair in rows (sorted, each present): first pixel of the best score in its tiles cols."""
+  num_joints = flat.size // (tiles.height * tiles.width)
+  # Inside the tiles only pixels whose heatmap reaches the bound can score above it: tags (the
+  # costly reads, bilinear for low-resolution maps) are read for those alone.
+  which, pix, inside = tiles.pixels(cols, qj[rows], low[rows])
+  rows = rows[which]
+  hm_vals = np.take(flat, pix * num_joints + qj[rows][:, None])
+  r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
+  who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
+  diff = tag_maps.at(pix, qj[who]) - means[who]
+  score = hm_vals - np.round(_norm(diff, axis=1))
+  # Every pair keeps a pixel (the maximum of its bound's tile): segment reductions give the best
+  # score, then the lowest pixel index holding it (np.argmax's rule).
+  seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
+  top = np.maximum.reduceat(score, seg)
+  hit = np.where(score == np.repeat(top, np.diff(np.r_[seg, who.size])), pix,
+                 np.iinfo(np.int64).max)
+  return np.minimum.reduceat(hit, seg)
+
+
 def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   """Fills missing joints in place: argmax of heatmap - round(||tag - person mean tag||).
 
@@ -414,22 +437,18 @@ def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   rows, cols = np.concatenate(rows), np.concatenate(cols)
   order = np.argsort(rows, kind='stable')
   rows, cols = rows[order], cols[order]
-  # Inside the remaining tiles only pixels whose heatmap reaches the bound can score above it:
-  # tags (the costly reads, bilinear for low-resolution maps) are read for those alone.
-  which, pix, inside = tiles.pixels(cols, qj[rows], low[rows])
-  rows = rows[which]
-  hm_vals = np.take(flat, pix * num_joints + qj[rows][:, None])
-  r, c = np.nonzero(inside & (hm_vals >= low[rows][:, None]))
-  who, pix, hm_vals = rows[r], pix[r, c], hm_vals[r, c]
-  diff = tag_maps.at(pix, qj[who]) - means[qp[who]]
-  score = hm_vals - np.round(_norm(diff, axis=1))
-  # who is sorted and every pair keeps a pixel (the maximum of its bound's tile): segment
-  # reductions give the best score, then the lowest pixel index holding it.
-  seg = np.flatnonzero(np.r_[True, who[1:] != who[:-1]])
-  top = np.maximum.reduceat(score, seg)
-  hit = np.where(score == np.repeat(top, np.diff(np.r_[seg, who.size])), pix,
-                 np.iinfo(np.int64).max)
-  best_pix = np.minimum.reduceat(hit, seg)
+  # Pairs in chunks of about _CHUNK_PIXELS tile pixels (plateaus can keep whole maps).
+  best_pix = np.empty(qp.size, np.int64)
+  ends = np.searchsorted(rows, np.arange(qp.size), 'right')  # pair q: rows[starts[q]:ends[q]]
+  starts = np.r_[0, ends[:-1]]
+  budget = max(_CHUNK_PIXELS // tiles.size ** 2, 1)
+  start = 0
+  while start < qp.size:
+    stop = max(int(np.searchsorted(ends, starts[start] + budget, 'right')), start + 1)
+    sl = slice(starts[start], ends[stop - 1])
+    best_pix[start:stop] = _best_pixels(tiles, flat, tag_maps, means[qp], qj, low, rows[sl],
+                                        cols[sl])
+    start = stop
   bval = flat[best_pix * num_joints + qj]
   x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, qj)
   write = bval > 0

@@ -163,8 +163,10 @@ def _people_maps(rng, num_people, size, missing, tag_dim=1, noise=0.02):
 def test_refine_equals_reference_with_many_missing_joints(tag_dim, large, monkeypatch):
   # 30 people (the grouping cap) with 30% of the joints missing: refine fills hundreds of pairs.
   # large: 10x10 tiles (2x2 NMS tiles) as on input-resolution maps; odd sizes give edge tiles.
+  # Small pixel chunks: the pairs are scored in several passes.
   if large:
     monkeypatch.setattr(parser, '_LARGE_MAP', 1000)
+  monkeypatch.setattr(parser, '_CHUNK_PIXELS', 3000)
   rng = np.random.default_rng(40 + tag_dim)
   heat, tags = _people_maps(rng, 30, (67, 103), 0.3, tag_dim)
   fast = parse_poses(heat, tags)
