@@ -19,9 +19,9 @@ choices, none of which changes the answer on maps without exact ties:
 - Running tag means are float32 sums in assignment order (numpy's mean can differ in the last ulp
   for one-dimensional tags and 8+ joints; only distances within 1 ulp of a rounding edge notice).
 - refine is evaluated only for missing joints (the official code computes all J joints and
-  discards the detected ones), and only in 4x4 blocks whose upper bound can still reach the best
-  score (exact branch and bound, see `_refine`); ties keep the first pixel in row-major order,
-  like np.argmax.
+  discards the detected ones), for all missing (person, joint) pairs at once, and only in 5x5 or
+  10x10 tiles whose upper bound can still reach a score that the pair is known to attain (exact
+  branch and bound, see `_refine`); ties keep the first pixel in row-major order, like np.argmax.
 - Tags may be given at a lower resolution than the heatmaps: they are then bilinearly resized
   (align_corners=False, as the official PROJECT2IMAGE) only at the pixels that are read.
 """
