@@ -45,6 +45,15 @@ def make_maps(rng, num_people, flip, missing=0.15, h=224, w=320, num_joints=14):
   return heat, tags
 
 
+# Official parser (NUMBERS.md, ms per image) for the rows that do the same work: (maps, flip) -> by
+# people count. 'input' is the official PROJECT2IMAGE grouping of both resized maps.
+OFFICIAL = {
+    ('stride 2 (224x320)', False): {5: 19, 15: 38, 30: 69},
+    ('input 448x640, both maps resized', False): {5: 116, 15: 165, 30: 271},
+    ('input 448x640, both maps resized', True): {5: 166, 15: 311, 30: 615},
+}
+
+
 def bench(fn, repeats):
   fn()
   times = []
@@ -62,7 +71,8 @@ def main():
   ap.add_argument('--missing', type=float, default=0.15, help='fraction of invisible joints')
   args = ap.parse_args()
   rng = np.random.default_rng(0)
-  print(f'{"maps":44s} {"people":>6s} {"decode ms":>10s} {"found":>6s}')
+  print(f'{"maps":44s} {"people":>6s} {"decode ms":>10s} {"found":>6s} {"official":>9s} '
+        f'{"speed-up":>8s}')
   for flip in (False, True):
     for n in [int(v) for v in args.people.split(',')]:
       heat, tags = make_maps(rng, n, flip, args.missing)
@@ -77,7 +87,9 @@ def main():
       for name, fn in cases:
         ms = bench(fn, args.repeats)
         found = fn()[0].shape[0]
-        print(f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d}')
+        official = OFFICIAL.get((name, flip), {}).get(n)
+        ref = f'{official:9d} {official / ms:7.1f}x' if official else ''
+        print(f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d} {ref}')
 
 
 if __name__ == '__main__':
