@@ -224,7 +224,8 @@ def main(argv=None) -> int:
   conv_impl = layers.default_conv_impl() if args.conv_impl == 'auto' else args.conv_impl
   impl_name = f'{impl}/{conv_impl}'
   dtype = DTYPES[args.dtype]
-  model = models.create_model(spec, args.num_joints, depthwise_impl=impl, dtype=dtype)
+  model = models.create_model(spec, args.num_joints, depthwise_impl=impl, dtype=dtype,
+                              conv_impl=conv_impl)
   malloc = 'huge pages' if host_memory.hugepage_malloc_active() else 'default (4 KiB pages)'
   print(f'# {jax.devices()[0].device_kind} ({jax.default_backend()}, {jax.device_count()} '
         f'device(s)), jax {jax.__version__}; impls depthwise/conv = {impl_name} (auto: '
@@ -235,18 +236,16 @@ def main(argv=None) -> int:
   # Shapes from one image (they do not depend on the batch); numpy draws avoid compiling init.
   shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), images[:1], train=False))
   variables = jax.tree.map(jnp.asarray, layers.numpy_init(shapes))
-  # Conv / Deconv resolve 'auto' at trace time, i.e. inside lower() below.
-  with layers.force_conv_impl(conv_impl):
-    for mode, bench in (('forward', bench_forward), ('train', bench_train)):
-      if args.mode not in ('both', mode):
-        continue
-      compile_s, times = bench(model, variables, images, args)
-      print(report(mode, args, arch_name, impl_name, compile_s, times), flush=True)
-      if args.torch:
-        ref = bench_torch(spec, args, mode)
-        print(report(mode, args, arch_name, 'torch-spec', None, ref) +
-              f' | JAX / torch {statistics.median(t for t, _ in ref) / statistics.median(t for t, _ in times):.2f}x',
-              flush=True)
+  for mode, bench in (('forward', bench_forward), ('train', bench_train)):
+    if args.mode not in ('both', mode):
+      continue
+    compile_s, times = bench(model, variables, images, args)
+    print(report(mode, args, arch_name, impl_name, compile_s, times), flush=True)
+    if args.torch:
+      ref = bench_torch(spec, args, mode)
+      print(report(mode, args, arch_name, 'torch-spec', None, ref) +
+            f' | JAX / torch {statistics.median(t for t, _ in ref) / statistics.median(t for t, _ in times):.2f}x',
+            flush=True)
   return 0
 
 

@@ -10,13 +10,15 @@ import numpy as np
 from litepose_jax.models.arch import (ArchLike, ArchSpec, PRESET_NAMES, Preset, arch_from_dict,
                                       get_preset, make_divisible, resolve_arch)
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
+from litepose_jax.models import layers
 from litepose_jax.models.layers import numpy_init
 from litepose_jax.models.litepose import LitePose
 
 
 def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
                  kernel_size: int | None = None, width_mult: float = 1.0,
-                 depthwise_impl: str = 'auto', dtype: Any = jnp.float32) -> LitePose:
+                 depthwise_impl: str = 'auto', dtype: Any = jnp.float32,
+                 conv_impl: str = 'auto') -> LitePose:
   """Builds a LitePose module from a preset name, an official-schema dict or a JSON path.
 
   `apply(variables, images [B, H, W, 3], train=False)` returns
@@ -26,10 +28,12 @@ def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
     raise ValueError(f'num_joints must be a positive integer, got {num_joints!r}')
   if depthwise_impl not in DEPTHWISE_IMPLS:
     raise ValueError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
+  if conv_impl not in layers.CONV_IMPLS:
+    raise ValueError(f'conv_impl must be one of {layers.CONV_IMPLS}, got {conv_impl!r}')
   spec = resolve_arch(arch)
   if kernel_size is not None or width_mult != 1.0:
     spec = spec.replace(kernel_size=kernel_size, width_mult=width_mult)
-  return LitePose(spec, num_joints, fusion, depthwise_impl, dtype)
+  return LitePose(spec, num_joints, fusion, depthwise_impl, dtype, conv_impl)
 
 
 def init_variables(model: LitePose, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:

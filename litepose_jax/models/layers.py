@@ -288,17 +288,18 @@ class InvertedResidual(nn.Module):
   expansion: int
   depthwise_impl: str = 'auto'
   dtype: Dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool):
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion), 8)
-    y = Conv(hidden, 1, dtype=self.dtype, name='expand')(x)
+    y = Conv(hidden, 1, dtype=self.dtype, impl=self.conv_impl, name='expand')(x)
     y = relu6(batch_norm(train, self.dtype, 'expand_bn')(y))
     y = DepthwiseConv(self.kernel_size, self.stride, self.depthwise_impl, self.dtype,
                       name='depthwise')(y)
     y = relu6(batch_norm(train, self.dtype, 'depthwise_bn')(y))
-    y = Conv(self.features, 1, dtype=self.dtype, name='project')(y)
+    y = Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name='project')(y)
     y = batch_norm(train, self.dtype, 'project_bn')(y)
     if self.stride == 1 and cin == self.features:
       y = y + x
@@ -311,12 +312,13 @@ class SepConv(nn.Module):
   kernel_size: int = 5
   depthwise_impl: str = 'auto'
   dtype: Dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x, train: bool):
     y = DepthwiseConv(self.kernel_size, 1, self.depthwise_impl, self.dtype, name='depthwise')(x)
     y = relu(batch_norm(train, self.dtype, 'depthwise_bn')(y))
-    return Conv(self.features, 1, dtype=self.dtype, name='pointwise')(y)
+    return Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name='pointwise')(y)
 
 
 def numpy_init(variables_shape, seed: int = 0):

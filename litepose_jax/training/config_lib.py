@@ -63,6 +63,7 @@ def base_config(model: str, arg: str | None = None) -> ml_collections.ConfigDict
       'width_mult': 1.0,
       'fusion': True,
       'depthwise_impl': 'auto',
+      'conv_impl': 'auto',  # dense / transposed convs: 'auto' | 'lax' | 'matmul' (CPU)
   })
   train_split, eval_split = DATASET_DEFAULTS[a.dataset]
   data = data_pipeline.default_data_config()

@@ -74,7 +74,8 @@ def model_from_config(config, num_joints: int):
   dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
   return models.create_model(m.arch, num_joints, fusion=m.fusion,
                              kernel_size=m.kernel_size or None, width_mult=m.width_mult,
-                             depthwise_impl=m.depthwise_impl, dtype=dtype)
+                             depthwise_impl=m.depthwise_impl, dtype=dtype,
+                             conv_impl=m.get('conv_impl', 'auto'))
 
 
 def checkpoint_model_config(config, model, info: data_lib.DataInfo) -> dict:

@@ -76,6 +76,8 @@ def test_bad_arguments_are_rejected():
     create_model('XS', 0)
   with pytest.raises(ValueError, match='depthwise_impl'):
     create_model('XS', depthwise_impl='fast')
+  with pytest.raises(ValueError, match='conv_impl'):
+    create_model('XS', conv_impl='winograd')
   with pytest.raises(ValueError, match='unknown architecture'):
     create_model('XXL')
 
@@ -86,3 +88,14 @@ def test_bfloat16_compute_keeps_float32_params_and_outputs():
   assert all(a.dtype == np.float32 for a in jax.tree.leaves(v))
   out4, out2 = jax.jit(m.apply)(v, np.ones((1, 64, 64, 3), np.float32))
   assert out4.dtype == jnp.float32 and np.isfinite(out2).all()
+
+
+def test_conv_impl_is_a_model_option_with_equal_outputs():
+  # The module option picks the dense / transposed conv implementation; both give the same maps.
+  x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
+  outs = {}
+  for impl in ('lax', 'matmul'):
+    model = create_model('XS', conv_impl=impl)
+    outs[impl] = model.apply(init_variables(model, 64), x)
+  for a, b in zip(outs['lax'], outs['matmul']):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
