@@ -37,14 +37,22 @@ def test_batch_shapes_and_targets_agree(sample_data):
     assert (b['heatmaps4'][i] == 1.0).sum() == len(idx)
 
 
-def test_targets_match_the_affine(sample_data):
+def _samples_with_params(sample_data):
+  """(batch of 2 at 128 px, source, [(record index, (center, scale, rot, flip))] per row)."""
   cfg = _cfg(sample_data / 'crowdpose_sample', size=128, batch=2, shuffle=False)
   source = datasets.open_from_config(cfg)
   b = _take(cfg, 1, source=source)[0]
   loader = pipeline._Loader(source, cfg, (128,))
+  rows = []
   for i in range(2):
     rec_idx = int(np.flatnonzero([r.image_id == b['image_id'][i] for r in source.records])[0])
-    center, scale, rot, flip = loader.params(int(b['index'][i]), source.records[rec_idx])
+    rows.append((rec_idx, loader.params(int(b['index'][i]), source.records[rec_idx])))
+  return b, source, rows
+
+
+def test_targets_match_the_affine(sample_data):
+  b, source, rows = _samples_with_params(sample_data)
+  for i, (rec_idx, (center, scale, rot, flip)) in enumerate(rows):
     kp = source.keypoints[rec_idx]
     for size, key in ((32, 'heatmaps4'), (64, 'heatmaps2')):
       m = augment.affine_matrix(center, scale, rot, size, flip)
@@ -193,13 +201,9 @@ def test_uint8_images_normalise_to_the_float_ones(sample_data):
 def test_images_are_rgb_warps_of_the_file(sample_data):
   # The batch image is the official RGB decode (cv2.imread + BGR2RGB) warped by the sample's affine.
   import cv2
-  cfg = _cfg(sample_data / 'crowdpose_sample', size=128, batch=2, shuffle=False)
-  source = datasets.open_from_config(cfg)
-  b = _take(cfg, 1, source=source)[0]
-  loader = pipeline._Loader(source, cfg, (128,))
-  for i in range(2):
-    rec = next(r for r in source.records if r.image_id == b['image_id'][i])
-    center, scale, rot, flip = loader.params(int(b['index'][i]), rec)
+  b, source, rows = _samples_with_params(sample_data)
+  for i, (rec_idx, (center, scale, rot, flip)) in enumerate(rows):
+    rec = source.records[rec_idx]
     rgb = cv2.cvtColor(cv2.imread(rec.file_path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     want = cv2.warpAffine(rgb, augment.affine_matrix(center, scale, rot, 128, flip), (128, 128),
                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
