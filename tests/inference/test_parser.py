@@ -199,3 +199,34 @@ def test_refine_with_low_resolution_tags_equals_resized_tags(tag_dim, monkeypatc
   lazy = parse_poses(heat, small)
   _assert_same(lazy, parse_poses(heat, full))
   _assert_same(lazy, ref.reference_parse(heat, full))
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 2), (1, 7, 3), (4, 3, 2), (9, 13, 5), (30, 41, 3)])
+@pytest.mark.parametrize('levels', [3, 20, 0])
+def test_sparse_nms_equals_max_filter(shape, levels):
+  # Quantised maps (levels > 0) have plateaus and ties between neighbours; the small shapes put
+  # every candidate near a border, where the dense filter replicates the edge pixels.
+  rng = np.random.default_rng(sum(shape) + levels)
+  heat = _smooth_random(rng, shape, 1.0) if min(shape[:2]) > 1 else rng.random(shape)
+  heat = heat.astype(np.float32)
+  if levels:
+    heat = (np.round(heat * levels) / levels).astype(np.float32)
+  flat = heat.reshape(-1)
+  for threshold in (-1.0, 0.3, np.median(flat)):
+    idx = np.flatnonzero(flat > threshold)
+    dense = idx[flat[idx] == parser._max_filter5(heat).reshape(-1)[idx]]
+    sparse = parser._local_maxima5(flat, *shape, idx)
+    np.testing.assert_array_equal(sparse, dense)
+
+
+@pytest.mark.parametrize('sparse', [False, True])
+def test_both_nms_paths_equal_reference(sparse, monkeypatch):
+  # Force the neighbour-reading NMS (or the dense filter) whatever the candidate count.
+  monkeypatch.setattr(parser, '_SPARSE_NMS', 0 if sparse else 10 ** 9)
+  rng = np.random.default_rng(60)
+  heat = _smooth_random(rng, (24, 40, 14), 1.0) * 3 - 1.2
+  heat = np.where(heat > 0.5, np.round(heat * 10) / 10, heat).astype(np.float32)  # peak plateaus
+  tags = rng.normal(0, 2, (24, 40, 14, 1)).astype(np.float32)
+  _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
+  heat, tags = _people_maps(rng, 10, (37, 53), 0.3)
+  _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
