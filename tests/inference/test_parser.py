@@ -230,3 +230,40 @@ def test_both_nms_paths_equal_reference(sparse, monkeypatch):
   _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
   heat, tags = _people_maps(rng, 10, (37, 53), 0.3)
   _assert_same(parse_poses(heat, tags), ref.reference_parse(heat, tags))
+
+
+@pytest.mark.parametrize('gather', [False, True])
+@pytest.mark.parametrize('low_res', [False, True])
+def test_gathered_tag_boxes_equal_whole_map_boxes(gather, low_res, monkeypatch):
+  # Tag boxes built per (joint, tile) from gathered pixels, or by whole-map passes: same bounds,
+  # same answer; edge tiles (odd sizes) and low-resolution tags (varying source extents) included.
+  monkeypatch.setattr(parser, '_GATHER_COST', 0 if gather else 10 ** 9)
+  monkeypatch.setattr(parser, '_LARGE_MAP', 1000)
+  rng = np.random.default_rng(70 + low_res)
+  heat_small, small = _people_maps(rng, 12, (35, 51), 0.3, 2)
+  if not low_res:
+    _assert_same(parse_poses(heat_small, small), ref.reference_parse(heat_small, small))
+    return
+  from litepose_jax.inference.fusion import resize_bilinear
+  heat = resize_bilinear(heat_small, (70, 102))
+  full = resize_bilinear(small.reshape(35, 51, -1), (70, 102)).reshape(70, 102, 14, 2)
+  _assert_same(parse_poses(heat, small), ref.reference_parse(heat, full))
+
+
+@pytest.mark.parametrize('gather', [False, True])
+def test_tag_boxes_hold_every_tile_tag(gather, monkeypatch):
+  # The box of each (joint, tile), gathered or from whole-map passes, is the min/max over the
+  # tile's pixels (edge tiles: those inside the map).
+  monkeypatch.setattr(parser, '_GATHER_COST', 0 if gather else 10 ** 9)
+  rng = np.random.default_rng(80)
+  heat = rng.random((23, 31, 3)).astype(np.float32)
+  tags = rng.normal(0, 1, (23, 31, 3, 2)).astype(np.float32)
+  tiles = parser._Tiles(heat, parser.TagMaps(tags, 23, 31), None)
+  ntiles = tiles.ny * tiles.nx
+  tiles.ensure_boxes(np.arange(3), np.broadcast_to(np.arange(ntiles), (3, ntiles)))
+  assert tiles.known.all() if gather else tiles.all_known
+  for t in range(ntiles):
+    ty, tx = divmod(t, tiles.nx)
+    block = tags[ty * tiles.size:(ty + 1) * tiles.size, tx * tiles.size:(tx + 1) * tiles.size]
+    np.testing.assert_array_equal(tiles.tag_lo[:, :, t], block.min(axis=(0, 1)))
+    np.testing.assert_array_equal(tiles.tag_hi[:, :, t], block.max(axis=(0, 1)))
