@@ -291,8 +291,10 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
 _TILE = 5
 _LARGE_MAP = 100_000
 # Tag boxes are gathered per (joint, tile) while their pixels number less than 1 / _GATHER_COST of
-# the map (measured: ~25 ns per gathered pixel against ~1 ns per pixel for whole-map passes).
-_GATHER_COST = 32
+# the map (measured: ~25 ns per gathered pixel against ~1 ns per pixel for whole-map passes; more
+# than 25 because with many joints to fill, pairs often leave the hottest tiles and the whole-map
+# passes follow anyway).
+_GATHER_COST = 48
 # Pixels of the candidate tiles scored in one go (bounds the memory of flat, plateau-like maps).
 _CHUNK_PIXELS = 1 << 21
 
