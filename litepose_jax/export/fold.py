@@ -133,11 +133,37 @@ def _conv(x, layer: Mapping[str, Any], band: bool = False):
 _ROW_BANDS = {7: ((0, 1), (1, 4), (4, 7))}
 
 
-def _depthwise_banded(x, kernel, stride: int, bias=None):
-  """Depthwise conv with symmetric k//2 padding as a sum of row-band VALID convs (same result).
+# Stride 1: kernel rows as (first row, rows, row dilation) around the centre: the middle three
+# rows, rows -2 / +2 (dilation 4) and rows -3 / +3 (dilation 6). Each sub-conv keeps the symmetric
+# 'SAME' padding of its own dilated height, so all three read the unpadded input directly (no
+# PAD / SLICE copies); 21 + 14 + 14 taps, each within XNNPACK's single-pass kernels.
+_DILATED_ROWS = {7: ((2, 3, 1), (1, 2, 4), (0, 2, 6))}
 
-  The bias goes onto the first band so the converter fuses it into that conv.
+
+def _depthwise_dilated_rows(x, kernel, bias=None):
+  """Stride-1 depthwise conv, symmetric padding, as a sum of row-dilated sub-convs (+ bias)."""
+  k, c = kernel.shape[0], x.shape[-1]
+  out = None
+  for r0, n, d in _DILATED_ROWS[k]:
+    sub = kernel[r0::d][:n]
+    ph, pw = (n - 1) * d // 2, k // 2
+    y = lax.conv_general_dilated(x, sub, (1, 1), ((ph, ph), (pw, pw)), rhs_dilation=(d, 1),
+                                 dimension_numbers=_DN, feature_group_count=c)
+    if out is None:
+      out = y if bias is None else y + bias
+    else:
+      out = out + y
+  return out
+
+
+def _depthwise_banded(x, kernel, stride: int, bias=None):
+  """Depthwise conv with symmetric k//2 padding as a sum of sub-convs of <= 25 taps (same result).
+
+  Stride 1: row-dilated sub-convs (_DILATED_ROWS); stride 2: row-band VALID convs of the padded
+  input. The bias goes onto the first sub-conv so the converter fuses it into that conv.
   """
+  if stride == 1 and kernel.shape[0] in _DILATED_ROWS:
+    return _depthwise_dilated_rows(x, kernel, bias)
   k, p = kernel.shape[0], kernel.shape[0] // 2
   h = x.shape[1]
   ho = (h + 2 * p - k) // stride + 1

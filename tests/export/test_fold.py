@@ -1,4 +1,4 @@
-"""BN folding: hand-computed folds, the row-banded depthwise conv, and whole-model equality."""
+"""BN folding: hand-computed folds, the split 7x7 depthwise conv, and whole-model equality."""
 import jax
 from jax import lax
 import numpy as np
@@ -30,7 +30,7 @@ def test_negative_variance_is_rejected():
     fold._bn(variables, 'bn')
 
 
-@pytest.mark.parametrize('stride,size', [(1, 12), (2, 12), (2, 9)])
+@pytest.mark.parametrize('stride,size', [(1, 12), (1, 9), (2, 12), (2, 9)])
 def test_banded_depthwise_equals_lax(stride, size):
   rng = np.random.default_rng(stride + size)
   x = rng.normal(size=(1, size, size + 2, 5)).astype(np.float32)
