@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from litepose_jax.data import images as image_files
+from litepose_jax.data import normalize
 from litepose_jax.export import fold, sidecar
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
@@ -84,8 +85,7 @@ def _letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
   s = size / max(h, w)
   nh, nw = max(1, round(h * s)), max(1, round(w * s))
   resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-  x = (resized.astype(np.float32) / 255.0 - np.float32(sidecar.IMAGENET_MEAN)) / np.float32(
-      sidecar.IMAGENET_STD)
+  x = normalize.normalize_images(resized)
   out = np.zeros((size, size, 3), np.float32)
   out[:nh, :nw] = x
   return out

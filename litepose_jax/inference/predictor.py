@@ -22,14 +22,6 @@ from litepose_jax.data import normalize as normalize_lib
 from litepose_jax.inference import fusion, transforms
 from litepose_jax.inference.parser import parse_poses
 
-MEAN = np.array(normalize_lib.MEAN, np.float32)
-STD = np.array(normalize_lib.STD, np.float32)
-
-
-def normalize(images: np.ndarray) -> np.ndarray:
-  """uint8 RGB [..., 3] -> float32 (x / 255 - ImageNet mean) / std, as the official ToTensor+Normalize."""
-  return (np.asarray(images, np.float32) / np.float32(255.0) - MEAN) / STD
-
 
 @dataclasses.dataclass
 class Prediction:
@@ -225,7 +217,7 @@ class Predictor:
       for i, im in enumerate(images):
         t = time.perf_counter()
         resized, center, sc = self._resize(im, s)
-        x = normalize(resized)
+        x = normalize_lib.normalize_images(np.asarray(resized))
         t_pre[i] += time.perf_counter() - t
         groups.setdefault(x.shape, []).append((i, x, center, sc))
       for items in groups.values():
