@@ -33,7 +33,6 @@ from __future__ import annotations
 import cv2
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
 from litepose_jax import config_files
 from litepose_jax.data import augment
@@ -107,7 +106,7 @@ class _Loader:
   """The Python half of a sample: read, decode, warp (OpenCV, GIL released) and NumPy targets.
 
   Targets are rendered here with NumPy rather than with TF ops: on the 2-core development machine
-  targets.render_heatmaps_tf (tensor_scatter_nd_max) took 3-7x longer than the NumPy version for
+  a TF-op renderer (tensor_scatter_nd_max) took 3-7x longer than the NumPy version for
   the 112 / 224 maps of one sample, and per-sample TF ops for parameters and matrices added more
   per-op overhead than the ~0.1 ms of NumPy they replace.
   """
@@ -221,6 +220,7 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
   per-dataset cost of flat_map on every epoch; epoch e's permutation is argsort of stateless
   uniform keys drawn from (seed, chunk) row e % E, a pure function of (seed, n, e).
   """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   seed = int(cfg.seed)
   per_chunk = -(-4096 // n)
   chunk_len = per_chunk * n
@@ -253,6 +253,8 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   B = cfg.batch_size / process_count. Pass `source` (datasets.open_from_config(cfg)) to read its
   bad-data tally (`source.bad.summary()`) afterwards.
   """
+  # Imported here so that configs and fake-data runs (GPU benchmarks) work without TensorFlow.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index {process_index} outside 0..{process_count - 1}')
   if cfg.batch_size % process_count:

@@ -1,8 +1,8 @@
 """Training targets (spec section 3): Gaussian heatmaps and associative-embedding joint indices.
 
-Two implementations of the same rules: NumPy (public, used by tests, drawing and other modules) and
-TensorFlow (used inside the tf.data graph so that target rendering runs in parallel without the GIL).
-Tests check that both agree with each other and with hand-computed values.
+NumPy only: the tf.data pipeline calls these inside its per-batch numpy_function (GIL released in
+the heavy parts); a TF-op version measured 3-7x slower there and was removed. Tests check them
+against hand-computed values.
 
 Rules (official HeatmapGenerator / JointsGenerator):
 - A joint counts iff visibility > 0 and its truncated integer position (int(x), int(y), truncation
@@ -16,7 +16,6 @@ Rules (official HeatmapGenerator / JointsGenerator):
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
 
 def gaussian_patch(sigma: float = 2.0) -> np.ndarray:
@@ -96,59 +95,3 @@ def encode_joints(keypoints, size: int, max_people: int = 30,
   out[pp, slot[pp, jj], 0] = jj * size * size + yi[pp, jj] * size + xi[pp, jj]
   out[pp, slot[pp, jj], 1] = 1
   return (out, dropped) if return_num_dropped else out
-
-
-# ----------------------------------------------------------------------------------------------
-# TensorFlow versions (graph mode, dynamic size R), numerically identical to the NumPy ones.
-
-
-def _kept_joints_tf(kp: tf.Tensor, size: tf.Tensor):
-  x, y, v = kp[..., 0], kp[..., 1], kp[..., 2]
-  finite = tf.math.is_finite(x) & tf.math.is_finite(y)
-  # Casting float -> int truncates toward zero, like Python's int() in the official code.
-  xi = tf.where(finite, tf.cast(tf.where(finite, x, 0.0), tf.int32), -1)
-  yi = tf.where(finite, tf.cast(tf.where(finite, y, 0.0), tf.int32), -1)
-  keep = (v > 0) & finite & (xi >= 0) & (yi >= 0) & (xi < size) & (yi < size)
-  return keep, xi, yi
-
-
-def render_heatmaps_tf(kp: tf.Tensor, size, sigma: float = 2.0) -> tf.Tensor:
-  """TF version of render_heatmaps: kp [P, J, 3] float32 -> [size, size, J] float32."""
-  size = tf.cast(size, tf.int32)
-  num_joints = tf.shape(kp)[1]
-  keep, xi, yi = _kept_joints_tf(kp, size)
-  idx = tf.where(keep)  # [N, 2] (person, joint)
-  cx = tf.gather_nd(xi, idx)
-  cy = tf.gather_nd(yi, idx)
-  jj = tf.cast(idx[:, 1], tf.int32)
-  g = gaussian_patch(sigma)
-  r = g.shape[0] // 2
-  off = tf.range(-r, r + 1, dtype=tf.int32)
-  zero = tf.zeros([2 * r + 1, 2 * r + 1], tf.int32)
-  px = cx[:, None, None] + (zero + off[None, :])[None]
-  py = cy[:, None, None] + (zero + off[:, None])[None]
-  inside = (px >= 0) & (px < size) & (py >= 0) & (py < size)
-  vals = tf.broadcast_to(tf.constant(g), tf.shape(px))
-  flat = (py * size + px) * num_joints + jj[:, None, None]
-  seg = tf.boolean_mask(flat, inside)
-  upd = tf.boolean_mask(vals, inside)
-  out = tf.tensor_scatter_nd_max(tf.zeros([size * size * num_joints], tf.float32),
-                                 seg[:, None], upd)
-  return tf.reshape(out, [size, size, num_joints])
-
-
-def encode_joints_tf(kp: tf.Tensor, size, max_people: int = 30):
-  """TF version of encode_joints: ([max_people, J, 2] int32, num_dropped int32)."""
-  size = tf.cast(size, tf.int32)
-  num_joints = tf.shape(kp)[1]
-  keep, xi, yi = _kept_joints_tf(kp, size)
-  dropped = tf.reduce_sum(tf.cast(tf.reduce_any(keep[max_people:], axis=1), tf.int32))
-  keep, xi, yi = keep[:max_people], xi[:max_people], yi[:max_people]
-  slot = tf.cumsum(tf.cast(keep, tf.int32), axis=1) - 1
-  idx = tf.cast(tf.where(keep), tf.int32)  # [N, 2] (person, joint)
-  jj = idx[:, 1]
-  value = jj * size * size + tf.gather_nd(yi, idx) * size + tf.gather_nd(xi, idx)
-  pos = tf.stack([idx[:, 0], tf.gather_nd(slot, idx)], axis=1)
-  upd = tf.stack([value, tf.ones_like(value)], axis=1)
-  out = tf.scatter_nd(pos, upd, tf.stack([max_people, num_joints, 2]))
-  return out, dropped

@@ -2,7 +2,6 @@
 import math
 
 import numpy as np
-import tensorflow as tf
 
 from litepose_jax.data import targets
 
@@ -85,21 +84,6 @@ def test_more_people_than_slots_are_dropped_and_counted():
   j, dropped = targets.encode_joints(kp, 16, max_people=30, return_num_dropped=True)
   assert j.shape == (30, 2, 2) and j[:, 0, 1].all() and dropped == 4
   assert targets.render_heatmaps(kp, 16)[3, 3, 0] == 1.0  # heatmaps keep everyone
-
-
-def test_tf_versions_match_numpy():
-  rng = np.random.default_rng(0)
-  for t in range(10):
-    p = int(rng.integers(0, 36))
-    kp = np.zeros((p, 5, 3), np.float32)
-    kp[..., :2] = rng.uniform(-10, 40, (p, 5, 2))
-    kp[..., 2] = rng.integers(0, 3, (p, 5))
-    np.testing.assert_array_equal(targets.render_heatmaps(kp, 32),
-                                  targets.render_heatmaps_tf(tf.constant(kp), 32).numpy())
-    j, d = targets.encode_joints(kp, 32, return_num_dropped=True)
-    j2, d2 = targets.encode_joints_tf(tf.constant(kp), 32)
-    np.testing.assert_array_equal(j, j2.numpy())
-    assert d == int(d2), t
 
 
 def test_bad_shape_is_a_clear_error():
