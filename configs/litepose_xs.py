@@ -6,8 +6,8 @@ Adam lr 4e-3 (no weight decay), 500 epochs, lr x0.1 at epochs 350 and 480, globa
 Arguments (comma separated, after a colon):
   dataset=crowdpose|coco  CrowdPose trainval -> test (default) or COCO train2017 -> val2017
   synthetic               small generated data set in workdirs/synthetic_data (created on first use)
-  quickstart              the ~10 CPU-minute run of scripts/quickstart.sh (600 steps, 128 px, batch 16,
-                          warm-up + cosine) on the easy data of `python scripts/quickstart.py data`
+  quickstart              the ~12 CPU-minute run of scripts/demo.sh (1600 steps, 64 px, batch 32,
+                          lr 8e-3, warm-up + cosine) on the easy data of `python scripts/quickstart.py data`
   fake                    in-memory random batches (benchmarks, tests)
   runlocal                tiny batch, 4 steps (smoke test)
 
@@ -16,7 +16,7 @@ Run:
       --config.data.data_dir=/path/to/crowdpose
   litepose train --config configs/litepose_xs.py:dataset=coco --workdir runs/litepose_xs_coco \
       --config.data.data_dir=/path/to/coco
-  bash scripts/quickstart.sh   # the quickstart: data, training, val AP and drawn predictions
+  bash scripts/demo.sh   # the quickstart: data, training, val AP (flip test) and drawn predictions
 
 Expected: published AP (after super-net training and fine-tuning): CrowdPose test 49.5, COCO val
 40.6. Trained from scratch with this recipe the AP is far lower (users report 46.6 vs 58.3 for S).

@@ -1,9 +1,9 @@
-"""Quickstart helpers for scripts/quickstart.sh: the easy synthetic data set and the one-line summary.
+"""Quickstart helpers for scripts/demo.sh: the easy synthetic data set and the one-line summary.
 
   python scripts/quickstart.py data --out workdirs/quickstart/data [--samples DIR]
   python scripts/quickstart.py summary --metrics M.json --workdir W --seconds S [--floor 0.05]
 
-`data` writes the quickstart data set (square 128 px images, 1-3 large people, light clutter:
+`data` writes the quickstart data set (square 128 px images, 1-3 large people facing the camera, light clutter:
 the SynthConfig knobs below) unless its jsons already exist. `summary` prints the learning curve
 from the training workdir's metrics.jsonl and ends with the line
 `quickstart: AP X.XX on synthetic val (N min)`; it exits 1 when AP is below --floor (a model that
@@ -26,26 +26,40 @@ from litepose_jax.data import synthetic
 QUICKSTART_SYNTH = synthetic.SynthConfig(
     height_range=(0.45, 0.95), height_beta=(2.0, 1.5), empty_prob=0.02, crowd_prob=0.0,
     people_extra=0.4, partial_prob=0.1, partial_margin=0.2, clutter=(2, 8),
-    noise_sigma=(0.0, 3.0), blur_prob=0.1, aspects=((1.0, 1.0),))
-NUM_IMAGES = 2000
-VAL_FRACTION = 0.1
+    noise_sigma=(0.0, 3.0), blur_prob=0.1, aspects=((1.0, 1.0),), facing=(1.0, 0.0, 0.0))
+NUM_IMAGES = 6000  # ~15 s to generate: 1600 steps x 32 samples would be 28 passes over 1800
+VAL_FRACTION = 200 / 6000
 SIZE = 128
 MAX_PEOPLE = 3
 
 
+def _recipe() -> dict:
+  """Everything the generated set depends on; a cached set made with another recipe is remade."""
+  return {'synth': repr(QUICKSTART_SYNTH), 'num_images': NUM_IMAGES, 'size': SIZE,
+          'val_fraction': VAL_FRACTION, 'max_people': MAX_PEOPLE, 'seed': 0}
+
+
 def make_data(out: str, workers: int, samples: str | None, num_samples: int = 4) -> None:
-  """Generates the quickstart data set into `out` unless both split jsons exist.
+  """Generates the quickstart data set into `out` unless it exists with the same recipe.
 
   samples: folder that gets copies of the first `num_samples` val images (for litepose predict).
   """
   root = pathlib.Path(out)
-  if all((root / 'json' / f'crowdpose_{s}.json').is_file() for s in ('train', 'val')):
+  stamp = root / 'quickstart_recipe.json'
+  have = all((root / 'json' / f'crowdpose_{s}.json').is_file() for s in ('train', 'val'))
+  if have and stamp.is_file() and json.loads(stamp.read_text()) == _recipe():
     print(f'quickstart data: cached in {root}')
   else:
+    if root.exists():
+      print(f'quickstart data: {root} was made with another recipe; generating it again')
+      shutil.rmtree(root)
     _generate(root, workers)
+    stamp.write_text(json.dumps(_recipe(), indent=1))
   if samples:
     dst = pathlib.Path(samples)
-    dst.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+      shutil.rmtree(dst)
+    dst.mkdir(parents=True)
     val = json.loads((root / 'json' / 'crowdpose_val.json').read_text())
     for im in val['images'][:num_samples]:
       shutil.copyfile(root / 'images' / im['file_name'], dst / im['file_name'])

@@ -66,6 +66,9 @@ class SynthConfig:
   jpeg_quality: tuple[int, int] = (75, 95)
   # Aspect ratios (width / height) with probabilities; the longer side is `size`.
   aspects: tuple[tuple[float, float], ...] = ((1.0, 0.6), (4 / 3, 0.25), (3 / 4, 0.15))
+  # Relative odds of facing the camera, facing away and side-on views. Facing away swaps where
+  # left and right appear, so only small cues (face, feet) tell the sides apart there.
+  facing: tuple[float, float, float] = sf.DEFAULT_FACING
 
 
 @dataclasses.dataclass
@@ -199,7 +202,7 @@ def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSe
   placed = []  # (pose, fig, px, depth, scale, box)
   boxes = []
   for _ in range(_num_people(rng, cfg, max_people)):
-    pose = sf.sample_pose(rng)
+    pose = sf.sample_pose(rng, cfg.facing)
     fig = sf.build_figure(pose, rng)
     uv, depth = sf.project(fig, pose)
     radii = _point_radii(fig.build)

@@ -105,19 +105,24 @@ class _Uniforms:
     return np.pi / 180.0 * (lo + (hi - lo) * self())
 
 
-def sample_yaw(draw: _Uniforms) -> float:
-  """Yaw in radians: mostly facing the camera, then facing away, then profile / three-quarter."""
-  r = draw()
-  if r < 0.55:
+# Probabilities of facing the camera, facing away and profile / three-quarter views.
+DEFAULT_FACING = (0.55, 0.25, 0.20)
+
+
+def sample_yaw(draw: _Uniforms, facing: tuple[float, float, float] = DEFAULT_FACING) -> float:
+  """Yaw in radians: facing the camera (+-35 deg), away (180 +-35) or side-on (35-145 either way)."""
+  r = draw() * sum(facing)
+  if r < facing[0]:
     return draw.deg(-35, 35)
-  if r < 0.80:
+  if r < facing[0] + facing[1]:
     return draw.deg(145, 215)
   side = 1.0 if draw() < 0.5 else -1.0
   return side * draw.deg(35, 145)
 
 
-def sample_pose(rng: np.random.Generator) -> Pose:
-  """Draws a pose from one of POSE_FAMILIES with human-like joint ranges."""
+def sample_pose(rng: np.random.Generator,
+                facing: tuple[float, float, float] = DEFAULT_FACING) -> Pose:
+  """Draws a pose from one of POSE_FAMILIES with human-like joint ranges (facing: see sample_yaw)."""
   draw = _Uniforms(rng)
   c = np.cumsum(POSE_WEIGHTS)
   family = POSE_FAMILIES[min(int(np.searchsorted(c, draw() * c[-1], side='right')), len(c) - 1)]
@@ -163,7 +168,7 @@ def sample_pose(rng: np.random.Generator) -> Pose:
     for k in range(2):
       arms[k, :3] = [u(0, 180), u(-40, 120), u(0, 140)]
       legs[k] = [u(-5, 40), u(-30, 100), u(0, 130)]
-  return Pose(family=family, yaw=sample_yaw(draw), roll=u(-10, 10), lean=lean,
+  return Pose(family=family, yaw=sample_yaw(draw, facing), roll=u(-10, 10), lean=lean,
               side_bend=side_bend, twist=twist, head_fwd=u(-15, 20), head_side=u(-12, 12),
               head_yaw=u(-25, 25), arms=arms, legs=legs)
 

@@ -60,20 +60,15 @@ def render_heatmaps(keypoints, size: int, sigma: float = 2.0,
     raise ValueError(f'out must be a C-contiguous float32 array of shape {shape}, got '
                      f'{out.dtype} {out.shape}')
   keep, xi, yi = kept_joints(kp, size)
-  if not keep.any():
-    return out
-  _, jj = np.nonzero(keep)
-  cx, cy = xi[keep], yi[keep]
   g = gaussian_patch(sigma)
   r = g.shape[0] // 2
-  off = np.arange(-r, r + 1)
-  px = cx[:, None, None] + off[None, None, :]
-  py = cy[:, None, None] + off[None, :, None]
-  px, py = np.broadcast_arrays(px, py)
-  inside = (px >= 0) & (px < size) & (py >= 0) & (py < size)
-  vals = np.broadcast_to(g, px.shape)[inside]
-  flat = (py * size + px) * num_joints + jj[:, None, None]
-  np.maximum.at(out.reshape(-1), flat[inside], vals)
+  # One clipped patch per kept joint, max-combined in place. A loop over slices beats a
+  # vectorised np.maximum.at scatter by ~10x here (ufunc.at is slow per element).
+  for p, j in zip(*np.nonzero(keep)):
+    x, y = int(xi[p, j]), int(yi[p, j])
+    x0, y0, x1, y1 = max(x - r, 0), max(y - r, 0), min(x + r + 1, size), min(y + r + 1, size)
+    view = out[y0:y1, x0:x1, j]
+    np.maximum(view, g[y0 - y + r:y1 - y + r, x0 - x + r:x1 - x + r], out=view)
   return out
 
 

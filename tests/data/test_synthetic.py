@@ -255,6 +255,18 @@ def test_figure_left_right_follow_facing():
   assert uv[pt['head'], 1] < uv[pt['neck'], 1] < uv[pt['left_hip'], 1] < uv[pt['left_knee'], 1]
 
 
+def test_facing_odds_control_yaw():
+  rng = np.random.default_rng(1)
+  deg = lambda f: np.rad2deg([sf.sample_pose(rng, f).yaw for _ in range(300)])
+  assert (np.abs(deg((1.0, 0.0, 0.0))) <= 35).all()
+  away = deg((0.0, 1.0, 0.0))
+  assert ((away >= 145) & (away <= 215)).all()
+  side = np.abs(deg((0.0, 0.0, 1.0)))
+  assert ((side >= 35) & (side <= 145)).all()
+  mixed = np.abs(deg(sf.DEFAULT_FACING))  # all three kinds appear by default
+  assert (mixed <= 35).any() and (mixed >= 145).any() and ((mixed > 35) & (mixed < 145)).any()
+
+
 def test_bad_arguments_raise_clear_errors(tmp_path):
   with pytest.raises(ValueError, match='--num-images'):
     synthetic.generate(tmp_path, 0, 0, progress=False)

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -51,6 +52,30 @@ def test_summary_line_and_floor(quickstart, tmp_path, capsys, ap, rc, line):
 
 def test_quickstart_config_reads_the_script_data():
   cfg = config_lib.load_config(str(ROOT / 'configs' / 'litepose_xs.py') + ':quickstart')
-  assert cfg.data.data_dir == 'workdirs/quickstart/data' and cfg.data.input_size == 128
+  # demo.sh evaluates and predicts at the size the config trains at.
+  demo = (ROOT / 'scripts' / 'demo.sh').read_text()
+  size = int(re.search(r'^size=(\d+)$', demo, re.M).group(1))
+  assert cfg.data.data_dir == 'workdirs/quickstart/data' and cfg.data.input_size == size
+  assert 'configs/litepose_xs.py:quickstart' in demo and '--flip' in demo
   assert cfg.data.synthetic_images == 0  # written by the script, with its own difficulty knobs
   assert cfg.optim.schedule == 'cosine' and cfg.total_steps > 0 and cfg.eval.split == 'val'
+
+
+def test_data_is_cached_per_recipe_and_remade_when_it_changes(quickstart, tmp_path, monkeypatch,
+                                                            capsys):
+  monkeypatch.setattr(quickstart, 'NUM_IMAGES', 30)
+  monkeypatch.setattr(quickstart, 'VAL_FRACTION', 0.1)
+  out, samples = tmp_path / 'data', tmp_path / 'samples'
+  quickstart.make_data(str(out), 1, str(samples), num_samples=2)
+  val = json.loads((out / 'json' / 'crowdpose_val.json').read_text())
+  assert len(list(samples.iterdir())) == 2
+  capsys.readouterr()
+  quickstart.make_data(str(out), 1, None)
+  assert 'cached' in capsys.readouterr().out
+  # Another recipe (here: more images) must not reuse the stale set.
+  monkeypatch.setattr(quickstart, 'NUM_IMAGES', 40)
+  quickstart.make_data(str(out), 1, None)
+  assert 'another recipe' in capsys.readouterr().out
+  train = json.loads((out / 'json' / 'crowdpose_train.json').read_text())
+  val = json.loads((out / 'json' / 'crowdpose_val.json').read_text())
+  assert len(train['images']) + len(val['images']) == 40
