@@ -39,9 +39,12 @@ class DecodedCache:
     key = hashlib.sha1(f'{src}|{st.st_size}|{st.st_mtime_ns}|{_VERSION}'.encode()).hexdigest()[:24]
     return self.root / key[:2] / f'{key}.npy'
 
-  def get(self, rec) -> np.ndarray | None:
-    """The cached image, or None when absent or unusable (then decode and put)."""
-    path = self.path(rec)
+  def get(self, rec, path: pathlib.Path | None = None) -> np.ndarray | None:
+    """The cached image, or None when absent or unusable (then decode and put).
+
+    path: self.path(rec) when the caller already has it (it costs a stat and a hash).
+    """
+    path = path or self.path(rec)
     try:
       img = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -55,9 +58,9 @@ class DecodedCache:
       return None
     return img
 
-  def put(self, rec, image: np.ndarray) -> None:
+  def put(self, rec, image: np.ndarray, path: pathlib.Path | None = None) -> None:
     """Stores a decoded [H, W, 3] uint8 image (atomically; errors disable the cache)."""
-    path = self.path(rec)
+    path = path or self.path(rec)
     tmp = path.with_name(f'{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp')
     try:
       path.parent.mkdir(parents=True, exist_ok=True)

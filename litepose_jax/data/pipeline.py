@@ -16,9 +16,10 @@ global batch, and over N / global_batch steps the hosts together see exactly one
 Work split: one numpy_function per local batch loads its samples one after another straight into
 the batch arrays: parameters from np.random.default_rng([seed, g]), read + decode (RGB) and warp
 with OpenCV (which releases the GIL, so parallel map calls over batches use all cores), targets with
-vectorised NumPy (about 1 ms of GIL-holding work per 448 sample). Per-batch rather than per-sample
-calls, decoding to RGB directly and uint8 output (normalised on the device, see normalize.py) took
-the per-core throughput from ~0.8x to ~1.5x the official loader (docs/BENCHMARKS.md). Doing
+NumPy (a few tenths of a ms of GIL-holding work per 448 sample). Per-batch rather than per-sample
+calls, decoding to RGB directly and uint8 output (normalised on the device, see normalize.py) give
+1.2-1.7x the official loader's per-core throughput, the optional decoded-image cache
+(decoded_cache.py) ~2-2.4x (docs/BENCHMARKS.md). Doing
 parameters, matrices and targets as TF ops was measured slower on CPU (per-op overhead and slow
 scatter kernels, see targets.py).
 
@@ -42,8 +43,6 @@ from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.data import targets
 
-MEAN, STD = normalize.MEAN, normalize.STD
-normalize_images = normalize.normalize_images
 
 
 def default_data_config() -> ml_collections.ConfigDict:
@@ -171,7 +170,8 @@ class _Loader:
     return out
 
   def _decode(self, rec: datasets.ImageRecord) -> np.ndarray:
-    cached = self.cache.get(rec) if self.cache else None
+    entry = self.cache.path(rec) if self.cache else None
+    cached = self.cache.get(rec, entry) if entry else None
     if cached is not None:
       return cached
     with open(rec.file_path, 'rb') as f:
@@ -181,8 +181,8 @@ class _Loader:
     if img.shape[:2] != (rec.height, rec.width):
       raise ValueError(f'image is {img.shape[1]}x{img.shape[0]} but the json says '
                        f'{rec.width}x{rec.height}')
-    if self.cache:
-      self.cache.put(rec, img)
+    if entry and self.cache:
+      self.cache.put(rec, img, entry)
     return img
 
   def load_into(self, out: tuple[np.ndarray, ...], i: int, g: int, rec_idx: int, size: int):
@@ -308,8 +308,9 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
         'dropped_people': tf.ensure_shape(dropped, [b]),
     }
 
-  mean = tf.constant([m * 255.0 for m in MEAN], tf.float32)
-  inv_std = tf.constant([1.0 / (s * 255.0) for s in STD], tf.float32)
+  # normalize.normalize_images in TF ops, for image_dtype 'float32'.
+  mean = tf.constant([m * 255.0 for m in normalize.MEAN], tf.float32)
+  inv_std = tf.constant([1.0 / (s * 255.0) for s in normalize.STD], tf.float32)
 
   if cfg.image_dtype not in ('float32', 'uint8'):
     raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")

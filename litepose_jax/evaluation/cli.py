@@ -13,7 +13,6 @@ import os
 from litepose_jax.data import images as image_files
 
 
-
 def add_arguments(parser) -> None:
   parser.add_argument('--checkpoint', required=True, help='checkpoint dir, workdir or .tflite')
   parser.add_argument('--config', default=None, help='config file, path.py or path.py:arg')

@@ -56,7 +56,7 @@ def make_evaluator(config, info, workdir: str):
     results = []
     for rec in tqdm.tqdm(records, desc='eval', leave=False, disable=not config.progress):
       rgb = image_files.read_rgb(rec.file_path, f'val image (id {rec.image_id})',
-                            ignore_orientation=True)
+                                 ignore_orientation=True)
       results.extend(predictor(rgb).to_coco(rec.image_id))
     if not results:
       return {'AP': 0.0, 'num_detections': 0}

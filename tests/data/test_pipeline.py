@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from litepose_jax.data import augment, datasets, pipeline, targets
+from litepose_jax.data import augment, datasets, normalize, pipeline, targets
 from tests.data.helpers import copy_sample
 
 
@@ -194,7 +194,7 @@ def test_uint8_images_normalise_to_the_float_ones(sample_data):
   u = _take(_cfg(sample_data / 'crowdpose_sample', batch=2, image_dtype='uint8'), 1)[0]
   assert u['image'].dtype == np.uint8 and f['image'].dtype == np.float32
   assert -2.2 < f['image'].min() < 0 < f['image'].max() < 2.7  # ImageNet-normalised
-  np.testing.assert_allclose(pipeline.normalize_images(u['image']), f['image'], atol=1e-5)
+  np.testing.assert_allclose(normalize.normalize_images(u['image']), f['image'], atol=1e-5)
   np.testing.assert_array_equal(u['heatmaps2'], f['heatmaps2'])
 
 
