@@ -5,9 +5,11 @@ the joints invisible (default 15%, so refine has work), small noise on heatmaps 
 'input' grouping resizes the maps to the 448 x 640 input first (official PROJECT2IMAGE): either
 both maps (same work as the official parser) or heatmaps only, tags read lazily at stride 2.
 
-  python scripts/bench_decode.py [--people 5,15,30] [--repeats 20]
+  python scripts/bench_decode.py [--people 5,15,30] [--repeats 20] [--reference]
 Compare with NUMBERS.md (official parser, same machine type): input/no flip 116/165/271 ms,
-input/flip 166/311/615 ms, stride-2/no flip 19/38/69 ms for 5/15/30 people.
+input/flip 166/311/615 ms, stride-2/no flip 19/38/69 ms for 5/15/30 people. --reference also
+times the literal spec-written parser of the tests on the same maps (its NMS on OpenCV, as fast as
+torch's max-pool, so that the grouping is what is compared): the same-work ratio on this machine.
 """
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ def make_maps(rng, num_people, flip, missing=0.15, h=224, w=320, num_joints=14):
     tags[y0:y1, x0:x1] = 2.0 * (p + 1) + rng.normal(0, 0.05, tags[y0:y1, x0:x1].shape)
   for p, j in zip(*np.nonzero(people[..., 2] > 0)):
     x, y = people[p, j, :2].astype(int)
-    tags[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2, j] = 2.0 * (p + 1)
+    # Noisy like a network's: bitwise-equal tags would let the official parser merge people by key.
+    patch = tags[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2, j]
+    patch[...] = 2.0 * (p + 1) + rng.normal(0, 0.02, patch.shape)
   return heat, tags
 
 
@@ -64,15 +68,36 @@ def bench(fn, repeats):
   return 1000 * float(np.median(times))
 
 
+def reference_parser():
+  """The tests' literal official parser, its 5x5 max-pool NMS done by OpenCV (one call)."""
+  import pathlib
+  import sys
+
+  import cv2
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'inference'))
+  import official_parser_reference as ref
+
+  def nms(det):  # [J, H, W]; replicated borders give the maxima of -inf padding
+    pooled = cv2.dilate(np.ascontiguousarray(det.transpose(1, 2, 0)), np.ones((5, 5), np.uint8),
+                        borderType=cv2.BORDER_REPLICATE).reshape(det.shape[1:] + det.shape[:1])
+    return det * (pooled.transpose(2, 0, 1) == det)
+
+  ref._nms = nms
+  return ref.reference_parse
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument('--people', default='5,15,30')
   ap.add_argument('--repeats', type=int, default=20)
   ap.add_argument('--missing', type=float, default=0.15, help='fraction of invisible joints')
+  ap.add_argument('--reference', action='store_true',
+                  help='also time the literal reference parser on the same maps (slow)')
   args = ap.parse_args()
+  reference = reference_parser() if args.reference else None
   rng = np.random.default_rng(0)
   print(f'{"maps":44s} {"people":>6s} {"decode ms":>10s} {"found":>6s} {"official":>9s} '
-        f'{"speed-up":>8s}')
+        f'{"speed-up":>8s}' + (f' {"reference":>9s} {"speed-up":>8s}' if reference else ''))
   for flip in (False, True):
     for n in [int(v) for v in args.people.split(',')]:
       heat, tags = make_maps(rng, n, flip, args.missing)
@@ -80,16 +105,20 @@ def main():
       heat_big = resize_fast(heat, big)
       tags_big = resize_fast(tags.reshape(224, 320, -1), big).reshape(*big, *tags.shape[2:])
       cases = [
-          ('stride 2 (224x320)', lambda: parse_poses(heat, tags)),
-          ('input 448x640, tags lazily at stride 2', lambda: parse_poses(heat_big, tags)),
-          ('input 448x640, both maps resized', lambda: parse_poses(heat_big, tags_big)),
+          ('stride 2 (224x320)', (heat, tags), (heat, tags)),
+          ('input 448x640, tags lazily at stride 2', (heat_big, tags), None),
+          ('input 448x640, both maps resized', (heat_big, tags_big), (heat_big, tags_big)),
       ]
-      for name, fn in cases:
-        ms = bench(fn, args.repeats)
-        found = fn()[0].shape[0]
+      for name, maps, ref_maps in cases:
+        ms = bench(lambda: parse_poses(*maps), args.repeats)
+        found = parse_poses(*maps)[0].shape[0]
         official = OFFICIAL.get((name, flip), {}).get(n)
-        ref = f'{official:9d} {official / ms:7.1f}x' if official else ''
-        print(f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d} {ref}')
+        line = (f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d} '
+                + (f'{official:9d} {official / ms:7.1f}x' if official else f'{"":9s} {"":8s}'))
+        if reference and ref_maps:
+          ref_ms = bench(lambda: reference(*ref_maps), max(args.repeats // 5, 1))
+          line += f' {ref_ms:9.1f} {ref_ms / ms:7.1f}x'
+        print(line)
 
 
 if __name__ == '__main__':

@@ -422,19 +422,28 @@ class _Tiles:
 
   def bounds(self, joints: np.ndarray, tiles: np.ndarray, means: np.ndarray):
     """(upper bound of heatmap - round(||tag - mean||) within each tile, lower bound of the
-    tile's best score, -inf where unknown) for joints [P, 1], tiles [P, n], means [P, T, 1]."""
-    lo = self.tag_lo[joints[..., None], np.arange(self.dim)[:, None], tiles[:, None]] - means
-    hi = self.tag_hi[joints[..., None], np.arange(self.dim)[:, None], tiles[:, None]] - means
+    tile's best score, -inf where unknown) for joints [P, 1], tiles [P, n], means [P, T]."""
+    ntiles = self.hmax.shape[1]
+    at = joints * ntiles + tiles  # flat [J, tiles] index: 1-D takes beat 3-index gathers
+    lo_flat, hi_flat = self.tag_lo.reshape(-1), self.tag_hi.reshape(-1)
     zero = np.float32(0.0)
-    dmin = _norm(np.maximum(np.maximum(lo, -hi), zero), axis=-2)
-    dmax = _norm(np.maximum(-lo, hi), axis=-2)
+    near, far = [], []  # per tag component: distance to the box's nearest and farthest point
+    for t in range(self.dim):
+      idx = at + (joints * (self.dim - 1) + t) * ntiles
+      m = means[:, t:t + 1]
+      lo = np.take(lo_flat, idx) - m
+      hi = np.take(hi_flat, idx) - m
+      near.append(np.maximum(np.maximum(lo, -hi), zero))
+      far.append(np.maximum(-lo, hi))
+    dmin = _norm(np.stack(near), axis=0) if self.dim > 1 else near[0]
+    dmax = _norm(np.stack(far), axis=0) if self.dim > 1 else far[0]
     # round() and float32 arithmetic are monotonic and the box holds every tag read in the tile:
     # no pixel scores above hmax - round(dmin), and the tile's maximum pixel scores at least
     # hmax - round(dmax).
     kmin = np.round(np.maximum(dmin - self.margin, zero))
     kmax = np.round(dmax + self.margin)
-    hmax = self.hmax[joints, tiles]
-    return hmax - kmin, np.where(self.exact[tiles], hmax - kmax, -np.inf)
+    hmax = np.take(self.hmax, at)
+    return hmax - kmin, np.where(np.take(self.exact, tiles), hmax - kmax, -np.inf)
 
   def pixels(self, tiles: np.ndarray, joints: np.ndarray, low: np.ndarray):
     """Pixels of the tiles [n] (joints [n]) in 5x5 sub-tiles whose maximum reaches low [n].
@@ -506,7 +515,7 @@ def _refine(poses, found, person_pix, hm, tag_maps, pooled) -> None:
   tiles = _Tiles(hm, tag_maps, pooled)
   ntiles = tiles.hmax.shape[1]
   qp, qj = np.nonzero(~found)  # the missing (person, joint) pairs
-  qm = means[qp][:, :, None]
+  qm = means[qp]
   # Tiles by decreasing heatmap maximum, in growing sets (the hottest 1/32, 1/4, then all): a pair
   # whose best lower bound in a set exceeds the maximum of every tile outside it is settled there.
   low = np.full(qp.size, -np.inf, np.float32)
