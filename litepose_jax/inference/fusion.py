@@ -12,7 +12,7 @@ import cv2
 import jax.numpy as jnp
 import numpy as np
 
-from litepose_jax.inference.parser import source_index
+from litepose_jax.inference.tags import source_index
 
 
 def resize_bilinear(x, size: tuple[int, int]) -> np.ndarray:

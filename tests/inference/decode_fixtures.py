@@ -1,4 +1,5 @@
 """Ground-truth-like network maps built from known people (shared by inference tests and benches)."""
+import cv2
 import numpy as np
 
 from litepose_jax.data.targets import render_heatmaps
@@ -77,3 +78,28 @@ def match_people(decoded, truth):
   d = np.linalg.norm(decoded[None, :, :, :2] - truth[:, None, :, :2], axis=-1)
   d = np.where(vis[:, None, :], d, 0).sum(-1) / np.maximum(vis.sum(-1), 1)[:, None]
   return d.argmin(axis=1)
+
+
+def assert_same_poses(fast, slow):
+  """Both (poses, scores) pairs hold the same people in the same order."""
+  (p1, s1), (p2, s2) = fast, slow
+  assert p1.shape == p2.shape
+  np.testing.assert_allclose(p1, p2, atol=1e-4)
+  np.testing.assert_allclose(s1, s2, atol=1e-5)
+
+
+def smooth_random(rng, shape, scale):
+  """Uniform noise [H, W, C] blurred per channel with a Gaussian of sigma `scale`."""
+  x = rng.random(shape).astype(np.float32)
+  return np.stack([cv2.GaussianBlur(x[..., c], (0, 0), scale) for c in range(shape[-1])], -1)
+
+
+def people_maps(rng, num_people, size, missing, tag_dim=1, noise=0.02):
+  """Clustered people with `missing` of the joints invisible; flip-like tags repeat the value."""
+  people = clustered_people(rng, num_people, 14, size, spread=12)
+  people[..., 2] = rng.random(people.shape[:2]) >= missing
+  heat, tags = render_maps(people, size)
+  heat = heat + rng.normal(0, noise, heat.shape).astype(np.float32)
+  tags = np.repeat(tags, tag_dim, axis=-1)
+  tags = tags + rng.normal(0, 0.1, tags.shape).astype(np.float32)
+  return heat, tags
