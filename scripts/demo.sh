@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job on the embedded default, the quickstart (~15 minutes on a quiet 2-core CPU after
+# The main job on the embedded default, the quickstart (~12 minutes on a quiet 2-core CPU after
 # the one-time setup): sets up .venv if needed, generates the easy synthetic data set, trains
 # LitePose-XS at 64 px on it, scores AP on its held-out val split (flip test) and draws predictions
 # for a few val images. Last line: `quickstart: AP X.XX on synthetic val (N min)`.

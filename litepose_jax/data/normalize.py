@@ -12,10 +12,15 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
+def uint8_constants() -> tuple[np.ndarray, np.ndarray]:
+  """(mean [3], inv_std [3]) float32 for 0-255 pixels: normalised = (x - mean) * inv_std."""
+  return (np.array([m * 255.0 for m in MEAN], np.float32),
+          np.array([1.0 / (s * 255.0) for s in STD], np.float32))
+
+
 def normalize_images(images, xp=np):
   """uint8 RGB [..., 3] -> ImageNet-normalised float32 (xp = numpy or jax.numpy)."""
-  mean = xp.asarray([m * 255.0 for m in MEAN], xp.float32)
-  inv_std = xp.asarray([1.0 / (s * 255.0) for s in STD], xp.float32)
+  mean, inv_std = (xp.asarray(v) for v in uint8_constants())
   return (images.astype(xp.float32) - mean) * inv_std
 
 

@@ -309,8 +309,7 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
     }
 
   # normalize.normalize_images in TF ops, for image_dtype 'float32'.
-  mean = tf.constant([m * 255.0 for m in normalize.MEAN], tf.float32)
-  inv_std = tf.constant([1.0 / (s * 255.0) for s in normalize.STD], tf.float32)
+  mean, inv_std = (tf.constant(v) for v in normalize.uint8_constants())  # same as normalize_images
 
   if cfg.image_dtype not in ('float32', 'uint8'):
     raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")
