@@ -29,6 +29,9 @@ class Prediction:
   poses: np.ndarray
   scores: np.ndarray
   timings: dict
+  # With Predictor(keep_maps=True): the scale-1 (or first) pass's fused maps before grouping,
+  # {'heatmaps' [h, w, J], 'tags' [h, w, J, T], 'image_to_map' [2, 3]} (stride-2 size).
+  maps: dict | None = None
 
   def to_coco(self, image_id: int, category_id: int = 1, **extra: Any) -> list[dict]:
     """COCO keypoint result dicts (keypoints flattened x, y, value)."""
@@ -149,12 +152,13 @@ class Predictor:
   Args mirror the official TEST options: flip (FLIP_TEST), scales (SCALE_FACTOR),
   group_at 'input' (PROJECT2IMAGE, official default) or 'stride2' (group the stride-2 maps: ~4x
   fewer pixels, coordinates quantised to 2 input pixels instead of 1), and the parser thresholds.
+  keep_maps attaches each image's fused stride-2 maps to its Prediction (diagnostics).
   """
 
   def __init__(self, backend, *, size: int | None = None, flip: bool = False,
                scales: Sequence[float] = (1.0,), group_at: str = 'input', max_people: int = 30,
                detection_threshold: float = 0.1, tag_threshold: float = 1.0, adjust: bool = True,
-               refine: bool = True):
+               refine: bool = True, keep_maps: bool = False):
     if group_at not in ('input', 'stride2'):
       raise ValueError(f"group_at must be 'input' or 'stride2', got {group_at!r}")
     scales = tuple(sorted((float(s) for s in scales), reverse=True))
@@ -167,6 +171,7 @@ class Predictor:
     self.joint_set = backend.joint_set
     self.size = int(size or getattr(backend, 'size'))
     self.flip, self.scales, self.group_at = flip, scales, group_at
+    self.keep_maps = keep_maps
     self.parse_kw = dict(max_people=max_people, detection_threshold=detection_threshold,
                          tag_threshold=tag_threshold, adjust=adjust, refine=refine,
                          joint_order=self.joint_set.group_order)
@@ -231,8 +236,14 @@ class Predictor:
     for i in range(n):
       t = time.perf_counter()
       poses, scores = self._decode(per_scale[i], images[i].shape)
+      maps = None
+      if self.keep_maps:
+        si = self.scales.index(1.0) if 1.0 in self.scales else 0
+        heat, tags, center, sc, _ = per_scale[i][si]
+        maps = {'heatmaps': heat, 'tags': tags, 'image_to_map': transforms.affine_matrix(
+            center, sc, (heat.shape[1], heat.shape[0]))}
       out.append(Prediction(poses, scores, {'preprocess': t_pre[i], 'network': t_net[i],
-                                            'decode': time.perf_counter() - t}))
+                                            'decode': time.perf_counter() - t}, maps))
     return out
 
   def _decode(self, items, image_shape):

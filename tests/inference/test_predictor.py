@@ -170,3 +170,23 @@ def test_eval_cli_writes_results_and_metrics(xs_checkpoint, sample_data, tmp_pat
   assert metrics['images'] == 2 and 0.0 <= metrics['AP'] <= 1.0 and 'AP_hard' in metrics
   assert isinstance(json.loads((tmp_path / 'ev' / 'eval_crowdpose_results.json').read_text()), list)
   assert cli.main(['eval', '--checkpoint', str(xs_checkpoint), '--dataset', 'crowdpose']) == 2
+
+
+@pytest.mark.parametrize('scales', [(1.0,), (1.0, 0.5)])
+def test_keep_maps_maps_image_pixels_onto_the_maps(scales):
+  # The kept maps are the scale-1 stride-2 maps; image_to_map puts each true joint on its peak
+  # and its person's tag.
+  people = _symmetric_people(np.random.default_rng(1))
+  image = np.zeros((IMG_H, IMG_W, 3), np.uint8)
+  pred = Predictor(FakeNet(people), scales=scales, keep_maps=True)(image)
+  heat, tags, m = pred.maps['heatmaps'], pred.maps['tags'], pred.maps['image_to_map']
+  # Input 64 x 128 (short side 64, long side up to a multiple of 64); with scale 0.5 the official
+  # multi-scale sizes make the scale-1 input 128 x 256.
+  assert heat.shape[:2] == tags.shape[:2] == ((32, 64) if scales == (1.0,) else (64, 128))
+  xy = people[..., :2] @ m[:, :2].T + m[:, 2]
+  x, y = np.rint(xy[..., 0]).astype(int), np.rint(xy[..., 1]).astype(int)
+  joints = np.arange(14)[None]
+  assert (heat[y, x, joints] > 0.5).all()
+  want = np.broadcast_to(3.0 * (np.arange(4)[:, None] + 1), (4, 14))
+  np.testing.assert_allclose(tags[y, x, joints, 0], want, atol=0.8)
+  assert Predictor(FakeNet(people))(image).maps is None

@@ -35,6 +35,10 @@ def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path):
   assert result['eval'] is not None and 0.0 <= result['eval']['AP'] <= 1.0
   rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
   assert any('eval/AP' in r for r in rows) and rows[0]['train/total'] > 0
+  # The tag-separation diagnostics ride along (NaN when the val images hold one person each).
+  ev = next(r for r in rows if 'eval/AP' in r)
+  assert {'eval/tag_spread', 'eval/tag_gap', 'eval/tag_merged', 'eval/tag_pairs'} <= set(ev)
+  assert result['eval']['tag_spread'] >= 0.0
   assert json.load(open(tmp_path / 'best.json'))['step'] == 2
   assert (tmp_path / 'best' / 'model.json').is_file()
   assert json.load(open(tmp_path / 'config.json'))['data']['data_dir'] == str(synth_dir)
