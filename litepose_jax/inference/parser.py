@@ -22,8 +22,8 @@ choices, none of which changes the answer on maps without exact ties:
 - refine is evaluated only for missing joints (the official code computes all J joints and
   discards the detected ones), for all missing (person, joint) pairs at once, and only in 5x5 or
   10x10 tiles whose upper bound can still reach a score that the pair is known to attain (exact
-  branch and bound in inference/refine.py; the tiles' tag boxes are gathered only for the tiles bounded
-  when few are); ties keep the first pixel in row-major order, like np.argmax.
+  branch and bound in inference/refine.py; the tiles' tag boxes are gathered only for the tiles
+  bounded when few are); ties keep the first pixel in row-major order, like np.argmax.
 - Tags may be given at a lower resolution than the heatmaps: they are then bilinearly resized
   (align_corners=False, as the official PROJECT2IMAGE) only at the pixels that are read.
 """

@@ -4,9 +4,9 @@ For every missing (person, joint) pair the official code scores every pixel of t
 heatmap - round(||tag - person mean tag||), and keeps the argmax. Here all pairs are solved at once
 and only where they can win: 5x5 (or 10x10 on large maps) tiles carry their heatmap maximum and the
 box holding every tag vector read in them, which bound the score of each pixel inside from above
-and the score of the tile's best pixel from below. Only tiles whose upper bound reaches a pair's best
-lower bound are scored pixel by pixel, there only where the heatmap reaches that bound; ties keep
-the first pixel in row-major order, like np.argmax. The answer equals the dense argmax.
+and the score of the tile's best pixel from below. Only tiles whose upper bound reaches a pair's
+best lower bound are scored pixel by pixel, there only where the heatmap reaches that bound; ties
+keep the first pixel in row-major order, like np.argmax. The answer equals the dense argmax.
 """
 from __future__ import annotations
 

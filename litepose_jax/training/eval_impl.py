@@ -26,7 +26,7 @@ def _subset_gt(ann_file: str, image_ids: list[int], out_path: str) -> str:
 
 
 def _gt_people(ann_file: str, num_joints: int) -> dict[int, np.ndarray]:
-  """Image id -> ground-truth keypoints [P, J, 3] (image pixels) of the people with visible joints."""
+  """Image id -> keypoints [P, J, 3] (image pixels) of the annotated people with visible joints."""
   with open(ann_file) as f:
     anns = json.load(f).get('annotations', [])
   people: dict[int, list] = {}

@@ -1,4 +1,4 @@
-"""tag_separation: per-person tags at known joints, the gap / spread / merged summary, the warning."""
+"""tag_separation: per-person tags at known joints, the gap / spread / merged summary, warning."""
 import math
 
 import numpy as np
@@ -7,7 +7,7 @@ from litepose_jax.evaluation import tag_separation as ts
 
 
 def _maps_with_people(values, size=(20, 30), num_joints=4):
-  """Tag map [h, w, J, 1] where person p's joints (one column each) read values[p]; people [P, J, 3]."""
+  """Tag map [h, w, J, 1] where person p's joints (a column each) read values[p]; people [P, J, 3]."""
   h, w = size
   tags = np.zeros((h, w, num_joints, 1), np.float32)
   people = np.zeros((len(values), num_joints, 3), np.float32)
@@ -34,7 +34,8 @@ def test_collapsed_tags_warn():
   s = ts.tag_separation([ts.person_tags(tags, people)])
   assert math.isclose(s['tag_merged'], 1 / 3)
   assert ts.collapse_warning(s) is None  # one pair of three: not most
-  s = ts.tag_separation([ts.person_tags(*_maps_with_people([0.0, 0.02])), ts.person_tags(tags, people)])
+  pair = ts.person_tags(*_maps_with_people([0.0, 0.02]))
+  s = ts.tag_separation([pair, ts.person_tags(tags, people)])
   assert s['tag_pairs'] == 4 and math.isclose(s['tag_merged'], 0.5)
   tags2, people2 = _maps_with_people([1.0, 1.01, 1.3])
   s = ts.tag_separation([ts.person_tags(tags2, people2)])

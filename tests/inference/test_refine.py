@@ -1,4 +1,4 @@
-"""refine (the branch and bound for missing joints): equal to the literal reference's dense argmax."""
+"""refine (branch and bound for missing joints): equal to the literal reference's dense argmax."""
 import numpy as np
 import pytest
 
