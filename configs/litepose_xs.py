@@ -7,7 +7,7 @@ Arguments (comma separated, after a colon):
   dataset=crowdpose|coco  CrowdPose trainval -> test (default) or COCO train2017 -> val2017
   synthetic               small generated data set in workdirs/synthetic_data (created on first use)
   quickstart              the ~12 CPU-minute run of scripts/demo.sh (1600 steps, 64 px, batch 32,
-                          lr 8e-3, warm-up + cosine, AE loss 'max') on the easy data of
+                          lr 8e-3, warm-up + cosine, AE loss 'max' x10) on the easy data of
                           `python scripts/quickstart.py data`; expected synthetic val AP ~0.55-0.6
   fake                    in-memory random batches (benchmarks, tests)
   runlocal                tiny batch, 4 steps (smoke test)
