@@ -38,6 +38,16 @@ def _norm(v: np.ndarray, axis: int) -> np.ndarray:
   return np.sqrt((v * v).sum(axis=axis))
 
 
+def _norm_of_parts(parts: list[np.ndarray]) -> np.ndarray:
+  """_norm of non-negative components given one array each (same arithmetic, no stacked copy)."""
+  if len(parts) == 1:
+    return parts[0]
+  total = parts[0] * parts[0]
+  for p in parts[1:]:
+    total = total + p * p
+  return np.sqrt(total)
+
+
 def _range_reduce(x: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray, fn) -> np.ndarray:
   """fn-reduction (np.minimum / np.maximum) of x over index ranges [lo[b], hi[b]] along axis."""
   n, size = x.shape[axis], int(lo[1] - lo[0]) if lo.size > 1 else 1
@@ -162,8 +172,7 @@ class _Tiles:
       hi = np.take(hi_flat, idx) - m
       near.append(np.maximum(np.maximum(lo, -hi), zero))
       far.append(np.maximum(-lo, hi))
-    dmin = _norm(np.stack(near), axis=0) if self.dim > 1 else near[0]
-    dmax = _norm(np.stack(far), axis=0) if self.dim > 1 else far[0]
+    dmin, dmax = _norm_of_parts(near), _norm_of_parts(far)
     # round() and float32 arithmetic are monotonic and the box holds every tag read in the tile:
     # no pixel scores above hmax - round(dmin), and the tile's maximum pixel scores at least
     # hmax - round(dmax).
