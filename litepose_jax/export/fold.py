@@ -61,8 +61,8 @@ def fold_variables(module: LitePose, variables: Mapping[str, Any],
                    band_depthwise: bool = True) -> dict:
   """Folds every BN of `module`'s variables into conv kernels and biases (numpy leaves).
 
-  band_depthwise: compute 7x7 depthwise convs as three row-band convs (numerically the same
-  sum in another order; much faster under XNNPACK, see `_ROW_BANDS`).
+  band_depthwise: compute 7x7 depthwise convs as sums of small dilated sub-convs (numerically the same
+  sum in another order; much faster under XNNPACK, see `_PIECES`).
 
   The result mixes numpy arrays and python ints (strides): close over it (as the export does)
   instead of passing it through `jax.jit` as an argument.
@@ -119,60 +119,72 @@ def _conv(x, layer: Mapping[str, Any], band: bool = False):
   kernel = jnp.asarray(layer['kernel'])
   k, s = kernel.shape[0], layer.get('stride', 1)
   groups = x.shape[-1] if kernel.shape[2] == 1 and x.shape[-1] > 1 else 1
-  if band and groups > 1 and k in _ROW_BANDS:
-    return _depthwise_banded(x, kernel, s, jnp.asarray(layer['bias']))
+  if band and groups > 1 and (k, s) in _PIECES:
+    return _depthwise_split(x, kernel, s, jnp.asarray(layer['bias']))
   p = k // 2
   y = lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=_DN,
                                feature_group_count=groups)
   return y + jnp.asarray(layer['bias'])
 
 
-# Rows of a 7x7 depthwise kernel per sub-conv: 7 + 21 + 21 taps. XNNPACK (ai-edge-litert 2.3)
-# runs depthwise kernels of <= 25 taps with fast single-pass micro-kernels but 49 taps ~8x slower
-# per MAC (measured: 1.8 vs 14 GMAC/s), so a 7x7 is cheaper as three row bands summed.
-_ROW_BANDS = {7: ((0, 1), (1, 4), (4, 7))}
+# A 7x7 depthwise conv (symmetric padding 3) as a sum of 'SAME'-padded dilated sub-convs whose
+# taps partition the kernel's 49 taps: no PAD / SLICE copies, every sub-conv within XNNPACK's fast
+# micro-kernels (ai-edge-litert 2.3: 4, 9 or 25 taps; a 49-tap depthwise conv runs ~25x slower
+# than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column dilation)); where
+# 'SAME' pads it it reads the kernel's taps at these offsets, and taps outside the kernel are
+# zero. The covers are the cheapest found by an exhaustive search over such rectangles, costed
+# with XNNPACK timings of the S block shapes (fp32 and int8, 2 threads; docs/BENCHMARKS.md).
+_PIECES = {
+    # Stride 1: 'SAME' is symmetric, offsets -(n - 1) d / 2 + i d. 21 + 8 + 20 taps (25 + 9 + 25
+    # micro-kernel taps; the row split 3 / 2 / 2 it replaces ran 25 + 25 + 25).
+    (7, 1): (((7, 1), (3, 2)),   # rows -3..3 x columns -2, 0, 2
+             ((2, 6), (4, 2)),   # rows -3, 3 x columns -3, -1, 1, 3
+             ((5, 1), (4, 2))),  # rows -2..2 x columns -3, -1, 1, 3
+    # Stride 2: on even sizes 'SAME' pads one less before than after, offsets start at
+    # -((n - 1) d - 1) // 2: rows -2 (4 outside) | -1, 3 | 0, 2 | -3, 1 (5 outside) x columns
+    # -3..4 (4 outside), 16 + 16 + 16 + 24 taps. On odd sizes the same sub-convs read rows
+    # -3, 3 | -2, 2 | -1, 1 | 0: also a partition. (Row 0 alone, a one-row sub-conv, was
+    # converted to PAD + VALID: its 'SAME' padding is negative before the clamp.)
+    (7, 2): (((2, 6), (8, 1)), ((2, 4), (8, 1)), ((2, 2), (8, 1)), ((3, 4), (8, 1))),
+}
 
 
-# Stride 1: kernel rows as (first row, rows, row dilation) around the centre: the middle three
-# rows, rows -2 / +2 (dilation 4) and rows -3 / +3 (dilation 6). Each sub-conv keeps the symmetric
-# 'SAME' padding of its own dilated height, so all three read the unpadded input directly (no
-# PAD / SLICE copies); 21 + 14 + 14 taps, each within XNNPACK's single-pass kernels.
-_DILATED_ROWS = {7: ((2, 3, 1), (1, 2, 4), (0, 2, 6))}
+def _same_offsets(n: int, d: int, size: int, stride: int) -> list[int]:
+  """Input offsets (relative to stride * output index) of the n taps of a 'SAME' conv axis."""
+  extent = (n - 1) * d + 1
+  out = -(-size // stride)
+  before = max((out - 1) * stride + extent - size, 0) // 2
+  return [i * d - before for i in range(n)]
 
 
-def _depthwise_dilated_rows(x, kernel, bias=None):
-  """Stride-1 depthwise conv, symmetric padding, as a sum of row-dilated sub-convs (+ bias)."""
-  k, c = kernel.shape[0], x.shape[-1]
-  out = None
-  for r0, n, d in _DILATED_ROWS[k]:
-    sub = kernel[r0::d][:n]
-    ph, pw = (n - 1) * d // 2, k // 2
-    y = lax.conv_general_dilated(x, sub, (1, 1), ((ph, ph), (pw, pw)), rhs_dilation=(d, 1),
-                                 dimension_numbers=_DN, feature_group_count=c)
-    if out is None:
-      out = y if bias is None else y + bias
-    else:
-      out = out + y
+def _cover(k: int, stride: int, height: int, width: int):
+  """[(sub-kernel row / column indices into the k x k kernel (-1: zero tap), dilations)] of the
+  _PIECES cover on this input size; raises if its real taps do not partition the kernel."""
+  p = k // 2
+  hits = np.zeros((k, k), int)
+  out = []
+  for (nr, dr), (nc, dc) in _PIECES[(k, stride)]:
+    rows = [o + p if -p <= o <= p else -1 for o in _same_offsets(nr, dr, height, stride)]
+    cols = [o + p if -p <= o <= p else -1 for o in _same_offsets(nc, dc, width, stride)]
+    hits[np.ix_([r for r in rows if r >= 0], [c for c in cols if c >= 0])] += 1
+    out.append((rows, cols, (dr, dc)))
+  if not (hits == 1).all():
+    raise ValueError(f'the {k}x{k} stride-{stride} sub-conv cover misses or repeats taps on a '
+                     f'{height}x{width} input: {hits.tolist()}')
   return out
 
 
-def _depthwise_banded(x, kernel, stride: int, bias=None):
-  """Depthwise conv with symmetric k//2 padding as a sum of sub-convs of <= 25 taps (same result).
-
-  Stride 1: row-dilated sub-convs (_DILATED_ROWS); stride 2: row-band VALID convs of the padded
-  input. The bias goes onto the first sub-conv so the converter fuses it into that conv.
-  """
-  if stride == 1 and kernel.shape[0] in _DILATED_ROWS:
-    return _depthwise_dilated_rows(x, kernel, bias)
-  k, p = kernel.shape[0], kernel.shape[0] // 2
-  h = x.shape[1]
-  ho = (h + 2 * p - k) // stride + 1
-  padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+def _depthwise_split(x, kernel, stride: int, bias=None):
+  """Depthwise conv with symmetric k//2 padding as a sum of 'SAME'-padded dilated sub-convs of
+  <= 25 taps (_PIECES; same result). The bias goes onto the first sub-conv so the converter fuses
+  it into that conv."""
+  k, c = kernel.shape[0], x.shape[-1]
+  padded_kernel = jnp.pad(jnp.asarray(kernel), ((0, 1), (0, 1), (0, 0), (0, 0)))  # index -1: 0
   out = None
-  for a0, a1 in _ROW_BANDS[k]:
-    band = padded[:, a0:a0 + (ho - 1) * stride + (a1 - a0)]
-    y = lax.conv_general_dilated(band, kernel[a0:a1], (stride, stride), 'VALID',
-                                 dimension_numbers=_DN, feature_group_count=x.shape[-1])
+  for rows, cols, dilation in _cover(k, stride, x.shape[1], x.shape[2]):
+    sub = padded_kernel[np.asarray(rows)][:, np.asarray(cols)]
+    y = lax.conv_general_dilated(x, sub, (stride, stride), 'SAME', rhs_dilation=dilation,
+                                 dimension_numbers=_DN, feature_group_count=c)
     if out is None:
       out = y if bias is None else y + bias
     else:

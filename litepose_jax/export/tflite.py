@@ -22,8 +22,8 @@ from litepose_jax.data import normalize
 from litepose_jax.export import fold, sidecar
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
-# Builtin ops a LitePose graph may contain: the float graph needs the first six (PAD + SLICE
-# come from the row-banded 7x7 depthwise convs and the symmetric stride-2 padding); fp16 adds
+# Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
+# stem's symmetric stride-2 padding; SLICE is allowed for graphs of other arches); fp16 adds
 # DEQUANTIZE (fp16 weights), int8 QUANTIZE / DEQUANTIZE at the float interface. RELU / RELU6 may
 # appear where the converter cannot fuse the activation.
 ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD', 'PAD', 'SLICE',

@@ -37,9 +37,27 @@ def test_banded_depthwise_equals_lax(stride, size):
   k = rng.normal(size=(7, 7, 1, 5)).astype(np.float32)
   ref = lax.conv_general_dilated(x, k, (stride, stride), ((3, 3), (3, 3)), dimension_numbers=DN,
                                  feature_group_count=5)
-  got = fold._depthwise_banded(x, k, stride)
+  got = fold._depthwise_split(x, k, stride)
   assert got.shape == ref.shape
   np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
+
+
+def test_covers_partition_the_kernel():
+  # 'SAME' offsets of stride-2 sub-convs depend on the parity of the size: both must partition.
+  for (k, stride), pieces in fold._PIECES.items():
+    for height, width in ((2 * k, 2 * k + 2), (2 * k + 1, 2 * k + 3), (1, 2)):
+      cover = fold._cover(k, stride, height, width)
+      assert len(cover) == len(pieces)
+      taps = [(r, c) for rows, cols, _ in cover for r in rows for c in cols if r >= 0 and c >= 0]
+      assert sorted(taps) == [(r, c) for r in range(k) for c in range(k)]
+      # Every sub-conv fits XNNPACK's fast micro-kernels (<= 25 taps, zero taps included).
+      assert all(len(rows) * len(cols) <= 25 for rows, cols, _ in cover)
+
+
+def test_cover_that_misses_taps_is_refused(monkeypatch):
+  monkeypatch.setitem(fold._PIECES, (7, 1), fold._PIECES[(7, 1)][:2])
+  with pytest.raises(ValueError, match='misses or repeats taps'):
+    fold._cover(7, 1, 8, 8)
 
 
 @pytest.mark.parametrize('band', [False, True])
