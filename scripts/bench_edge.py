@@ -7,17 +7,59 @@
 Weights are random (BN statistics included): latency does not depend on them, accuracy does, so
 these models are for timing only. Prints one markdown row per model: network latency (median and
 min) and, for the arches in --e2e-archs, end to end for one image (preprocess + network + decode)
-without and with flip test. The bars (official PyTorch, same CPU, 2 threads, network only):
-XS 31 ms, S 130 ms, M 152 ms, L 286 ms.
+without and with flip test. The bars (official PyTorch, NUMBERS.md's CPU, 2 threads, network
+only): XS 31 ms, S 130 ms, M 152 ms, L 286 ms. Machines differ and shared ones are noisy, so
+--torch also times the spec-written PyTorch model (tests/models/torch_litepose.py, eager fp32,
+needs torch) interleaved run by run with each arch's TFLite models: a same-machine, same-load
+ratio.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import pathlib
+import statistics
 import sys
 import tempfile
+import time
 
 PYTORCH_MS = {'XS': 31, 'S': 130, 'M': 152, 'L': 286}
+
+
+def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int) -> str:
+  """One line: medians (ms) of the spec PyTorch model and of each .tflite, timed alternately."""
+  import numpy as np
+  try:
+    import torch
+  except ImportError as e:
+    raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
+  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+  from tests.models.torch_litepose import TorchLitePose
+  from litepose_jax.export import runtime
+  torch.set_num_threads(threads)
+  net = TorchLitePose(module.arch.to_json_dict(), module.num_joints).eval()
+  x = torch.randn(1, 3, size, size)
+  models = {q: runtime.TFLiteModel(path, num_threads=threads) for q, path in paths.items()}
+  inputs = {q: np.random.default_rng(0).normal(size=m.input_shape).astype(np.float32)
+            for q, m in models.items()}
+  calls = {'torch': lambda: net(x)}
+  calls.update({q: (lambda m=m, q=q: m.raw(inputs[q])) for q, m in models.items()})
+  times = {name: [] for name in calls}
+  with torch.no_grad():
+    for i in range(-(-runs // 2) + 1):
+      for name, call in calls.items():
+        # Three calls per turn, the first untimed: the other runtime's worker threads keep
+        # spinning for a while after its last call and would slow this one's first call.
+        for j in range(3):
+          t0 = time.perf_counter()
+          call()
+          if i and j:  # round 0 warms up
+            times[name].append((time.perf_counter() - t0) * 1e3)
+  ref = statistics.median(times['torch'])
+  parts = [f'PyTorch (spec, eager) {ref:.1f} ms'] + [
+      f'{q} {statistics.median(times[q]):.1f} ms ({statistics.median(times[q]) / ref:.2f}x)'
+      for q in models]
+  return ', '.join(parts)
 
 
 def main(argv=None) -> int:
@@ -31,6 +73,8 @@ def main(argv=None) -> int:
   p.add_argument('--image', default=None, help='image for the end-to-end timing')
   p.add_argument('--e2e-archs', nargs='*', default=['S'])
   p.add_argument('--out-dir', default=None, help='keep the .tflite files here')
+  p.add_argument('--torch', action='store_true',
+                 help='also time the spec-written PyTorch model interleaved with the TFLite ones')
   args = p.parse_args(argv)
 
   from litepose_jax import checkpoints, joints
@@ -42,7 +86,7 @@ def main(argv=None) -> int:
   out_dir = args.out_dir or tempfile.mkdtemp(prefix='litepose_bench_edge_')
   os.makedirs(out_dir, exist_ok=True)
   js = joints.CROWDPOSE
-  rows = []
+  rows, same_load = [], []
   header = ('| model | input | quant | size MB | network median (min) ms | PyTorch ms | '
             'e2e ms | e2e flip ms |')
   print(header)
@@ -52,8 +96,9 @@ def main(argv=None) -> int:
     size = module.arch.img_size
     variables = fold.random_variables(module, size)
     cfg = checkpoints.model_config(module.arch, js.num_joints, joint_set=js.name)
+    paths = {}
     for q in args.quantize:
-      path = os.path.join(out_dir, f'litepose-{arch}-{size}-{q}.tflite')
+      path = paths[q] = os.path.join(out_dir, f'litepose-{arch}-{size}-{q}.tflite')
       cli.export_model(module, variables, path, size=size, quantize=q,
                        calibration=args.calibration, model_cfg=cfg, joint_set=js,
                        source=f'random init {arch}', random_init=True, threads=args.threads,
@@ -70,6 +115,12 @@ def main(argv=None) -> int:
              f'{e2e_flip} |')
       rows.append(row)
       print(row, flush=True)
+    if args.torch:
+      same_load.append(f'{arch} @{size}: ' + interleaved_vs_torch(module, size, paths,
+                                                                   args.threads, args.runs))
+  if same_load:
+    print('\nsame machine, interleaved (network only, median):')
+    print('\n'.join(same_load))
   print(f'\nmodels in {out_dir}; {args.threads} thread(s), {args.runs} runs; random weights')
   return 0
 

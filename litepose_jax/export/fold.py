@@ -130,22 +130,28 @@ def _conv(x, layer: Mapping[str, Any], band: bool = False):
 # A 7x7 depthwise conv (symmetric padding 3) as a sum of 'SAME'-padded dilated sub-convs whose
 # taps partition the kernel's 49 taps: no PAD / SLICE copies, every sub-conv within XNNPACK's fast
 # micro-kernels (ai-edge-litert 2.3: 4, 9 or 25 taps; a 49-tap depthwise conv runs ~25x slower
-# than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column dilation)); where
-# 'SAME' pads it it reads the kernel's taps at these offsets, and taps outside the kernel are
-# zero. The covers are the cheapest found by an exhaustive search over such rectangles, costed
-# with XNNPACK timings of the S block shapes (fp32 and int8, 2 threads; docs/BENCHMARKS.md).
+# than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column dilation)); 'SAME'
+# padding makes it read the kernel's taps at fixed offsets, and taps outside the kernel are zero.
+# Per (kernel, stride) the covers in order of preference: the first that partitions the kernel on
+# the input's size is used. Chosen with scripts/bench_dwcover.py (exact cover search, timed on the
+# S block shapes, fp32 and int8, 2 threads; docs/BENCHMARKS.md).
 _PIECES = {
     # Stride 1: 'SAME' is symmetric, offsets -(n - 1) d / 2 + i d. 21 + 8 + 20 taps (25 + 9 + 25
-    # micro-kernel taps; the row split 3 / 2 / 2 it replaces ran 25 + 25 + 25).
-    (7, 1): (((7, 1), (3, 2)),   # rows -3..3 x columns -2, 0, 2
-             ((2, 6), (4, 2)),   # rows -3, 3 x columns -3, -1, 1, 3
-             ((5, 1), (4, 2))),  # rows -2..2 x columns -3, -1, 1, 3
+    # micro-kernel taps; the row split 3 / 2 / 2 it replaces ran 25 + 25 + 25). Fastest in int8
+    # everywhere; in fp32 seven 9-tap sub-convs win on 28x28 maps by ~10%.
+    (7, 1): ((((7, 1), (3, 2)),     # rows -3..3 x columns -2, 0, 2
+              ((2, 6), (4, 2)),     # rows -3, 3 x columns -3, -1, 1, 3
+              ((5, 1), (4, 2))),),  # rows -2..2 x columns -3, -1, 1, 3
     # Stride 2: on even sizes 'SAME' pads one less before than after, offsets start at
-    # -((n - 1) d - 1) // 2: rows -2 (4 outside) | -1, 3 | 0, 2 | -3, 1 (5 outside) x columns
-    # -3..4 (4 outside), 16 + 16 + 16 + 24 taps. On odd sizes the same sub-convs read rows
-    # -3, 3 | -2, 2 | -1, 1 | 0: also a partition. (Row 0 alone, a one-row sub-conv, was
-    # converted to PAD + VALID: its 'SAME' padding is negative before the clamp.)
-    (7, 2): (((2, 6), (8, 1)), ((2, 4), (8, 1)), ((2, 2), (8, 1)), ((3, 4), (8, 1))),
+    # -((n - 1) d - 1) // 2. First: rows 0, 2 x column -3 | row -2 x column -3 | row -3 x
+    # columns -3..3 | rows -1, 1, 3 x columns -3..3 | rows -2, 0, 2 x columns -2..3 (4 + 4 + 16 +
+    # 24 + 24 taps; even sizes only, 1.6x faster in fp32 than the second on S). Second, for any
+    # size: rows -2 | -1, 3 | 0, 2 | -3, 1 on even sizes (-3, 3 | -2, 2 | -1, 1 | 0 on odd ones)
+    # x columns -3..3. Zero taps pad e.g. row -3 (k=2, d=7 reads -3 and 4). (A one-row sub-conv
+    # was converted to PAD + VALID: its 'SAME' padding is negative before the clamp.)
+    (7, 2): ((((2, 2), (2, 7)), ((2, 6), (2, 7)), ((2, 7), (8, 1)), ((3, 2), (8, 1)),
+              ((4, 2), (6, 1))),
+             (((2, 6), (8, 1)), ((2, 4), (8, 1)), ((2, 2), (8, 1)), ((3, 4), (8, 1)))),
 }
 
 
@@ -159,19 +165,20 @@ def _same_offsets(n: int, d: int, size: int, stride: int) -> list[int]:
 
 def _cover(k: int, stride: int, height: int, width: int):
   """[(sub-kernel row / column indices into the k x k kernel (-1: zero tap), dilations)] of the
-  _PIECES cover on this input size; raises if its real taps do not partition the kernel."""
+  first _PIECES cover whose real taps partition the kernel on this input size."""
   p = k // 2
-  hits = np.zeros((k, k), int)
-  out = []
-  for (nr, dr), (nc, dc) in _PIECES[(k, stride)]:
-    rows = [o + p if -p <= o <= p else -1 for o in _same_offsets(nr, dr, height, stride)]
-    cols = [o + p if -p <= o <= p else -1 for o in _same_offsets(nc, dc, width, stride)]
-    hits[np.ix_([r for r in rows if r >= 0], [c for c in cols if c >= 0])] += 1
-    out.append((rows, cols, (dr, dc)))
-  if not (hits == 1).all():
-    raise ValueError(f'the {k}x{k} stride-{stride} sub-conv cover misses or repeats taps on a '
-                     f'{height}x{width} input: {hits.tolist()}')
-  return out
+  for pieces in _PIECES[(k, stride)]:
+    hits = np.zeros((k, k), int)
+    out = []
+    for (nr, dr), (nc, dc) in pieces:
+      rows = [o + p if -p <= o <= p else -1 for o in _same_offsets(nr, dr, height, stride)]
+      cols = [o + p if -p <= o <= p else -1 for o in _same_offsets(nc, dc, width, stride)]
+      hits[np.ix_([r for r in rows if r >= 0], [c for c in cols if c >= 0])] += 1
+      out.append((rows, cols, (dr, dc)))
+    if (hits == 1).all():
+      return out
+  raise ValueError(f'no {k}x{k} stride-{stride} sub-conv cover partitions the kernel on a '
+                   f'{height}x{width} input')
 
 
 def _depthwise_split(x, kernel, stride: int, bias=None):

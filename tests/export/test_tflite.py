@@ -38,11 +38,11 @@ def test_fp32_graph_is_builtin_and_bn_folded(xs_fp32, xs_model):
   assert all(b.kernel == 7 for s in module.arch.stages for b in s.blocks)
   num_s2 = sum(s.stride == 2 for s in module.arch.stages)
   # Each 7x7 depthwise conv is a sum of dilated 'SAME' sub-convs (no PAD / SLICE copies): three
-  # (2 ADD) at stride 1, four (3 ADD) at stride 2 on even sizes; the only PAD is the stem's.
-  assert hist['DEPTHWISE_CONV_2D'] == 3 * num_dw7 + num_s2 + 1 + 4
+  # (2 ADD) at stride 1, five (4 ADD) at stride 2 on even sizes; the only PAD is the stem's.
+  assert hist['DEPTHWISE_CONV_2D'] == 3 * num_dw7 + 2 * num_s2 + 1 + 4
   assert 'SLICE' not in hist
   assert hist['PAD'] == 1
-  assert hist['ADD'] == _expected_adds(module) + 2 * num_dw7 + num_s2
+  assert hist['ADD'] == _expected_adds(module) + 2 * num_dw7 + 2 * num_s2
   assert hist['TRANSPOSE_CONV'] == 6
   # Dense convs: stem 3x3 + stem 1x1 + 2 per block + 2 heads x (2 + 2 + 1... ) 1x1 outputs.
   assert hist['CONV_2D'] == 2 + 2 * num_dw7 + 6
