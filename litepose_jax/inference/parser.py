@@ -44,6 +44,13 @@ _NMS_KERNEL = np.ones((5, 5), np.uint8)
 # NMS reads each candidate's neighbours when there are fewer than 1 / _SPARSE_NMS of the map's
 # values (measured: ~30-50 ns per candidate against ~0.5-0.9 ns per value for the dense filter).
 _SPARSE_NMS = 48
+_TILE = refine_lib.TILE
+# Candidates come from the pixels of the blocks above the threshold while those are estimated at
+# less than 1 / _BLOCK_ROUTE of the map (~3 ns per gathered pixel against ~0.25 ns per pixel for
+# the threshold pass; the block maxima themselves are reused by refine), at _BLOCK_SPREAD blocks
+# per block centre above the threshold.
+_BLOCK_ROUTE = 16
+_BLOCK_SPREAD = 4
 
 
 def default_joint_order(num_joints: int) -> tuple[int, ...]:
@@ -64,12 +71,22 @@ def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
 
 
 def _find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
-  """find_peaks (pix, val, joint, start) of heatmaps [H, W, J], plus the 5x5 max filter [H, W, J]
-  where it was computed (None otherwise)."""
+  """find_peaks (pix, val, joint, start) of heatmaps [H, W, J], plus what refine can reuse: the
+  maxima of the 5x5 blocks (refine.block_max) and the 5x5 max filter, each where computed."""
   h, w, j = heatmaps.shape
   flat = heatmaps.reshape(-1)
-  idx = np.flatnonzero(flat > threshold)
-  pooled = None
+  hmax5 = pooled = None
+  # The block centres tell cheaply whether candidates are few: then only the pixels of the blocks
+  # whose maximum passes the threshold are read (block maxima cost about one pass over the map,
+  # like the threshold itself, and refine reuses them).
+  probe = np.count_nonzero(heatmaps[_TILE // 2::_TILE, _TILE // 2::_TILE] > threshold)
+  if probe * _BLOCK_SPREAD * _TILE ** 2 * _BLOCK_ROUTE < flat.size:
+    hmax5 = refine_lib.block_max(heatmaps)
+    hot = np.flatnonzero(hmax5.reshape(-1) > threshold)
+    idx = _block_pixels(hot, hmax5.shape[1], h, w, j)
+    idx = idx[flat[idx] > threshold]
+  else:
+    idx = np.flatnonzero(flat > threshold)
   if idx.size * _SPARSE_NMS < flat.size:
     idx = _local_maxima5(flat, h, w, j, idx)
   elif idx.size:
@@ -87,7 +104,20 @@ def _find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
   if not keep.all():
     pix, val, joint = pix[keep], val[keep], joint[keep]
     start = np.searchsorted(joint, np.arange(j + 1))
-  return pix, val, joint, start, pooled
+  return pix, val, joint, start, hmax5, pooled
+
+
+def _block_pixels(blocks: np.ndarray, blocks_wide: int, height: int, width: int,
+                  num_joints: int) -> np.ndarray:
+  """Flat indices into [H, W, J] of the pixels inside the map of (5x5 block, joint) entries
+  `blocks` (flat indices into the block maxima [ceil(H / 5), blocks_wide, J])."""
+  block, joint = np.divmod(blocks, num_joints)
+  by, bx = np.divmod(block, blocks_wide)
+  oy, ox = refine_lib.BLOCK_OFFSETS
+  y = by[:, None] * _TILE + oy
+  x = bx[:, None] * _TILE + ox
+  idx = (y * width + x) * num_joints + joint[:, None]
+  return idx[(y < height) & (x < width)]
 
 
 def _max_filter5(x: np.ndarray) -> np.ndarray:
@@ -106,7 +136,7 @@ _WINDOW5 = sorted(((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy 
 
 def _local_maxima5(flat: np.ndarray, height: int, width: int, num_joints: int,
                    idx: np.ndarray) -> np.ndarray:
-  """The entries idx [n] (sorted) of flat [H * W * J] that equal the 5x5 max of their joint's map.
+  """The entries idx [n] (distinct) of flat [H * W * J] that equal the 5x5 max of their joint's map.
 
   Same as comparing with a 5x5 max filter with replicated borders (equal to max-pooling with
   -inf padding), but only the candidates are read: a window clipped to the map reads the same
@@ -176,7 +206,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
     raise ValueError(f'joint_order must be a permutation of 0..{num_joints - 1}, got {order}')
   dim = tag_maps.dim
 
-  pix, val, joint, start, pooled = _find_peaks(hm, max_people, detection_threshold)
+  pix, val, joint, start, hmax5, pooled = _find_peaks(hm, max_people, detection_threshold)
   cand_tags = tag_maps.at(pix, joint) if pix.size else np.zeros((0, dim), np.float32)
 
   # Grouping (match_by_tag). Each candidate can start a person: num candidates bounds N.
@@ -234,7 +264,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
   scores = poses[..., 2].mean(axis=1, dtype=np.float64).astype(np.float32)
 
   if refine and n and not found.all():
-    qp, qj, best_pix = refine_lib.refine(found, person_pix, hm, tag_maps, pooled)
+    qp, qj, best_pix = refine_lib.refine(found, person_pix, hm, tag_maps, hmax5, pooled)
     bval = flat[best_pix * num_joints + qj]
     x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, qj)
     write = bval > 0  # the official code writes a refined joint only where the heatmap is positive

@@ -16,7 +16,7 @@ from litepose_jax.inference.tags import TagMaps
 
 # Refine works on 5x5 tiles (small enough that a tile's maximum bounds its pixels tightly),
 # grouped 2x2 on large maps so that the per-person bounds stay cheap.
-_TILE = 5
+TILE = _TILE = 5
 _LARGE_MAP = 100_000
 # Tag boxes are gathered per (joint, tile) while their pixels number less than 1 / _GATHER_COST of
 # the map (measured: ~25 ns per gathered pixel against ~1 ns per pixel for whole-map passes; more
@@ -72,35 +72,49 @@ def _tile_ranges(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
   return lo, np.minimum(lo + size, n) - 1
 
 
+def block_max(hm: np.ndarray) -> np.ndarray:
+  """Maxima of the 5x5 blocks of hm [H, W, J] -> [ceil(H / 5), ceil(W / 5), J] (edge blocks: the
+  pixels inside the map)."""
+  # Rows first: the row pass works on contiguous rows and leaves a fifth of the map for the
+  # column pass.
+  rows = _range_reduce(hm, 0, *_tile_ranges(hm.shape[0], _TILE), np.maximum)
+  return _range_reduce(rows, 1, *_tile_ranges(hm.shape[1], _TILE), np.maximum)
+
+
+# Offsets (row, column) of the pixels of a 5x5 block.
+BLOCK_OFFSETS = tuple(a.reshape(-1) for a in np.meshgrid(np.arange(_TILE), np.arange(_TILE),
+                                                         indexing='ij'))
+
+
 class _Tiles:
   """Per tile and joint: heatmap maximum and the box holding every tag vector read in the tile."""
 
-  def __init__(self, hm: np.ndarray, tag_maps: TagMaps, pooled: np.ndarray | None):
+  def __init__(self, hm: np.ndarray, tag_maps: TagMaps, hmax5: np.ndarray | None = None,
+               pooled: np.ndarray | None = None):
     height, width, num_joints = hm.shape
     k = 2 if height * width > _LARGE_MAP else 1
     self.size = size = _TILE * k
     self.height, self.width = height, width
-    r5 = np.minimum(np.arange(-(-height // _TILE)) * _TILE + _TILE // 2, height - 1)
-    c5 = np.minimum(np.arange(-(-width // _TILE)) * _TILE + _TILE // 2, width - 1)
-    if pooled is not None:
-      # The NMS max filter at the tile centres. Edge tiles are read at the last row/column: a
-      # superset of the tile, still an upper bound, but not a pixel of the tile (not exact).
+    ny5, nx5 = -(-height // _TILE), -(-width // _TILE)
+    exact5 = np.ones(ny5, bool), np.ones(nx5, bool)
+    if hmax5 is not None:
+      self.hmax5 = hmax5
+    elif pooled is not None:
+      # The NMS max filter at the block centres. Edge blocks are read at the last row/column: a
+      # superset of the block, still an upper bound, but not a pixel of the block (not exact).
+      r5 = np.minimum(np.arange(ny5) * _TILE + _TILE // 2, height - 1)
+      c5 = np.minimum(np.arange(nx5) * _TILE + _TILE // 2, width - 1)
       self.hmax5 = pooled[r5][:, c5]
-      exact5 = (r5 == np.arange(r5.size) * _TILE + _TILE // 2,
-                c5 == np.arange(c5.size) * _TILE + _TILE // 2)
+      exact5 = r5 == np.arange(ny5) * _TILE + _TILE // 2, c5 == np.arange(nx5) * _TILE + _TILE // 2
     else:
-      # Block maxima, rows first: the row pass works on contiguous rows and leaves a fifth of the
-      # map for the column pass.
-      hmax5 = _range_reduce(hm, 0, *_tile_ranges(height, _TILE), np.maximum)
-      self.hmax5 = _range_reduce(hmax5, 1, *_tile_ranges(width, _TILE), np.maximum)
-      exact5 = np.ones(r5.size, bool), np.ones(c5.size, bool)
+      self.hmax5 = block_max(hm)
     self.ny, self.nx = -(-height // size), -(-width // size)
     hmax = _range_reduce(self.hmax5, 0, *_tile_ranges(self.hmax5.shape[0], k), np.maximum)
     hmax = _range_reduce(hmax, 1, *_tile_ranges(self.hmax5.shape[1], k), np.maximum)
     self.hmax = np.ascontiguousarray(hmax.reshape(-1, num_joints).T)  # [J, tiles]
     # Tiles whose maximum is a pixel of their own (the lower bound needs one).
-    exact_r = _range_reduce(exact5[0], 0, *_tile_ranges(r5.size, k), np.minimum)
-    exact_c = _range_reduce(exact5[1], 0, *_tile_ranges(c5.size, k), np.minimum)
+    exact_r = _range_reduce(exact5[0], 0, *_tile_ranges(ny5, k), np.minimum)
+    exact_c = _range_reduce(exact5[1], 0, *_tile_ranges(nx5, k), np.minimum)
     self.exact = (exact_r[:, None] & exact_c[None]).reshape(-1)
     rows, cols = _tile_ranges(height, size), _tile_ranges(width, size)
     if not tag_maps.same:
@@ -119,8 +133,7 @@ class _Tiles:
     # Interpolated tags can leave the source box by float32 rounding: a margin on the distance.
     self.margin = np.float32(0.0 if tag_maps.same else 1e-3)
     self.dim = tag_maps.dim
-    oy, ox = np.meshgrid(np.arange(_TILE), np.arange(_TILE), indexing='ij')
-    self.offsets = (oy.reshape(-1), ox.reshape(-1))
+    self.offsets = BLOCK_OFFSETS
     sy, sx = np.meshgrid(np.arange(k), np.arange(k), indexing='ij')
     self.sub = (sy.reshape(-1), sx.reshape(-1))
 
@@ -226,11 +239,13 @@ def _best_pixels(tiles, flat, tag_maps, means, qj, low, rows, cols) -> np.ndarra
 
 
 def refine(found: np.ndarray, person_pix: np.ndarray, hm: np.ndarray, tag_maps: TagMaps,
-           pooled: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           hmax5: np.ndarray | None = None,
+           pooled: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Best pixel of each missing (person, joint) pair: argmax of heatmap - round(||tag - mean tag||).
 
   found, person_pix [N, J]: detected joints and their flat pixel indices (y * W + x); hm [H, W, J];
-  pooled: the 5x5 max filter of hm when the peak search computed it (else None). Returns (person
+  hmax5 / pooled: block_max(hm) / the 5x5 max filter of hm when the peak search computed one
+  (else None). Returns (person
   [Q], joint [Q], pixel [Q]) for the Q missing pairs, the mean tag taken over each person's
   detected joints (the module docstring has the method).
   """
@@ -247,7 +262,7 @@ def refine(found: np.ndarray, person_pix: np.ndarray, hm: np.ndarray, tag_maps: 
     tag_sum += per_joint[j]
   means = (tag_sum / found.sum(axis=1, dtype=np.float32)[:, None]).astype(np.float32)
 
-  tiles = _Tiles(hm, tag_maps, pooled)
+  tiles = _Tiles(hm, tag_maps, hmax5, pooled)
   ntiles = tiles.hmax.shape[1]
   qp, qj = np.nonzero(~found)  # the missing (person, joint) pairs
   qm = means[qp]

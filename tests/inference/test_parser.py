@@ -149,10 +149,13 @@ def test_sparse_nms_equals_max_filter(shape, levels):
     np.testing.assert_array_equal(sparse, dense)
 
 
+@pytest.mark.parametrize('blocks', [False, True])
 @pytest.mark.parametrize('sparse', [False, True])
-def test_both_nms_paths_equal_reference(sparse, monkeypatch):
-  # Force the neighbour-reading NMS (or the dense filter) whatever the candidate count.
+def test_both_nms_paths_equal_reference(sparse, blocks, monkeypatch):
+  # Force the neighbour-reading NMS (or the dense filter) whatever the candidate count, and the
+  # candidates from the pixels of blocks above the threshold (or from the whole map).
   monkeypatch.setattr(parser, '_SPARSE_NMS', 0 if sparse else 10 ** 9)
+  monkeypatch.setattr(parser, '_BLOCK_ROUTE', 0 if blocks else 10 ** 9)
   rng = np.random.default_rng(60)
   heat = fx.smooth_random(rng, (24, 40, 14), 1.0) * 3 - 1.2
   heat = np.where(heat > 0.5, np.round(heat * 10) / 10, heat).astype(np.float32)  # peak plateaus

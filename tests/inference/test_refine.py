@@ -78,7 +78,7 @@ def test_tag_boxes_hold_every_tile_tag(gather, monkeypatch):
   rng = np.random.default_rng(80)
   heat = rng.random((23, 31, 3)).astype(np.float32)
   tags = rng.normal(0, 1, (23, 31, 3, 2)).astype(np.float32)
-  tiles = refine._Tiles(heat, TagMaps(tags, 23, 31), None)
+  tiles = refine._Tiles(heat, TagMaps(tags, 23, 31))
   ntiles = tiles.ny * tiles.nx
   tiles.ensure_boxes(np.arange(3), np.broadcast_to(np.arange(ntiles), (3, ntiles)))
   assert tiles.known.all() if gather else tiles.all_known
