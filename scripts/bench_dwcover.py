@@ -1,4 +1,4 @@
-"""Which split of a 7x7 depthwise conv into small sub-convs runs fastest under TFLite / XNNPACK.
+"""Which split of a 7x7 (or 9x9) depthwise conv into small sub-convs runs fastest under TFLite.
 
 XNNPACK (ai-edge-litert 2.3) runs depthwise kernels of up to 4, 9 or 25 taps with fast
 single-pass micro-kernels and a 49-tap one ~25x slower, so the export (litepose_jax/export/fold.py)
@@ -9,7 +9,8 @@ stride 2 on even sizes, zero taps allowed outside the kernel), ranks them with a
 the export's own cover on the LitePose-S block shapes (JAX -> jax2tf -> TFLite; each graph is the
 sub-convs + bias + ReLU6 of one block, 2 threads, median).
 
-  python scripts/bench_dwcover.py [--stride 1|2] [--quantize none int8] [--top 4] [--threads 2]
+  python scripts/bench_dwcover.py [--kernel 7|9] [--stride 1|2] [--quantize none int8] [--top 4]
+                                  [--max-pieces 7] [--threads 2]
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from litepose_jax.export import fold
 
-K = 7
+K = 7  # --kernel sets it
 # The LitePose-S @448 depthwise inputs: (shape, number of such layers) per stage.
 S_SHAPES = {1: [((1, 112, 112, 96), 5), ((1, 56, 56, 192), 7), ((1, 28, 28, 288), 9),
                 ((1, 28, 28, 720), 10)],
@@ -35,8 +36,8 @@ ADD_COST = 0.07
 def axis_sets(stride: int, size: int) -> dict[tuple[int, ...], tuple[int, int]]:
   """Real-tap offsets -> (taps, dilation) of the cheapest 'SAME' conv axis reading them."""
   out = {}
-  for n in range(1, 9):
-    for d in range(1, 9) if n > 1 else (1,):
+  for n in range(1, K + 2):
+    for d in range(1, K + 2) if n > 1 else (1,):
       offsets = fold._same_offsets(n, d, size, stride)
       real = tuple(o for o in offsets if -(K // 2) <= o <= K // 2)
       if real and (real not in out or out[real][0] > n):
@@ -61,8 +62,8 @@ def covers(stride: int, max_pieces: int) -> list[tuple[float, tuple]]:
   found = []
 
   def search(covered, chosen, cost):
-    if len(chosen) > max_pieces:
-      return
+    if len(full) - len(covered) > BUCKETS[-1][0] * (max_pieces - len(chosen)):
+      return  # the sub-convs left cannot hold the taps left
     first = next((t for t in full if t not in covered), None)
     if first is None:
       found.append((round(cost + ADD_COST * (len(chosen) - 1), 4), tuple(chosen)))
@@ -138,6 +139,7 @@ def describe(cover, stride: int) -> str:
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument('--kernel', type=int, default=7, choices=(7, 9))
   ap.add_argument('--stride', type=int, default=1, choices=(1, 2))
   ap.add_argument('--quantize', nargs='+', default=['none', 'int8'], choices=('none', 'int8'))
   ap.add_argument('--top', type=int, default=4, help='covers timed per piece count')
@@ -145,11 +147,15 @@ def main():
   ap.add_argument('--threads', type=int, default=2)
   ap.add_argument('--runs', type=int, default=100)
   args = ap.parse_args()
+  global K
+  K = args.kernel
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
   ranked = covers(args.stride, args.max_pieces)
   print(f'{len(ranked)} exact covers of {K}x{K} stride {args.stride} with <= {args.max_pieces} '
         'sub-convs')
-  chosen = {tuple(sorted(fold._PIECES[(K, args.stride)][0])): 'export'}
+  chosen = {}
+  if (K, args.stride) in fold._PIECES:
+    chosen[tuple(sorted(fold._PIECES[(K, args.stride)][0]))] = 'export'
   for m in range(2, args.max_pieces + 1):  # the model's best few of each size
     for _, cover in [c for c in ranked if len(c[1]) == m][:args.top]:
       chosen.setdefault(tuple(sorted(cover)), f'{m} pieces')

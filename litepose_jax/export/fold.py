@@ -120,15 +120,15 @@ def _conv(x, layer: Mapping[str, Any], band: bool = False):
   k, s = kernel.shape[0], layer.get('stride', 1)
   groups = x.shape[-1] if kernel.shape[2] == 1 and x.shape[-1] > 1 else 1
   if band and groups > 1 and (k, s) in _PIECES:
-    return _depthwise_split(x, kernel, s, jnp.asarray(layer['bias']))
+    return _depthwise_split(x, np.asarray(layer['kernel']), s, jnp.asarray(layer['bias']))
   p = k // 2
   y = lax.conv_general_dilated(x, kernel, (s, s), ((p, p), (p, p)), dimension_numbers=_DN,
                                feature_group_count=groups)
   return y + jnp.asarray(layer['bias'])
 
 
-# A 7x7 depthwise conv (symmetric padding 3) as a sum of 'SAME'-padded dilated sub-convs whose
-# taps partition the kernel's 49 taps: no PAD / SLICE copies, every sub-conv within XNNPACK's fast
+# A 7x7 (9x9) depthwise conv, symmetric padding, as a sum of 'SAME'-padded dilated sub-convs whose
+# taps partition the kernel's 49 (81) taps: no PAD / SLICE copies, every sub-conv within XNNPACK's fast
 # micro-kernels (ai-edge-litert 2.3: 4, 9 or 25 taps; a 49-tap depthwise conv runs ~25x slower
 # than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column dilation)); 'SAME'
 # padding makes it read the kernel's taps at fixed offsets, and taps outside the kernel are zero.
@@ -152,6 +152,13 @@ _PIECES = {
     (7, 2): ((((2, 2), (2, 7)), ((2, 6), (2, 7)), ((2, 7), (8, 1)), ((3, 2), (8, 1)),
               ((4, 2), (6, 1))),
              (((2, 6), (8, 1)), ((2, 4), (8, 1)), ((2, 2), (8, 1)), ((3, 4), (8, 1)))),
+    # 9x9 (the kernel-size sweep): rows -4, 4 | -3, 3 x columns -4..4, rows -2..2 x columns
+    # -4, -2, .., 4 | -3, -1, 1, 3 (18 + 18 + 25 + 20 taps; 81 taps in one conv ran ~30x slower).
+    (9, 1): ((((2, 8), (9, 1)), ((2, 6), (9, 1)), ((5, 1), (5, 2)), ((5, 1), (4, 2))),),
+    # Stride 2, any size: rows -4 | -3, 4 | -2, 3 x columns -4..4, rows -1..2 x columns -4 |
+    # -3, 4 | -2..3 (even sizes; 20 + 20 + 20 + 8 + 8 + 24 taps).
+    (9, 2): ((((2, 9), (10, 1)), ((2, 7), (10, 1)), ((2, 5), (10, 1)), ((4, 1), (2, 9)),
+              ((4, 1), (2, 7)), ((4, 1), (6, 1))),),
 }
 
 
@@ -186,7 +193,9 @@ def _depthwise_split(x, kernel, stride: int, bias=None):
   <= 25 taps (_PIECES; same result). The bias goes onto the first sub-conv so the converter fuses
   it into that conv."""
   k, c = kernel.shape[0], x.shape[-1]
-  padded_kernel = jnp.pad(jnp.asarray(kernel), ((0, 1), (0, 1), (0, 0), (0, 0)))  # index -1: 0
+  # kernel: a numpy array. Sub-kernels are sliced in numpy: a gather traced on a large constant
+  # is not always constant-folded by the converter (it left GATHER_ND + TRANSPOSE in a 9x9 S).
+  padded_kernel = np.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index -1: 0
   out = None
   for rows, cols, dilation in _cover(k, stride, x.shape[1], x.shape[2]):
     sub = padded_kernel[np.asarray(rows)][:, np.asarray(cols)]

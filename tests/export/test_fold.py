@@ -30,12 +30,14 @@ def test_negative_variance_is_rejected():
     fold._bn(variables, 'bn')
 
 
+@pytest.mark.parametrize('kernel', [7, 9])
 @pytest.mark.parametrize('stride,size', [(1, 12), (1, 9), (2, 12), (2, 9)])
-def test_banded_depthwise_equals_lax(stride, size):
+def test_split_depthwise_equals_lax(stride, size, kernel):
   rng = np.random.default_rng(stride + size)
   x = rng.normal(size=(1, size, size + 2, 5)).astype(np.float32)
-  k = rng.normal(size=(7, 7, 1, 5)).astype(np.float32)
-  ref = lax.conv_general_dilated(x, k, (stride, stride), ((3, 3), (3, 3)), dimension_numbers=DN,
+  k = rng.normal(size=(kernel, kernel, 1, 5)).astype(np.float32)
+  p = kernel // 2
+  ref = lax.conv_general_dilated(x, k, (stride, stride), ((p, p), (p, p)), dimension_numbers=DN,
                                  feature_group_count=5)
   got = fold._depthwise_split(x, k, stride)
   assert got.shape == ref.shape

@@ -44,6 +44,14 @@ def test_fp32_graph_is_builtin_and_bn_folded(xs_fp32, xs_model):
   assert hist['PAD'] == 1
   assert hist['ADD'] == _expected_adds(module) + 2 * num_dw7 + 2 * num_s2
   assert hist['TRANSPOSE_CONV'] == 6
+  # Every depthwise filter [1, kh, kw, C] fits XNNPACK's fast micro-kernels (<= 25 taps).
+  from ai_edge_litert.interpreter import Interpreter
+  interp = Interpreter(model_path=str(xs_fp32))
+  shapes = {t['index']: t['shape'] for t in interp.get_tensor_details()}
+  filters = [shapes[op['inputs'][1]] for op in interp._get_ops_details()
+             if op['op_name'] == 'DEPTHWISE_CONV_2D']
+  assert len(filters) == hist['DEPTHWISE_CONV_2D']
+  assert max(int(f[1] * f[2]) for f in filters) <= 25
   # Dense convs: stem 3x3 + stem 1x1 + 2 per block + 2 heads x (2 + 2 + 1... ) 1x1 outputs.
   assert hist['CONV_2D'] == 2 + 2 * num_dw7 + 6
 
