@@ -61,8 +61,8 @@ def fold_variables(module: LitePose, variables: Mapping[str, Any],
                    band_depthwise: bool = True) -> dict:
   """Folds every BN of `module`'s variables into conv kernels and biases (numpy leaves).
 
-  band_depthwise: compute 7x7 depthwise convs as sums of small dilated sub-convs (numerically the same
-  sum in another order; much faster under XNNPACK, see `_PIECES`).
+  band_depthwise: compute 7x7 / 9x9 depthwise convs as sums of small dilated sub-convs
+  (numerically the same sum in another order; much faster under XNNPACK, see `_PIECES`).
 
   The result mixes numpy arrays and python ints (strides): close over it (as the export does)
   instead of passing it through `jax.jit` as an argument.
@@ -127,11 +127,12 @@ def _conv(x, layer: Mapping[str, Any], band: bool = False):
   return y + jnp.asarray(layer['bias'])
 
 
-# A 7x7 (9x9) depthwise conv, symmetric padding, as a sum of 'SAME'-padded dilated sub-convs whose
-# taps partition the kernel's 49 (81) taps: no PAD / SLICE copies, every sub-conv within XNNPACK's fast
-# micro-kernels (ai-edge-litert 2.3: 4, 9 or 25 taps; a 49-tap depthwise conv runs ~25x slower
-# than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column dilation)); 'SAME'
-# padding makes it read the kernel's taps at fixed offsets, and taps outside the kernel are zero.
+# A 7x7 (9x9) depthwise conv, symmetric padding, as a sum of 'SAME'-padded dilated sub-convs
+# whose taps partition the kernel's 49 (81) taps: no PAD / SLICE copies, every sub-conv within
+# XNNPACK's fast micro-kernels (ai-edge-litert 2.3: 4, 9 or 25 taps; a 49-tap depthwise conv
+# runs ~25x slower than a 25-tap one). Each sub-conv is ((rows, row dilation), (columns, column
+# dilation)); 'SAME' padding makes it read the kernel's taps at fixed offsets, and taps outside
+# the kernel are zero.
 # Per (kernel, stride) the covers in order of preference: the first that partitions the kernel on
 # the input's size is used. Chosen with scripts/bench_dwcover.py (exact cover search, timed on the
 # S block shapes, fp32 and int8, 2 threads; docs/BENCHMARKS.md).
