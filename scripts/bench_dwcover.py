@@ -22,7 +22,6 @@ import numpy as np
 
 from litepose_jax.export import fold
 
-K = 7  # --kernel sets it
 # The LitePose-S @448 depthwise inputs: (shape, number of such layers) per stage.
 S_SHAPES = {1: [((1, 112, 112, 96), 5), ((1, 56, 56, 192), 7), ((1, 28, 28, 288), 9),
                 ((1, 28, 28, 720), 10)],
@@ -33,13 +32,14 @@ BUCKETS = ((4, 0.07), (9, 0.09), (25, 0.6))
 ADD_COST = 0.07
 
 
-def axis_sets(stride: int, size: int) -> dict[tuple[int, ...], tuple[int, int]]:
-  """Real-tap offsets -> (taps, dilation) of the cheapest 'SAME' conv axis reading them."""
+def axis_sets(k: int, stride: int, size: int) -> dict[tuple[int, ...], tuple[int, int]]:
+  """Offsets inside a k-tap axis -> (taps, dilation) of the cheapest 'SAME' conv axis reading
+  exactly them (its other taps fall outside the kernel)."""
   out = {}
-  for n in range(1, K + 2):
-    for d in range(1, K + 2) if n > 1 else (1,):
+  for n in range(1, k + 2):
+    for d in range(1, k + 2) if n > 1 else (1,):
       offsets = fold._same_offsets(n, d, size, stride)
-      real = tuple(o for o in offsets if -(K // 2) <= o <= K // 2)
+      real = tuple(o for o in offsets if -(k // 2) <= o <= k // 2)
       if real and (real not in out or out[real][0] > n):
         out[real] = (n, d)
   return out
@@ -49,16 +49,17 @@ def bucket_cost(taps: int) -> float:
   return next((c for size, c in BUCKETS if taps <= size), float('inf'))
 
 
-def covers(stride: int, max_pieces: int) -> list[tuple[float, tuple]]:
-  """All partitions of the K x K taps into <= max_pieces sub-convs, cheapest first (model)."""
-  sets = axis_sets(stride, 2 * K)
+def covers(k: int, stride: int, max_pieces: int) -> list[tuple[float, tuple]]:
+  """All partitions of the k x k taps into <= max_pieces sub-convs on an even input size,
+  cheapest first by the cost model: [(cost, ((rows, row dilation), (cols, col dilation)), ..)]."""
+  sets = axis_sets(k, stride, 2 * k)
   pieces = []
   for rows, (nr, dr) in sets.items():
     for cols, (nc, dc) in sets.items():
       if nr * nc <= BUCKETS[-1][0]:
         taps = frozenset((r, c) for r in rows for c in cols)
         pieces.append((taps, bucket_cost(nr * nc), ((nr, dr), (nc, dc))))
-  full = [(r, c) for r in range(-(K // 2), K // 2 + 1) for c in range(-(K // 2), K // 2 + 1)]
+  full = [(r, c) for r in range(-(k // 2), k // 2 + 1) for c in range(-(k // 2), k // 2 + 1)]
   found = []
 
   def search(covered, chosen, cost):
@@ -77,22 +78,13 @@ def covers(stride: int, max_pieces: int) -> list[tuple[float, tuple]]:
   return found
 
 
-def block_fn(cover, stride: int, channels: int, seed: int = 0):
-  """x [1, H, W, C] -> ReLU6(7x7 depthwise via the cover's sub-convs + bias)."""
+def block_fn(cover, k: int, stride: int, channels: int, seed: int = 0):
+  """x [1, H, W, C] -> ReLU6(k x k depthwise via the cover's sub-convs + bias)."""
   import jax.numpy as jnp
-  from jax import lax
   rng = np.random.default_rng(seed)
-  kernel = rng.normal(0, 0.1, (K, K, 1, channels)).astype(np.float32)
+  kernel = rng.normal(0, 0.1, (k, k, 1, channels)).astype(np.float32)
   bias = rng.normal(0, 0.1, channels).astype(np.float32)
-
-  def fn(x):
-    saved = fold._PIECES.get((K, stride))
-    fold._PIECES[(K, stride)] = (cover,)
-    try:
-      return jnp.clip(fold._depthwise_split(x, kernel, stride, bias), 0.0, 6.0)
-    finally:
-      fold._PIECES[(K, stride)] = saved
-  return fn
+  return lambda x: jnp.clip(fold._depthwise_split(x, kernel, stride, bias, (cover,)), 0.0, 6.0)
 
 
 def to_tflite(fn, shape, quantize: str) -> bytes:
@@ -127,11 +119,12 @@ def time_ms(model: bytes, shape, threads: int, runs: int) -> float:
   return 1e3 * float(np.median(times))
 
 
-def describe(cover, stride: int) -> str:
+def describe(cover, k: int, stride: int) -> str:
+  """'taps t r[row offsets] x c[column offsets] + ...' of a cover on an even input size."""
   parts = []
   for (nr, dr), (nc, dc) in cover:
-    rows = [o for o in fold._same_offsets(nr, dr, 2 * K, stride) if abs(o) <= K // 2]
-    cols = [o for o in fold._same_offsets(nc, dc, 2 * K, stride) if abs(o) <= K // 2]
+    rows = [o for o in fold._same_offsets(nr, dr, 2 * k, stride) if abs(o) <= k // 2]
+    cols = [o for o in fold._same_offsets(nc, dc, 2 * k, stride) if abs(o) <= k // 2]
     parts.append(f'{nr * nc}t r{rows}x c{cols}')
   return ' + '.join(parts).replace(' ', '')
 
@@ -147,15 +140,14 @@ def main():
   ap.add_argument('--threads', type=int, default=2)
   ap.add_argument('--runs', type=int, default=100)
   args = ap.parse_args()
-  global K
-  K = args.kernel
+  k = args.kernel
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
-  ranked = covers(args.stride, args.max_pieces)
-  print(f'{len(ranked)} exact covers of {K}x{K} stride {args.stride} with <= {args.max_pieces} '
+  ranked = covers(k, args.stride, args.max_pieces)
+  print(f'{len(ranked)} exact covers of {k}x{k} stride {args.stride} with <= {args.max_pieces} '
         'sub-convs')
   chosen = {}
-  if (K, args.stride) in fold._PIECES:
-    chosen[tuple(sorted(fold._PIECES[(K, args.stride)][0]))] = 'export'
+  if (k, args.stride) in fold._PIECES:
+    chosen[tuple(sorted(fold._PIECES[(k, args.stride)][0]))] = 'export'
   for m in range(2, args.max_pieces + 1):  # the model's best few of each size
     for _, cover in [c for c in ranked if len(c[1]) == m][:args.top]:
       chosen.setdefault(tuple(sorted(cover)), f'{m} pieces')
@@ -164,11 +156,11 @@ def main():
     print(f'\n{q}: ms per layer at ' + ', '.join('x'.join(map(str, s[1:])) for s, _ in shapes)
           + '; S total = sum over its layers')
     for cover, tag in chosen.items():
-      ms = [time_ms(to_tflite(block_fn(cover, args.stride, s[-1]), s, q), s, args.threads,
+      ms = [time_ms(to_tflite(block_fn(cover, k, args.stride, s[-1]), s, q), s, args.threads,
                     args.runs) for s, _ in shapes]
       total = sum(t * n for t, (_, n) in zip(ms, shapes))
       print(f'  {tag:9s} ' + ' '.join(f'{t:6.3f}' for t in ms) + f'  S {total:6.2f}  '
-            f'{describe(cover, args.stride)}', flush=True)
+            f'{describe(cover, k, args.stride)}', flush=True)
 
 
 if __name__ == '__main__':

@@ -171,11 +171,12 @@ def _same_offsets(n: int, d: int, size: int, stride: int) -> list[int]:
   return [i * d - before for i in range(n)]
 
 
-def _cover(k: int, stride: int, height: int, width: int):
+def _cover(k: int, stride: int, height: int, width: int, covers=None):
   """[(sub-kernel row / column indices into the k x k kernel (-1: zero tap), dilations)] of the
-  first _PIECES cover whose real taps partition the kernel on this input size."""
+  first cover (default: _PIECES[(k, stride)]) whose real taps partition the kernel on this input
+  size."""
   p = k // 2
-  for pieces in _PIECES[(k, stride)]:
+  for pieces in _PIECES[(k, stride)] if covers is None else covers:
     hits = np.zeros((k, k), int)
     out = []
     for (nr, dr), (nc, dc) in pieces:
@@ -189,16 +190,16 @@ def _cover(k: int, stride: int, height: int, width: int):
                    f'{height}x{width} input')
 
 
-def _depthwise_split(x, kernel, stride: int, bias=None):
+def _depthwise_split(x, kernel, stride: int, bias=None, covers=None):
   """Depthwise conv with symmetric k//2 padding as a sum of 'SAME'-padded dilated sub-convs of
-  <= 25 taps (_PIECES; same result). The bias goes onto the first sub-conv so the converter fuses
-  it into that conv."""
+  <= 25 taps (_PIECES, or `covers` in its format; same result). The bias goes onto the first
+  sub-conv so the converter fuses it into that conv."""
   k, c = kernel.shape[0], x.shape[-1]
   # kernel: a numpy array. Sub-kernels are sliced in numpy: a gather traced on a large constant
   # is not always constant-folded by the converter (it left GATHER_ND + TRANSPOSE in a 9x9 S).
   padded_kernel = np.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index -1: 0
   out = None
-  for rows, cols, dilation in _cover(k, stride, x.shape[1], x.shape[2]):
+  for rows, cols, dilation in _cover(k, stride, x.shape[1], x.shape[2], covers):
     sub = padded_kernel[np.asarray(rows)][:, np.asarray(cols)]
     y = lax.conv_general_dilated(x, sub, (stride, stride), 'SAME', rhs_dilation=dilation,
                                  dimension_numbers=_DN, feature_group_count=c)
