@@ -6,7 +6,8 @@
 
 Weights are random (BN statistics included): latency does not depend on them, accuracy does, so
 these models are for timing only. Prints one markdown row per model: network latency (median and
-min) and, for the arches in --e2e-archs, end to end for one image (preprocess + network + decode)
+min) and, for the arches in --e2e-archs, end to end for one image (`litepose bench`: what
+`litepose predict` does, grouping at the input resolution unless --group-at stride2)
 without and with flip test. The bars (official PyTorch, NUMBERS.md's CPU, 2 threads, network
 only): XS 31 ms, S 130 ms, M 152 ms, L 286 ms. Machines differ and shared ones are noisy, so
 --torch also times the spec-written PyTorch model (tests/models/torch_litepose.py, eager fp32,
@@ -72,6 +73,8 @@ def main(argv=None) -> int:
   p.add_argument('--calibration', default=None, help='image folder for int8 calibration')
   p.add_argument('--image', default=None, help='image for the end-to-end timing')
   p.add_argument('--e2e-archs', nargs='*', default=['S'])
+  p.add_argument('--group-at', choices=('input', 'stride2'), default='input',
+                 help='end to end: where the grouping runs (official: input)')
   p.add_argument('--out-dir', default=None, help='keep the .tflite files here')
   p.add_argument('--torch', action='store_true',
                  help='also time the spec-written PyTorch model interleaved with the TFLite ones')
@@ -104,12 +107,10 @@ def main(argv=None) -> int:
                        source=f'random init {arch}', random_init=True, threads=args.threads,
                        log=lambda s: print(f'  [{arch} {q}] {s}', file=sys.stderr))
       r = bench.benchmark(path, args.threads, args.runs, args.warmup, image,
-                          e2e=arch in args.e2e_archs)
+                          e2e=arch in args.e2e_archs, group_at=args.group_at)
       net = r['network']
       e2e = f'{r["e2e"]["median"]:.1f}' if 'e2e' in r else '-'
       e2e_flip = f'{r["e2e_flip"]["median"]:.1f}' if 'e2e' in r else '-'
-      if 'e2e' in r and not r['decoded']:
-        e2e += ' (no decode)'
       row = (f'| {arch} | {size} | {q} | {os.path.getsize(path) / 1e6:.2f} | '
              f'{net["median"]:.1f} ({net["min"]:.1f}) | {PYTORCH_MS.get(arch, "-")} | {e2e} | '
              f'{e2e_flip} |')

@@ -3,11 +3,13 @@
   litepose bench --tflite model.tflite [--threads 2] [--runs 50] [--image IMG]
 
 Network: one `image` -> outputs invoke, min / median / max over --runs after --warmup runs.
-End to end for one image: preprocess (letterbox + normalise) + network + decode (stage fusion and
-grouping from litepose_jax.inference), without and with flip test (a second invoke on the
-mirrored input; heatmaps averaged, tags stacked, as the official test).
-Decoding uses litepose_jax.inference when it is installed; otherwise end to end is reported as
-preprocess + network only, and the output says so.
+End to end for one image: what `litepose predict` does (inference.Predictor): preprocess (fit
+into the input, normalise), network, stage fusion, grouping and the map back to image pixels,
+without and with flip test (a second invoke on the mirrored input; heatmaps averaged, tags
+stacked, as the official test). Grouping runs at the input resolution like the official code
+(PROJECT2IMAGE) unless --group-at stride2. The median of each Predictor stage is printed too
+(its 'network' includes stage fusion and the flip combination; 'decode' is grouping and the map
+back).
 """
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from typing import Callable
 
 import numpy as np
 
-from litepose_jax.export import tflite as tflite_lib
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--tflite', required=True, help='exported .tflite (with its sidecar json)')
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--image', default=None,
                       help='image for the end-to-end timing (default: a synthetic 640x480 image)')
   parser.add_argument('--no-e2e', action='store_true', help='network latency only')
+  parser.add_argument('--group-at', choices=('input', 'stride2'), default='input',
+                      help='end to end: group at the input resolution (official) or on the '
+                           'stride-2 maps')
 
 
 def time_ms(fn: Callable[[], object], runs: int, warmup: int) -> dict[str, float]:
@@ -45,29 +48,9 @@ def time_ms(fn: Callable[[], object], runs: int, warmup: int) -> dict[str, float
   return {'min': min(times), 'median': statistics.median(times), 'max': max(times)}
 
 
-def _decoder(model):
-  """decode(out4, out2, flipped=None) -> (poses, scores) via litepose_jax.inference, or None.
-
-  Official test-time aggregation: stride-4 maps resized to stride 2 and averaged with the
-  stride-2 heatmaps; with a flip pass, heatmaps averaged and tags stacked; then the grouping.
-  """
-  try:
-    from litepose_jax.inference import fusion, parse_poses
-  except ImportError:
-    return None
-  js = model.joint_set
-
-  def decode(out4, out2, flipped=None):
-    heat, tags = fusion.fuse_stages(out4[0], out2[0], js.num_joints)
-    if flipped is not None:
-      heat_f, tags_f = fusion.fuse_stages(flipped[0][0], flipped[1][0], js.num_joints)
-      heat, tags = fusion.combine_flip(heat, tags, heat_f, tags_f, js.flip_index)
-    return parse_poses(heat, tags, joint_order=js.group_order)
-  return decode
-
-
 def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
-              image: np.ndarray | None = None, e2e: bool = True) -> dict:
+              image: np.ndarray | None = None, e2e: bool = True,
+              group_at: str = 'input') -> dict:
   """Latency figures (ms) of the .tflite at `path`; see the module docstring."""
   from litepose_jax.export import runtime
   model = runtime.TFLiteModel(path, num_threads=threads)
@@ -78,20 +61,17 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
             'network': time_ms(lambda: model.raw(x), runs, warmup)}
   if not e2e:
     return result
+  from litepose_jax.inference import predictor as predictor_lib
   if image is None:
     image = (np.random.default_rng(1).uniform(0, 255, (480, 640, 3))).astype(np.uint8)
-  decode = _decoder(model)
-  result['decoded'] = decode is not None
-
-  def pipeline(flip: bool):
-    inp = tflite_lib.preprocess_image(image, size)
-    out4, out2 = model(inp)
-    flipped = model(np.ascontiguousarray(inp[:, :, ::-1])) if flip else None
-    if decode is not None:
-      decode(out4, out2, flipped)
-
-  result['e2e'] = time_ms(lambda: pipeline(False), runs, warmup)
-  result['e2e_flip'] = time_ms(lambda: pipeline(True), runs, warmup)
+  backend = predictor_lib.load_backend(path, num_threads=threads)
+  result['group_at'] = group_at
+  for key, flip in (('e2e', False), ('e2e_flip', True)):
+    predict = predictor_lib.Predictor(backend, flip=flip, group_at=group_at)
+    stages = []
+    result[key] = time_ms(lambda: stages.append(predict(image).timings), runs, warmup)
+    result[key + '_stages'] = {name: 1e3 * statistics.median(t[name] for t in stages[warmup:])
+                               for name in stages[0]}
   return result
 
 
@@ -104,13 +84,14 @@ def run(args: argparse.Namespace) -> int:
     raise ValueError(f'--threads must be >= 1, got {args.threads}')
   from litepose_jax.data import images as image_files  # pylint: disable=g-import-not-at-top
   image = image_files.read_rgb(args.image, '--image') if args.image else None
-  r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e)
+  r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e,
+                args.group_at)
   print(f'{args.tflite}: {r["size"]}x{r["size"]}, {r["quantization"]}, {r["threads"]} thread(s), '
         f'{r["runs"]} runs')
   print(f'  network            {_fmt(r["network"])}')
   if 'e2e' in r:
-    what = ('preprocess + network + decode' if r['decoded'] else
-            'preprocess + network (no decoder: litepose_jax.inference not available)')
-    print(f'  end to end         {_fmt(r["e2e"])}   [{what}]')
-    print(f'  end to end, flip   {_fmt(r["e2e_flip"])}')
+    where = 'input resolution' if r['group_at'] == 'input' else 'stride-2 maps'
+    for key, name in (('e2e', 'end to end'), ('e2e_flip', 'end to end, flip')):
+      parts = ', '.join(f'{k} {v:.1f}' for k, v in r[key + '_stages'].items())
+      print(f'  {name:18s} {_fmt(r[key])}   [{parts} ms; grouping at the {where}]')
   return 0

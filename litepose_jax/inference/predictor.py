@@ -106,8 +106,8 @@ class JaxBackend:
     return np.asarray(heat), np.asarray(tags)
 
 
-def load_backend(path: str | os.PathLike, size: int | None = None):
-  """A JAX checkpoint (dir / workdir) or a .tflite file -> backend."""
+def load_backend(path: str | os.PathLike, size: int | None = None, *, num_threads: int = 2):
+  """A JAX checkpoint (dir / workdir) or a .tflite file (run on num_threads threads) -> backend."""
   path = os.fspath(path)
   if path.lower().endswith('.tflite'):
     if not os.path.isfile(path):
@@ -117,7 +117,7 @@ def load_backend(path: str | os.PathLike, size: int | None = None):
     except ImportError as e:
       raise ValueError(f'cannot run {path}: the TFLite runtime (litepose_jax.export.runtime) is '
                        f'not available ({e})') from e
-    return _TFLiteBackend(TFLiteModel(path))
+    return _TFLiteBackend(TFLiteModel(path, num_threads=num_threads))
   # One backend (and its compiled functions) per checkpoint in a process: repeated commands or
   # predictors on the same model do not recompile.
   from litepose_jax import checkpoints

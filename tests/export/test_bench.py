@@ -15,25 +15,16 @@ def test_time_ms_counts_runs():
     bench.time_ms(lambda: None, runs=0, warmup=0)
 
 
-def test_benchmark_decodes(xs_fp32):
-  r = bench.benchmark(str(xs_fp32), threads=1, runs=2, warmup=1)
-  assert r['size'] == 64 and r['quantization'] == 'none'
-  assert r['decoded'] is True
+@pytest.mark.parametrize('group_at', ['input', 'stride2'])
+def test_benchmark_times_the_predictor(xs_fp32, group_at):
+  r = bench.benchmark(str(xs_fp32), threads=1, runs=2, warmup=1, group_at=group_at)
+  assert r['size'] == 64 and r['quantization'] == 'none' and r['group_at'] == group_at
   for key in ('network', 'e2e', 'e2e_flip'):
     assert 0 < r[key]['min'] <= r[key]['median'] <= r[key]['max']
+  for key in ('e2e', 'e2e_flip'):
+    stages = r[key + '_stages']
+    assert set(stages) == {'preprocess', 'network', 'decode'} and min(stages.values()) > 0
   assert 'e2e' not in bench.benchmark(str(xs_fp32), threads=1, runs=1, warmup=0, e2e=False)
-
-
-def test_decoder_flip_symmetry(xs_fp32):
-  from litepose_jax.export import runtime
-  model = runtime.TFLiteModel(xs_fp32, num_threads=1)
-  decode = bench._decoder(model)
-  x = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
-  out = model(x)
-  poses, scores = decode(*out)
-  assert poses.ndim == 3 and poses.shape[1:] == (14, 3) and len(scores) == len(poses)
-  poses_f, _ = decode(*out, flipped=model(np.ascontiguousarray(x[:, :, ::-1])))
-  assert poses_f.shape[1:] == (14, 3)
 
 
 def test_bench_command(xs_fp32, capsys):
@@ -42,6 +33,10 @@ def test_bench_command(xs_fp32, capsys):
   out = capsys.readouterr().out
   assert rc == 0
   assert 'network' in out and 'end to end, flip' in out and 'decode' in out
+  assert 'grouping at the input resolution' in out
+  rc = litepose_cli.main(['bench', '--tflite', str(xs_fp32), '--runs', '1', '--warmup', '0',
+                          '--threads', '1', '--group-at', 'stride2'])
+  assert rc == 0 and 'grouping at the stride-2 maps' in capsys.readouterr().out
 
 
 def test_bench_errors(tmp_path, capsys):
