@@ -4,9 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh dev
 export PYTHONUNBUFFERED=1
-# Huge-page malloc for XLA:CPU's per-step temporaries (litepose_jax/host_memory.py): fewer page
-# faults, a faster suite; glibc ignores the tunable where it does not exist.
+# Huge-page malloc and heap thresholds for large temporaries (litepose_jax/host_memory.py): fewer
+# page faults, a faster suite; glibc ignores tunables that do not exist.
 if [ -z "${LITEPOSE_NO_HUGEPAGES:-}" ]; then
-  export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1"
+  tunables=$(.venv/bin/python -c 'from litepose_jax import host_memory; print(host_memory.TUNABLE)')
+  export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}$tunables"
 fi
 exec .venv/bin/python -m pytest "$@"

@@ -27,6 +27,10 @@ def test_tuned_environ_adds_keeps_and_respects_opt_out(monkeypatch):
   assert env['GLIBC_TUNABLES'] == f'{other}:{host_memory.TUNABLE}'
   assert host_memory.tuned_environ({'GLIBC_TUNABLES': env['GLIBC_TUNABLES']}) is None
   assert host_memory.tuned_environ({host_memory.OPT_OUT: '1'}) is None
+  # A value the user chose for one of our tunables is kept; the others are added.
+  mine = 'glibc.malloc.mmap_threshold=1000'
+  env = host_memory.tuned_environ({'GLIBC_TUNABLES': mine})
+  assert env['GLIBC_TUNABLES'].split(':') == [mine, host_memory.TUNABLES[0], host_memory.TUNABLES[2]]
   monkeypatch.setattr(host_memory, 'hugepage_malloc_supported', lambda: False)
   assert host_memory.tuned_environ({'A': '1'}) is None
 
@@ -67,3 +71,29 @@ def test_huge_pages_cut_page_faults_of_large_mallocs():
   assert plain >= 8 * (64 << 20) // 4096 * 0.9  # every 4 KiB page of every block faults
   if host_memory.hugepage_malloc_supported():
     assert tuned * 20 < plain, (tuned, plain)
+
+
+def test_heap_thresholds_keep_the_pages_of_repeated_temporaries():
+  # What decoding does per image: several arrays of ~11 MB at once, then all freed. glibc's
+  # adaptive thresholds trim the freed heap top, so every call faults the pages in again.
+  code = """
+      import ctypes, resource
+      libc = ctypes.CDLL(None)
+      libc.malloc.restype = ctypes.c_void_p
+      libc.free.argtypes = [ctypes.c_void_p]
+      n = 11 << 20
+      faults = []
+      for _ in range(8):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        blocks = [libc.malloc(n) for _ in range(4)]
+        for p in blocks:
+          ctypes.memset(p, 1, n)
+        for p in blocks:
+          libc.free(p)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+      print(sum(faults[2:]))
+  """
+  huge_only = int(_run(code, _clean_env(GLIBC_TUNABLES=host_memory.TUNABLES[0])))
+  tuned = int(_run(code, _clean_env(GLIBC_TUNABLES=host_memory.TUNABLE)))
+  if host_memory.hugepage_malloc_supported():  # glibc: the tunables exist (the CI machine)
+    assert tuned * 10 < max(huge_only, 10), (tuned, huge_only)
