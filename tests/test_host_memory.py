@@ -51,23 +51,33 @@ def test_reexec_sets_the_tunable_once():
   assert _run(code, _clean_env(**{host_memory.OPT_OUT: '1'})).splitlines() == ['start', 'None']
 
 
-def test_huge_pages_cut_page_faults_of_large_mallocs():
-  # What XLA:CPU does every step: malloc a large block, touch it, free it.
-  code = """
+def _faults(env, size_mb, blocks=1, rounds=8, skip=0):
+  """Minor page faults of rounds (after the first `skip`) that malloc `blocks` blocks of size_mb
+  MiB, touch every byte and free them all, in a fresh process with `env`."""
+  code = f"""
       import ctypes, resource
       libc = ctypes.CDLL(None)
       libc.malloc.restype = ctypes.c_void_p
       libc.free.argtypes = [ctypes.c_void_p]
-      n = 64 << 20
-      before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-      for _ in range(8):
-        p = libc.malloc(n)
-        ctypes.memset(p, 1, n)
-        libc.free(p)
-      print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+      n = {size_mb} << 20
+      faults = []
+      for _ in range({rounds}):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        held = [libc.malloc(n) for _ in range({blocks})]
+        for p in held:
+          ctypes.memset(p, 1, n)
+        for p in held:
+          libc.free(p)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+      print(sum(faults[{skip}:]))
   """
-  plain = int(_run(code, _clean_env()))
-  tuned = int(_run(code, _clean_env(GLIBC_TUNABLES=host_memory.TUNABLE)))
+  return int(_run(code, env))
+
+
+def test_huge_pages_cut_page_faults_of_large_mallocs():
+  # What XLA:CPU does every step: malloc a large block, touch it, free it.
+  plain = _faults(_clean_env(), 64)
+  tuned = _faults(_clean_env(GLIBC_TUNABLES=host_memory.TUNABLE), 64)
   assert plain >= 8 * (64 << 20) // 4096 * 0.9  # every 4 KiB page of every block faults
   if host_memory.hugepage_malloc_supported():
     assert tuned * 20 < plain, (tuned, plain)
@@ -76,24 +86,7 @@ def test_huge_pages_cut_page_faults_of_large_mallocs():
 def test_heap_thresholds_keep_the_pages_of_repeated_temporaries():
   # What decoding does per image: several arrays of ~11 MB at once, then all freed. glibc's
   # adaptive thresholds trim the freed heap top, so every call faults the pages in again.
-  code = """
-      import ctypes, resource
-      libc = ctypes.CDLL(None)
-      libc.malloc.restype = ctypes.c_void_p
-      libc.free.argtypes = [ctypes.c_void_p]
-      n = 11 << 20
-      faults = []
-      for _ in range(8):
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        blocks = [libc.malloc(n) for _ in range(4)]
-        for p in blocks:
-          ctypes.memset(p, 1, n)
-        for p in blocks:
-          libc.free(p)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-      print(sum(faults[2:]))
-  """
-  huge_only = int(_run(code, _clean_env(GLIBC_TUNABLES=host_memory.TUNABLES[0])))
-  tuned = int(_run(code, _clean_env(GLIBC_TUNABLES=host_memory.TUNABLE)))
+  huge_only = _faults(_clean_env(GLIBC_TUNABLES=host_memory.TUNABLES[0]), 11, blocks=4, skip=2)
+  tuned = _faults(_clean_env(GLIBC_TUNABLES=host_memory.TUNABLE), 11, blocks=4, skip=2)
   if host_memory.hugepage_malloc_supported():  # glibc: the tunables exist (the CI machine)
     assert tuned * 10 < max(huge_only, 10), (tuned, huge_only)
