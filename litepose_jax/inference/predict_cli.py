@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import cv2
@@ -67,8 +68,57 @@ def _frames(source: str, max_frames: int | None):
     yield os.path.basename(p), image_files.read_rgb(p, '--source image'), None
 
 
+class _Outputs:
+  """Drawn images / the mp4 and the results json of one predict run; `close` leaves every
+  finished frame on disk, also when the run stops early (error, Ctrl-C)."""
+
+  def __init__(self, args, joint_set):
+    self.args, self.joint_set = args, joint_set
+    self.results, self.frames = [], 0
+    self.writer = self.video_path = None
+
+  def add(self, idx: int, name: str, rgb: np.ndarray, fps, pred, show: bool) -> bool:
+    """Draws and writes frame idx; returns False when the window asked to stop."""
+    from litepose_jax.inference.draw import draw_poses
+    drawn = draw_poses(rgb, pred.poses, self.joint_set, scores=pred.scores,
+                       threshold=self.args.threshold)
+    bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+    self._write(name, bgr, fps)
+    self.results += pred.to_coco(idx, image_name=name)
+    self.frames += 1
+    if show:
+      cv2.imshow('litepose', bgr)
+      return cv2.waitKey(1) & 0xFF != ord('q')
+    return True
+
+  def _write(self, name: str, bgr: np.ndarray, fps) -> None:
+    args = self.args
+    if fps is None:
+      path = os.path.join(args.out, os.path.splitext(name)[0] + '_poses.jpg')
+      if not cv2.imwrite(path, bgr):
+        raise ValueError(f'cannot write {path}')
+      return
+    if self.writer is None:
+      stem = 'webcam' if args.source.isdigit() else os.path.splitext(
+          os.path.basename(args.source))[0]
+      self.video_path = os.path.join(args.out, f'{stem}_poses.mp4')
+      self.writer = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                    (bgr.shape[1], bgr.shape[0]))
+      if not self.writer.isOpened():
+        raise ValueError(f'cannot write {self.video_path} (no mp4v encoder in this OpenCV build)')
+    self.writer.write(bgr)
+
+  def close(self) -> str:
+    """Closes the video (a playable file) and writes the results json; returns the json path."""
+    if self.writer is not None:
+      self.writer.release()
+    out_json = os.path.join(self.args.out, 'results.json')
+    with open(out_json, 'w') as f:
+      json.dump(self.results, f)
+    return out_json
+
+
 def run(args) -> int:
-  from litepose_jax.inference.draw import draw_poses
   from litepose_jax.inference.predictor import Predictor
   try:
     scales = [float(s) for s in args.scales.split(',')]
@@ -78,54 +128,39 @@ def run(args) -> int:
                                   group_at=args.group_at)
   os.makedirs(args.out, exist_ok=True)
   show = args.show and _can_show()
-  results, writer, video_path = [], None, None
+  outputs = _Outputs(args, predictor.joint_set)
   totals = {'preprocess': 0.0, 'network': 0.0, 'decode': 0.0}
-  n, t_start, warm = 0, None, None
-  for idx, (name, rgb, fps) in enumerate(_frames(args.source, args.max_frames)):
-    pred = predictor(rgb)
-    if idx == 0:
-      warm = dict(pred.timings)  # includes JIT compilation; excluded from the averages
-      t_start = time.perf_counter()
-    else:
-      for k in totals:
-        totals[k] += pred.timings[k]
-      n += 1
-    results += pred.to_coco(idx, image_name=name)
-    drawn = draw_poses(rgb, pred.poses, predictor.joint_set, scores=pred.scores,
-                       threshold=args.threshold)
-    bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
-    if fps is None:
-      cv2.imwrite(os.path.join(args.out, os.path.splitext(name)[0] + '_poses.jpg'), bgr)
-    else:
-      if writer is None:
-        stem = 'webcam' if args.source.isdigit() else os.path.splitext(
-            os.path.basename(args.source))[0]
-        video_path = os.path.join(args.out, f'{stem}_poses.mp4')
-        writer = cv2.VideoWriter(video_path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                 (bgr.shape[1], bgr.shape[0]))
-        if not writer.isOpened():
-          raise ValueError(f'cannot write {video_path} (no mp4v encoder in this OpenCV build)')
-      writer.write(bgr)
-    if show:
-      cv2.imshow('litepose', bgr)
-      if cv2.waitKey(1) & 0xFF == ord('q'):
+  n, t_start, warm, stopped = 0, None, None, True
+  try:
+    for idx, (name, rgb, fps) in enumerate(_frames(args.source, args.max_frames)):
+      pred = predictor(rgb)
+      if idx == 0:
+        warm = dict(pred.timings)  # includes JIT compilation; excluded from the averages
+        t_start = time.perf_counter()
+      else:
+        for k in totals:
+          totals[k] += pred.timings[k]
+        n += 1
+      if not outputs.add(idx, name, rgb, fps, pred, show):
         break
-  if writer is not None:
-    writer.release()
+    stopped = False
+  finally:
+    # Whatever stopped the run (an error, Ctrl-C), the frames already done are kept on disk.
+    out_json = outputs.close()
+    if stopped:
+      print(f'litepose predict: stopped early; kept the {outputs.frames} finished frame(s) and '
+            f'their results in {args.out}', file=sys.stderr)
   if t_start is None:
     raise ValueError(f'--source {args.source!r} gave no frames')
   wall = time.perf_counter() - t_start
-  out_json = os.path.join(args.out, 'results.json')
-  with open(out_json, 'w') as f:
-    json.dump(results, f)
   print(f'first frame (includes compilation): ' +
         ', '.join(f'{k} {1000 * v:.1f} ms' for k, v in warm.items()))
   if n:
     avg = {k: 1000 * v / n for k, v in totals.items()}
     print('per frame: ' + ', '.join(f'{k} {v:.1f} ms' for k, v in avg.items()) +
           f'; {n / wall:.2f} FPS end to end (incl. drawing and writing)')
-  print(f'wrote {len(results)} people from {n + 1} frame(s): {out_json}' +
-        (f', {video_path}' if video_path else f', drawn images in {args.out}'))
+  print(f'wrote {len(outputs.results)} people from {n + 1} frame(s): {out_json}' +
+        (f', {outputs.video_path}' if outputs.video_path else f', drawn images in {args.out}'))
   return 0
 
 

@@ -151,6 +151,43 @@ def test_predict_cli_on_images_and_video(xs_checkpoint, sample_data, tmp_path, c
   assert json.loads((vout / 'results.json').read_text()) is not None
 
 
+def test_predict_cli_keeps_finished_frames_when_stopped(xs_checkpoint, sample_data, tmp_path,
+                                                         capsys, monkeypatch):
+  import shutil
+  from litepose_jax import cli
+  from litepose_jax.inference import predictor as predictor_lib
+  # A folder whose last image is broken: a clear error, the first two images' outputs kept.
+  src = tmp_path / 'src'
+  src.mkdir()
+  for f in ('103319.jpg', '106848.jpg'):
+    shutil.copy(sample_data / 'crowdpose_sample' / f, src / f)
+  (src / 'zzz.jpg').write_bytes(b'not a jpeg')
+  out = tmp_path / 'imgs'
+  rc = cli.main(['predict', '--checkpoint', str(xs_checkpoint), '--source', str(src), '--out',
+                 str(out), '--size', '64'])
+  err = capsys.readouterr().err
+  assert rc == 2 and 'zzz.jpg' in err and 'kept the 2 finished frame(s)' in err
+  assert sorted(p.name for p in out.glob('*_poses.jpg')) == ['103319_poses.jpg', '106848_poses.jpg']
+  assert {r['image_id'] for r in json.loads((out / 'results.json').read_text())} <= {0, 1}
+
+  # Ctrl-C during a video: the mp4 is closed (playable) with the frames done, results written.
+  calls = []
+  real_call = predictor_lib.Predictor.__call__
+
+  def interrupt_third(self, images):
+    calls.append(1)
+    if len(calls) == 3:
+      raise KeyboardInterrupt
+    return real_call(self, images)
+  monkeypatch.setattr(predictor_lib.Predictor, '__call__', interrupt_third)
+  vout = tmp_path / 'video'
+  rc = cli.main(['predict', '--checkpoint', str(xs_checkpoint), '--source',
+                 str(sample_data / 'video' / 'street.mp4'), '--out', str(vout), '--size', '64'])
+  assert rc == 130 and 'kept the 2 finished frame(s)' in capsys.readouterr().err
+  assert cv2.VideoCapture(str(vout / 'street_poses.mp4')).get(cv2.CAP_PROP_FRAME_COUNT) == 2
+  assert {r['image_id'] for r in json.loads((vout / 'results.json').read_text())} <= {0, 1}
+
+
 def test_eval_cli_writes_results_and_metrics(xs_checkpoint, sample_data, tmp_path):
   from litepose_jax import cli
   cfg = tmp_path / 'cfg.py'
