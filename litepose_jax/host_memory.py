@@ -13,7 +13,7 @@ thresholds adapt to the largest block freed and then trim the heap top once more
 is free, so a call that frees several such arrays hands their pages back and the next call
 faults them in again. A fixed mmap threshold of 32 MiB (glibc's maximum) keeps those blocks on
 the heap and a trim threshold of 64 MiB keeps their pages: `litepose bench` S int8 end to end
-41.8 -> 36.8 ms (decode 13.0 -> 8.0 ms); the training step does not change (docs/BENCHMARKS.md).
+42-46 -> 36-37 ms (decode 13-14 -> 8 ms); the training step does not change (docs/BENCHMARKS.md).
 
 glibc reads tunables only at process start, so the `litepose` command and the benchmark scripts
 re-execute themselves once with the tunables set (a value the user set for one of them is kept).
