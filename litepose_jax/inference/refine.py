@@ -81,9 +81,14 @@ def block_max(hm: np.ndarray) -> np.ndarray:
   return _range_reduce(rows, 1, *_tile_ranges(hm.shape[1], _TILE), np.maximum)
 
 
-# Offsets (row, column) of the pixels of a 5x5 block.
-BLOCK_OFFSETS = tuple(a.reshape(-1) for a in np.meshgrid(np.arange(_TILE), np.arange(_TILE),
-                                                         indexing='ij'))
+def _grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+  """(row, column) offsets of the cells of an n x n grid, row-major."""
+  return tuple(a.reshape(-1) for a in np.meshgrid(np.arange(n), np.arange(n), indexing='ij'))
+
+
+# Offsets (row, column) of the pixels of a 5x5 block, and of the 5x5 blocks of a 1x1 / 2x2 tile.
+BLOCK_OFFSETS = _grid(_TILE)
+_SUB_TILES = {1: _grid(1), 2: _grid(2)}
 
 
 class _Tiles:
@@ -134,8 +139,7 @@ class _Tiles:
     self.margin = np.float32(0.0 if tag_maps.same else 1e-3)
     self.dim = tag_maps.dim
     self.offsets = BLOCK_OFFSETS
-    sy, sx = np.meshgrid(np.arange(k), np.arange(k), indexing='ij')
-    self.sub = (sy.reshape(-1), sx.reshape(-1))
+    self.sub = _SUB_TILES[k]
 
   def ensure_boxes(self, joints: np.ndarray, tiles: np.ndarray) -> None:
     """Computes the tag boxes of joints [n] x tiles [n, m] (tiles of each joint) not yet known."""
