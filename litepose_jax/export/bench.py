@@ -52,8 +52,10 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
               image: np.ndarray | None = None, e2e: bool = True,
               group_at: str = 'input') -> dict:
   """Latency figures (ms) of the .tflite at `path`; see the module docstring."""
-  from litepose_jax.export import runtime
-  model = runtime.TFLiteModel(path, num_threads=threads)
+  from litepose_jax.inference import predictor as predictor_lib
+  # One interpreter for both figures: the Predictor's backend wraps the same LiteRT model.
+  backend = predictor_lib.load_backend(path, num_threads=threads)
+  model = backend.model
   size = model.input_shape[1]
   x = np.random.default_rng(0).normal(size=model.input_shape).astype(np.float32)
   result = {'path': path, 'threads': threads, 'runs': runs, 'size': size,
@@ -61,10 +63,8 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
             'network': time_ms(lambda: model.raw(x), runs, warmup)}
   if not e2e:
     return result
-  from litepose_jax.inference import predictor as predictor_lib
   if image is None:
     image = (np.random.default_rng(1).uniform(0, 255, (480, 640, 3))).astype(np.uint8)
-  backend = predictor_lib.load_backend(path, num_threads=threads)
   result['group_at'] = group_at
   for key, flip in (('e2e', False), ('e2e_flip', True)):
     predict = predictor_lib.Predictor(backend, flip=flip, group_at=group_at)
