@@ -33,6 +33,36 @@ def test_fuse_stages_is_official_average():
   np.testing.assert_allclose(tags[..., 0], up[..., 14:], atol=1e-6)
 
 
+def _official_flip_pair(out4, out2, out4_flip, out2_flip, flip_index):
+  """Spec 6.2 written out: fuse each pass (torch resize), unflip the mirror, average / stack."""
+  def fuse(o4, o2):
+    up = _torch_resize(o4, o2.shape[:2])
+    return (up[..., :14] + o2) / 2, up[..., 14:, None]
+  h, t = fuse(out4, out2)
+  hf, tf = fuse(out4_flip, out2_flip)
+  idx = list(flip_index)
+  hf, tf = hf[:, ::-1][:, :, idx], tf[:, ::-1][:, :, idx]
+  return (h + hf) / 2, np.concatenate([t, tf], -1)
+
+
+def test_unflip_is_mirror_then_channel_permutation():
+  x = np.random.default_rng(5).normal(size=(6, 9, 14)).astype(np.float32)
+  perm = list(CROWDPOSE.flip_index)
+  np.testing.assert_array_equal(fusion.unflip(x, perm), x[:, ::-1][..., perm])
+  with pytest.raises(ValueError, match='14'):
+    fusion.unflip(x, perm[:3])
+
+
+def test_fuse_flip_pair_is_official_flip_aggregate():
+  rng = np.random.default_rng(6)
+  outs = [rng.normal(size=s).astype(np.float32) for s in [(8, 12, 28), (16, 24, 14)] * 2]
+  heat, tags = fusion.fuse_flip_pair(*outs, 14, CROWDPOSE.flip_index)
+  want_h, want_t = _official_flip_pair(*outs, CROWDPOSE.flip_index)
+  assert heat.shape == (16, 24, 14) and tags.shape == (16, 24, 14, 2)
+  np.testing.assert_allclose(heat, want_h, atol=1e-6)
+  np.testing.assert_allclose(tags, want_t, atol=1e-6)
+
+
 @pytest.mark.parametrize('flip', [False, True])
 def test_jax_fusion_equals_numpy(flip):
   rng = np.random.default_rng(2)
@@ -44,10 +74,10 @@ def test_jax_fusion_equals_numpy(flip):
   heat, tags = (np.asarray(a) for a in fusion.fuse_outputs_jax(out4, out2, 14, fi))
   n = out4.shape[0] // (2 if flip else 1)
   for i in range(n):
-    h, t = fusion.fuse_stages(out4[i], out2[i], 14)
     if flip:
-      hf, tf = fusion.fuse_stages(out4[n + i], out2[n + i], 14)
-      h, t = fusion.combine_flip(h, t, hf, tf, fi)
+      h, t = fusion.fuse_flip_pair(out4[i], out2[i], out4[n + i], out2[n + i], 14, fi)
+    else:
+      h, t = fusion.fuse_stages(out4[i], out2[i], 14)
     np.testing.assert_allclose(heat[i], h, atol=1e-5)
     np.testing.assert_allclose(tags[i], t, atol=1e-5)
   assert tags.shape[-1] == (2 if flip else 1)
@@ -55,13 +85,16 @@ def test_jax_fusion_equals_numpy(flip):
 
 def test_flip_of_a_mirrored_scene_changes_nothing():
   rng = np.random.default_rng(3)
-  heat = rng.random((8, 10, 14)).astype(np.float32)
-  tags = rng.random((8, 10, 14, 1)).astype(np.float32)
+  out4 = rng.random((8, 10, 28)).astype(np.float32)
+  out2 = rng.random((16, 20, 14)).astype(np.float32)
   # What a perfectly flip-equivariant network returns for the mirrored image:
-  hf, tf = heat[:, ::-1][..., list(CROWDPOSE.flip_index)], tags[:, ::-1][:, :, list(CROWDPOSE.flip_index)]
-  h2, t2 = fusion.combine_flip(heat, tags, hf, tf, CROWDPOSE.flip_index)
+  idx = list(CROWDPOSE.flip_index)
+  f4 = out4[:, ::-1][..., idx + [14 + i for i in idx]]
+  f2 = out2[:, ::-1][..., idx]
+  heat, tags = fusion.fuse_stages(out4, out2, 14)
+  h2, t2 = fusion.fuse_flip_pair(out4, out2, f4, f2, 14, idx)
   np.testing.assert_allclose(h2, heat, atol=1e-7)
-  np.testing.assert_allclose(t2, np.concatenate([tags, tags], -1))
+  np.testing.assert_array_equal(t2, np.concatenate([tags, tags], -1))
 
 
 def test_aggregate_scales_averages_heatmaps_and_keeps_scale_one_tags():
