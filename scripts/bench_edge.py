@@ -27,8 +27,10 @@ import time
 PYTORCH_MS = {'XS': 31, 'S': 130, 'M': 152, 'L': 286}
 
 
-def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int) -> str:
-  """One line: medians (ms) of the spec PyTorch model and of each .tflite, timed alternately."""
+def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int,
+                         image=None) -> str:
+  """One line: medians (ms) of the spec PyTorch model and of each .tflite, timed alternately
+  (with `image`, also each model's end to end with flip test: the issue's bar is one PyTorch pass)."""
   import numpy as np
   try:
     import torch
@@ -45,6 +47,11 @@ def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int
             for q, m in models.items()}
   calls = {'torch': lambda: net(x)}
   calls.update({q: (lambda m=m, q=q: m.raw(inputs[q])) for q, m in models.items()})
+  if image is not None:
+    from litepose_jax.inference import predictor
+    for q, path in paths.items():
+      pred = predictor.Predictor(predictor.load_backend(path, num_threads=threads), flip=True)
+      calls[f'{q} e2e flip'] = lambda pred=pred: pred(image)
   times = {name: [] for name in calls}
   with torch.no_grad():
     for i in range(-(-runs // 2) + 1):
@@ -59,7 +66,7 @@ def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int
   ref = statistics.median(times['torch'])
   parts = [f'PyTorch (spec, eager) {ref:.1f} ms'] + [
       f'{q} {statistics.median(times[q]):.1f} ms ({statistics.median(times[q]) / ref:.2f}x)'
-      for q in models]
+      for q in calls if q != 'torch']
   return ', '.join(parts)
 
 
@@ -117,10 +124,11 @@ def main(argv=None) -> int:
       rows.append(row)
       print(row, flush=True)
     if args.torch:
-      same_load.append(f'{arch} @{size}: ' + interleaved_vs_torch(module, size, paths,
-                                                                   args.threads, args.runs))
+      same_load.append(f'{arch} @{size}: ' + interleaved_vs_torch(
+          module, size, paths, args.threads, args.runs,
+          image if arch in args.e2e_archs and image is not None else None))
   if same_load:
-    print('\nsame machine, interleaved (network only, median):')
+    print('\nsame machine, interleaved (median; network only unless "e2e"):')
     print('\n'.join(same_load))
   print(f'\nmodels in {out_dir}; {args.threads} thread(s), {args.runs} runs; random weights')
   return 0

@@ -231,7 +231,8 @@ class Predictor:
         groups.setdefault(x.shape, []).append((i, x, center, sc))
       for items in groups.values():
         t = time.perf_counter()
-        heat, tags = self._maps(np.stack([it[1] for it in items]))
+        batch = items[0][1][None] if len(items) == 1 else np.stack([it[1] for it in items])
+        heat, tags = self._maps(batch)
         dt = (time.perf_counter() - t) / len(items)
         for k, (i, x, center, sc) in enumerate(items):
           t_net[i] += dt
