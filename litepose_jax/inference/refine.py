@@ -114,12 +114,15 @@ class _Tiles:
     else:
       self.hmax5 = block_max(hm)
     self.ny, self.nx = -(-height // size), -(-width // size)
-    hmax = _range_reduce(self.hmax5, 0, *_tile_ranges(self.hmax5.shape[0], k), np.maximum)
-    hmax = _range_reduce(hmax, 1, *_tile_ranges(self.hmax5.shape[1], k), np.maximum)
+    exact_r, exact_c = exact5
+    hmax = self.hmax5
+    if k > 1:
+      hmax = _range_reduce(hmax, 0, *_tile_ranges(ny5, k), np.maximum)
+      hmax = _range_reduce(hmax, 1, *_tile_ranges(nx5, k), np.maximum)
+      exact_r = _range_reduce(exact_r, 0, *_tile_ranges(ny5, k), np.minimum)
+      exact_c = _range_reduce(exact_c, 0, *_tile_ranges(nx5, k), np.minimum)
     self.hmax = np.ascontiguousarray(hmax.reshape(-1, num_joints).T)  # [J, tiles]
     # Tiles whose maximum is a pixel of their own (the lower bound needs one).
-    exact_r = _range_reduce(exact5[0], 0, *_tile_ranges(ny5, k), np.minimum)
-    exact_c = _range_reduce(exact5[1], 0, *_tile_ranges(nx5, k), np.minimum)
     self.exact = (exact_r[:, None] & exact_c[None]).reshape(-1)
     rows, cols = _tile_ranges(height, size), _tile_ranges(width, size)
     if not tag_maps.same:
