@@ -19,7 +19,7 @@ import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
-from litepose_jax.export import fold, sidecar
+from litepose_jax.export import fold, sidecar, weight_quant
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
 # Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
@@ -154,7 +154,7 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
   with tempfile.TemporaryDirectory(prefix='litepose_savedmodel_') as tmp:
     _saved_model(fn, size, tmp)
     converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-    if quantize != 'none':
+    if quantize in ('fp16', 'int8'):
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == 'fp16':
       converter.target_spec.supported_types = [tf.float16]
@@ -165,7 +165,12 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
       converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     else:
       converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return converter.convert()
+    model = converter.convert()
+  if quantize == 'dynamic':
+    # Not the converter's hybrid ops (slow outside TFLite's own kernels): int8 weights unpacked
+    # once at load, float activations (export/weight_quant.py).
+    model, _ = weight_quant.quantize_weights_int8(model)
+  return model
 
 
 def export_fn(module, variables, band_depthwise: bool = True) -> Callable:
