@@ -51,8 +51,10 @@ def build(*, size: int, joint_set: joints_lib.JointSet, model_cfg: Mapping[str, 
           'color': 'RGB',
           'normalization': {'formula': '(pixel / 255 - mean) / std', 'scale': 1.0 / 255.0,
                             'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)},
-          'resize': 'scale the longer side to size keeping the aspect ratio, pad bottom/right '
-                    'with zeros (after normalisation)',
+          'resize': 'scale the image by k = min(W_in / w, H_in / h) and centre it (bilinear '
+                    'warp), black (0) borders before normalisation, as litepose predict does; '
+                    'a keypoint (x, y) in input pixels maps back to x / k + w / 2 - W_in / (2 k) '
+                    '(same for y with h, H_in); outputs at stride s: multiply by s first',
       },
       'outputs': outputs,
       'joint_set': {

@@ -79,23 +79,14 @@ def format_histogram(hist: Mapping[str, int]) -> str:
   return ', '.join(f'{k} x{v}' for k, v in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _letterbox(rgb: np.ndarray, size: int) -> np.ndarray:
-  import cv2
-  h, w = rgb.shape[:2]
-  s = size / max(h, w)
-  nh, nw = max(1, round(h * s)), max(1, round(w * s))
-  resized = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
-  x = normalize.normalize_images(resized)
-  out = np.zeros((size, size, 3), np.float32)
-  out[:nh, :nw] = x
-  return out
-
-
 def preprocess_image(rgb: np.ndarray, size: int) -> np.ndarray:
-  """uint8 RGB [h, w, 3] -> [1, size, size, 3] float32: longer side to size, zero pad, ImageNet."""
+  """uint8 RGB [h, w, 3] -> [1, size, size, 3] float32 as `litepose predict` feeds the model:
+  fitted and centred with black borders (transforms.fit_image), then ImageNet-normalised."""
   if rgb.ndim != 3 or rgb.shape[-1] != 3:
     raise ValueError(f'expected an RGB image [h, w, 3], got shape {rgb.shape}')
-  return _letterbox(rgb, size)[None]
+  from litepose_jax.inference import transforms
+  fitted, _, _ = transforms.fit_image(rgb, (size, size))
+  return normalize.normalize_images(fitted)[None]
 
 
 def calibration_images(directory: str | os.PathLike | None, size: int, count: int = 16,

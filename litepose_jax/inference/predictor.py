@@ -190,14 +190,7 @@ class Predictor:
     """(network input [h, w, 3] uint8, centre, scale) for one image at one test scale."""
     if self.backend.input_shape is None:
       return transforms.resize_image(image, self.size, scale, min(self.scales))
-    # Fixed input: fit the whole image into it (centred, zero padded); same similarity map.
-    fh, fw = self.backend.input_shape
-    h, w = image.shape[:2]
-    k = min(fw / w, fh / h)
-    center = np.array([w / 2.0, h / 2.0])
-    s = np.array([fw / k / 200.0, fh / k / 200.0])
-    m = transforms.affine_matrix(center, s, (fw, fh))
-    return cv2.warpAffine(image, m, (fw, fh), flags=cv2.INTER_LINEAR), center, s
+    return transforms.fit_image(image, self.backend.input_shape)
 
   def _maps(self, batch: np.ndarray):
     flip_index = self.joint_set.flip_index if self.flip else None

@@ -53,6 +53,23 @@ def resize_image(image: np.ndarray, input_size: int, current_scale: float = 1.0,
   return cv2.warpAffine(image, m, size, flags=cv2.INTER_LINEAR), center, scale
 
 
+def fit_image(image: np.ndarray, size: tuple[int, int]):
+  """Fixed-size network input: image [H, W, 3] -> (fitted [h, w, 3], centre, scale), size (h, w).
+
+  The whole image is scaled to fit (aspect ratio kept), centred, with black borders: the same
+  similarity map (centre, scale) as resize_image, so to_image_coords maps keypoints back.
+  """
+  fh, fw = size
+  h, w = image.shape[:2]
+  if h <= 0 or w <= 0:
+    raise ValueError(f'image must be non-empty, got {h}x{w}')
+  k = min(fw / w, fh / h)
+  center = np.array([w / 2.0, h / 2.0])
+  scale = np.array([fw / k / 200.0, fh / k / 200.0])
+  m = affine_matrix(center, scale, (fw, fh))
+  return cv2.warpAffine(image, m, (fw, fh), flags=cv2.INTER_LINEAR), center, scale
+
+
 def to_image_coords(poses: np.ndarray, center, scale, map_size) -> np.ndarray:
   """poses [N, J, >=2] in map pixels of map_size (w, h) -> same array with x, y in the image."""
   out = np.array(poses, np.float64, copy=True)

@@ -117,13 +117,29 @@ def test_random_calibration_warns():
   assert len(images) == 2 and images[0].shape == (1, 32, 32, 3)
 
 
-def test_calibration_images_are_letterboxed(sample_data):
+def test_calibration_images_are_what_predict_feeds(sample_data):
+  from litepose_jax.data import images as image_files
+  from litepose_jax.data import normalize
+  from litepose_jax.inference import transforms
   images = tflite.calibration_images(sample_data / 'crowdpose_sample', 64, count=1)
   x = images[0]
   assert x.shape == (1, 64, 64, 3)
-  # ImageNet-normalised pixels lie in [-2.12, 2.64]; the padded area is exactly zero.
+  # ImageNet-normalised pixels lie in [-2.12, 2.64]; the image is centred with black borders
+  # (normalised black), exactly the Predictor's fixed-size input.
   assert x.min() >= -2.2 and x.max() <= 2.7
-  assert np.any(np.all(x[0] == 0, axis=(0, 2))) or np.any(np.all(x[0] == 0, axis=(1, 2)))
+  first = sorted(p for p in (sample_data / 'crowdpose_sample').iterdir() if p.suffix == '.jpg')[0]
+  rgb = image_files.read_rgb(str(first), 'test')
+  fitted, center, scale = transforms.fit_image(rgb, (64, 64))
+  np.testing.assert_array_equal(x[0], normalize.normalize_images(fitted))
+  black = normalize.normalize_images(np.zeros((1, 1, 3), np.uint8))[0, 0]
+  h, w = rgb.shape[:2]
+  edge = (x[0, 0] if w > h else x[0, :, 0])  # a border row (wide image) or column (tall)
+  np.testing.assert_allclose(edge, np.broadcast_to(black, edge.shape))
+  # The sidecar's map-back formula is the Predictor's (to_image_coords).
+  k = min(64 / w, 64 / h)
+  pt = np.array([[[10.0, 20.0, 1.0]]])
+  back = transforms.to_image_coords(pt, center, scale, (64, 64))[0, 0]
+  np.testing.assert_allclose(back[:2], [10 / k + w / 2 - 64 / (2 * k), 20 / k + h / 2 - 64 / (2 * k)])
 
 
 def _main(argv, capsys):
