@@ -60,6 +60,7 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
   x = np.random.default_rng(0).normal(size=model.input_shape).astype(np.float32)
   result = {'path': path, 'threads': threads, 'runs': runs, 'size': size,
             'quantization': model.meta.get('quantization'),
+            'delegate_partitions': model.delegate_partitions(),
             'network': time_ms(lambda: model.raw(x), runs, warmup)}
   if not e2e:
     return result
@@ -88,6 +89,10 @@ def run(args: argparse.Namespace) -> int:
                 args.group_at)
   print(f'{args.tflite}: {r["size"]}x{r["size"]}, {r["quantization"]}, {r["threads"]} thread(s), '
         f'{r["runs"]} runs')
+  parts = r['delegate_partitions']
+  if parts != 1:
+    print(f'  warning: XNNPACK runs this graph in {parts} partitions; the ops between them run '
+          "on TFLite's own, slower kernels (a graph from `litepose export` is one partition)")
   print(f'  network            {_fmt(r["network"])}')
   if 'e2e' in r:
     where = 'input resolution' if r['group_at'] == 'input' else 'stride-2 maps'

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help='square input size, multiple of 16 (default: the arch img_size)')
   parser.add_argument('--quantize', default='none', choices=tflite.QUANTIZE_MODES,
                       help='none: fp32; fp16: fp16 weights; dynamic: int8 weights, float '
-                           'activations (fp32 speed, 1/3 the size); int8: full-integer graph '
-                           '(fastest on CPU, needs --calibration images)')
+                           'activations quantised on the fly in the convs (1/3 the size, a bit '
+                           'faster than fp32); int8: full-integer graph (fastest on CPU, needs '
+                           '--calibration images)')
   parser.add_argument('--calibration', default=None,
                       help='folder of jpg/png images for int8 calibration and the parity check '
                            '(default: random-normal inputs, poor int8 scales)')

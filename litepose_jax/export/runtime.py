@@ -8,6 +8,13 @@ import numpy as np
 from litepose_jax.export import sidecar
 
 
+def delegate_partitions(interpreter) -> int:
+  """Delegated partitions of a LiteRT interpreter's graph: 1 when XNNPACK takes the whole graph;
+  more when ops it cannot take split it (those run on TFLite's own, slower kernels)."""
+  # LiteRT lists one DELEGATE node per delegated partition (a private but long-stable API).
+  return sum(op['op_name'] == 'DELEGATE' for op in interpreter._get_ops_details())
+
+
 class TFLiteModel:
   """A LitePose .tflite behind the JAX model's call convention.
 
@@ -29,7 +36,9 @@ class TFLiteModel:
     self.joint_set = sidecar.joint_set_from(self.meta)
     try:
       self._interpreter = litert.Interpreter(model_path=path, num_threads=num_threads)
-    except ValueError as e:
+      # Delegates apply at allocation: done here so that delegate_partitions() is known at once.
+      self._interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
       raise ValueError(f'{path} is not a loadable TFLite model: {e}') from e
     signatures = self._interpreter.get_signature_list()
     if len(signatures) != 1:
@@ -43,6 +52,10 @@ class TFLiteModel:
                        f'{list(sidecar.OUTPUT_NAMES)}')
     self._runner = self._interpreter.get_signature_runner(key)
     self.input_shape = tuple(self.meta['input']['shape'])
+
+  def delegate_partitions(self) -> int:
+    """How many pieces XNNPACK runs the graph in (see `delegate_partitions`)."""
+    return delegate_partitions(self._interpreter)
 
   @property
   def input_size(self) -> tuple[int, int]:

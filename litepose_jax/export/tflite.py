@@ -145,7 +145,7 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
   with tempfile.TemporaryDirectory(prefix='litepose_savedmodel_') as tmp:
     _saved_model(fn, size, tmp)
     converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
-    if quantize in ('fp16', 'int8'):
+    if quantize != 'none':
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == 'fp16':
       converter.target_spec.supported_types = [tf.float16]
@@ -158,9 +158,9 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
       converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     model = converter.convert()
   if quantize == 'dynamic':
-    # Not the converter's hybrid ops (slow outside TFLite's own kernels): int8 weights unpacked
-    # once at load, float activations (export/weight_quant.py).
-    model, _ = weight_quant.quantize_weights_int8(model)
+    # XNNPACK cannot take hybrid depthwise convs: unpack their int8 filters at load instead
+    # (export/weight_quant.py), so the whole graph stays on one delegate partition.
+    model, _ = weight_quant.dequantize_depthwise_filters(model)
   return model
 
 

@@ -34,6 +34,7 @@ def test_bench_command(xs_fp32, capsys):
   assert rc == 0
   assert 'network' in out and 'end to end, flip' in out and 'decode' in out
   assert 'grouping at the input resolution' in out
+  assert 'partitions' not in out  # an exported graph is one XNNPACK partition
   rc = litepose_cli.main(['bench', '--tflite', str(xs_fp32), '--runs', '1', '--warmup', '0',
                           '--threads', '1', '--group-at', 'stride2'])
   assert rc == 0 and 'grouping at the stride-2 maps' in capsys.readouterr().out
@@ -42,3 +43,11 @@ def test_bench_command(xs_fp32, capsys):
 def test_bench_errors(tmp_path, capsys):
   assert litepose_cli.main(['bench', '--tflite', str(tmp_path / 'x.tflite')]) == 2
   assert 'not found' in capsys.readouterr().err
+
+
+def test_bench_warns_about_a_split_graph(xs_fp32, capsys, monkeypatch):
+  from litepose_jax.export import runtime
+  monkeypatch.setattr(runtime.TFLiteModel, 'delegate_partitions', lambda self: 35)
+  rc = litepose_cli.main(['bench', '--tflite', str(xs_fp32), '--runs', '1', '--warmup', '0',
+                          '--threads', '1', '--no-e2e'])
+  assert rc == 0 and 'XNNPACK runs this graph in 35 partitions' in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Weight-only int8 quantisation of a float .tflite (the export's `--quantize dynamic`)."""
+"""Dynamic-range graphs rewired for XNNPACK (the export's `--quantize dynamic`)."""
 import collections
 
 import numpy as np
@@ -7,55 +7,74 @@ import pytest
 from litepose_jax.export import runtime, tflite, weight_quant
 
 
-def test_quantize_filter_is_symmetric_per_channel():
-  rng = np.random.default_rng(0)
-  w = rng.normal(size=(4, 3, 3, 5)).astype(np.float32)
-  w[2] = 0.0  # an all-zero channel stays zero with a finite scale
-  q, scale = weight_quant.quantize_filter(w, 0)
-  assert q.dtype == np.int8 and scale.shape == (4,) and np.isfinite(scale).all()
-  assert np.abs(q).max() == 127 and not q[2].any()
-  # Every channel reaches +-127 and dequantises within half a step.
-  np.testing.assert_array_equal(np.abs(q).reshape(4, -1).max(1)[[0, 1, 3]], 127)
-  assert (np.abs(q * scale[:, None, None, None] - w) <= scale[:, None, None, None] / 2 + 1e-7).all()
-  q3, s3 = weight_quant.quantize_filter(w.transpose(3, 1, 2, 0), 3)
-  np.testing.assert_array_equal(q3, q.transpose(3, 1, 2, 0))
-  np.testing.assert_array_equal(s3, scale)
+def _interpreter(data: bytes):
+  from ai_edge_litert.interpreter import Interpreter
+  interp = Interpreter(model_content=data)
+  interp.allocate_tensors()
+  return interp
+
+
+def _run(data: bytes, x: np.ndarray) -> np.ndarray:
+  interp = _interpreter(data)
+  interp.set_tensor(interp.get_input_details()[0]['index'], x)
+  interp.invoke()
+  return interp.get_tensor(interp.get_output_details()[0]['index'])
 
 
 @pytest.fixture(scope='module')
-def weight_only(xs_fp32, tmp_path_factory):
-  data, count = weight_quant.quantize_weights_int8(xs_fp32.read_bytes())
-  path = tmp_path_factory.mktemp('wq') / 'xs_w8.tflite'
-  path.write_bytes(data)
-  (path.parent / (path.name + '.json')).write_text((xs_fp32.parent / (xs_fp32.name + '.json')).read_text())
-  return path, count
+def tiny_graphs():
+  """(float, converter's dynamic-range) .tflite of conv -> add -> 7x7 depthwise -> add."""
+  import tensorflow as tf
+  rng = np.random.default_rng(2)
+  k1 = tf.constant(rng.normal(0, 0.1, (3, 3, 32, 32)).astype(np.float32))
+  k2 = tf.constant(rng.normal(0, 0.1, (7, 7, 32, 1)).astype(np.float32))  # 1568 weights: int8
+
+  @tf.function(input_signature=[tf.TensorSpec([1, 16, 16, 32], tf.float32)])
+  def net(x):
+    y = tf.nn.conv2d(x + 1.0, k1, 1, 'SAME') + x
+    return tf.nn.depthwise_conv2d(y, k2, [1, 1, 1, 1], 'SAME') + y
+
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([net.get_concrete_function()])
+  float_model = converter.convert()
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  return float_model, converter.convert()
 
 
-def test_every_filter_becomes_int8_behind_a_dequantize(xs_fp32, weight_only):
-  path, count = weight_only
-  before, after = tflite.op_histogram(xs_fp32.read_bytes()), tflite.op_histogram(path.read_bytes())
-  filters = before['CONV_2D'] + before['DEPTHWISE_CONV_2D'] + before['TRANSPOSE_CONV']
-  assert count == filters and after['DEQUANTIZE'] == filters
-  assert after - collections.Counter(DEQUANTIZE=filters) == before  # nothing else changed
-  assert path.stat().st_size < 0.4 * xs_fp32.stat().st_size  # float filters are gone
-  from ai_edge_litert.interpreter import Interpreter
-  interp = Interpreter(model_path=str(path))
+def test_rewired_hybrid_graph_runs_whole_on_xnnpack(tiny_graphs):
+  float_model, hybrid = tiny_graphs
+  ours, count = weight_quant.dequantize_depthwise_filters(hybrid)
+  assert count == 1
+  before, after = tflite.op_histogram(hybrid), tflite.op_histogram(ours)
+  assert after - collections.Counter(DEQUANTIZE=1) == before  # nothing else changed
+  # The converter's hybrid depthwise conv falls outside XNNPACK and splits the graph.
+  assert runtime.delegate_partitions(_interpreter(hybrid)) == 2
+  assert runtime.delegate_partitions(_interpreter(ours)) == 1
+  # The depthwise conv reads the same int8 weights, now unpacked to float.
+  interp = _interpreter(ours)
   tensors = {t['index']: t for t in interp.get_tensor_details()}
-  for op in interp._get_ops_details():
-    if op['op_name'] == 'DEQUANTIZE':
-      src = tensors[op['inputs'][0]]
-      assert src['dtype'] == np.int8 and len(src['quantization_parameters']['scales']) > 1
+  dq = [op for op in interp._get_ops_details() if op['op_name'] == 'DEQUANTIZE']
+  assert tensors[dq[0]['inputs'][0]]['dtype'] == np.int8
+  assert len(tensors[dq[0]['inputs'][0]]['quantization_parameters']['scales']) == 32
+  x = np.random.default_rng(3).normal(size=(1, 16, 16, 32)).astype(np.float32)
+  want, hyb, got = (_run(m, x) for m in (float_model, hybrid, ours))
+  scale = np.abs(want).max()
+  assert 0 < np.abs(got - want).max() < 0.02 * scale  # quantised weights, still close
+  assert np.abs(got - hyb).max() < 0.02 * scale
 
 
-def test_weight_only_model_runs_delegated_and_close_to_fp32(xs_fp32, weight_only):
-  path, _ = weight_only
-  x = np.random.default_rng(1).normal(size=(1, 64, 64, 3)).astype(np.float32)
-  ref = runtime.TFLiteModel(xs_fp32).raw(x)
-  model = runtime.TFLiteModel(path)
-  got = model.raw(x)
-  for name in ref:
-    err = np.abs(got[name] - ref[name]).max() / np.abs(ref[name]).max()
-    assert 0 < err < tflite.RELATIVE_BOUNDS['dynamic'], name
-  # XNNPACK takes the whole graph: one delegate node, no hybrid kernel left outside it.
-  ops = [op['op_name'] for op in model._interpreter._get_ops_details()]
-  assert ops.count('DELEGATE') == 1
+def test_graph_without_int8_depthwise_is_left_alone(tiny_graphs):
+  float_model, _ = tiny_graphs
+  ours, count = weight_quant.dequantize_depthwise_filters(float_model)
+  assert count == 0
+  assert tflite.op_histogram(ours) - tflite.op_histogram(float_model) == collections.Counter()
+
+
+def test_exported_dynamic_model_is_one_partition(xs_model, tmp_path, sample_data):
+  from litepose_jax.export import cli
+  module, variables = xs_model
+  out = tmp_path / 'xs_dynamic.tflite'
+  meta = cli.export_model(module, variables, str(out), size=64, quantize='dynamic',
+                          calibration=str(sample_data / 'crowdpose_sample'),
+                          model_cfg={'name': 'XS'}, log=lambda s: None)
+  assert meta['ops']['DEQUANTIZE'] > 0
+  assert runtime.TFLiteModel(out).delegate_partitions() == 1
