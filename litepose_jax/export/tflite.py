@@ -19,7 +19,7 @@ import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
-from litepose_jax.export import fold, sidecar, weight_quant
+from litepose_jax.export import fold, sidecar, dynamic_range
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
 # Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
@@ -159,8 +159,8 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
     model = converter.convert()
   if quantize == 'dynamic':
     # XNNPACK cannot take hybrid depthwise convs: unpack their int8 filters at load instead
-    # (export/weight_quant.py), so the whole graph stays on one delegate partition.
-    model, _ = weight_quant.dequantize_depthwise_filters(model)
+    # (export/dynamic_range.py), so the whole graph stays on one delegate partition.
+    model, _ = dynamic_range.dequantize_depthwise_filters(model)
   return model
 
 

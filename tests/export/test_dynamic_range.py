@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from litepose_jax.export import runtime, tflite, weight_quant
+from litepose_jax.export import runtime, tflite, dynamic_range
 
 
 def _interpreter(data: bytes):
@@ -42,7 +42,7 @@ def tiny_graphs():
 
 def test_rewired_hybrid_graph_runs_whole_on_xnnpack(tiny_graphs):
   float_model, hybrid = tiny_graphs
-  ours, count = weight_quant.dequantize_depthwise_filters(hybrid)
+  ours, count = dynamic_range.dequantize_depthwise_filters(hybrid)
   assert count == 1
   before, after = tflite.op_histogram(hybrid), tflite.op_histogram(ours)
   assert after - collections.Counter(DEQUANTIZE=1) == before  # nothing else changed
@@ -64,7 +64,7 @@ def test_rewired_hybrid_graph_runs_whole_on_xnnpack(tiny_graphs):
 
 def test_graph_without_int8_depthwise_is_left_alone(tiny_graphs):
   float_model, _ = tiny_graphs
-  ours, count = weight_quant.dequantize_depthwise_filters(float_model)
+  ours, count = dynamic_range.dequantize_depthwise_filters(float_model)
   assert count == 0
   assert tflite.op_histogram(ours) - tflite.op_histogram(float_model) == collections.Counter()
 
