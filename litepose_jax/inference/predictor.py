@@ -52,7 +52,8 @@ def _numpy_maps(backend, images: np.ndarray, flip_index):
     out4, out2 = (np.asarray(o) for o in backend(chunk))
     if flip_index is not None:
       # cv2.flip: ~10x faster than a contiguous copy of the reversed view.
-      mirrored = np.stack([cv2.flip(np.ascontiguousarray(im), 1) for im in chunk])
+      flips = [cv2.flip(np.ascontiguousarray(im), 1) for im in chunk]
+      mirrored = flips[0][None] if len(flips) == 1 else np.stack(flips)
       f4, f2 = (np.asarray(o) for o in backend(mirrored))
     for i in range(len(chunk)):
       if flip_index is None:
