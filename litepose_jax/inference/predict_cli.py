@@ -130,7 +130,7 @@ def run(args) -> int:
   show = args.show and _can_show()
   outputs = _Outputs(args, predictor.joint_set)
   totals = {'preprocess': 0.0, 'network': 0.0, 'decode': 0.0}
-  n, t_start, warm, stopped = 0, None, None, True
+  n, t_start, warm = 0, None, None
   try:
     for idx, (name, rgb, fps) in enumerate(_frames(args.source, args.max_frames)):
       pred = predictor(rgb)
@@ -143,13 +143,18 @@ def run(args) -> int:
         n += 1
       if not outputs.add(idx, name, rgb, fps, pred, show):
         break
-    stopped = False
-  finally:
-    # Whatever stopped the run (an error, Ctrl-C), the frames already done are kept on disk.
-    out_json = outputs.close()
-    if stopped:
+  except BaseException:
+    # Whatever stopped the run (an error, Ctrl-C), the frames already done are kept on disk; a
+    # failure to save them is reported without hiding the error that stopped the run.
+    try:
+      outputs.close()
       print(f'litepose predict: stopped early; kept the {outputs.frames} finished frame(s) and '
             f'their results in {args.out}', file=sys.stderr)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f'litepose predict: stopped early, and saving the finished frames failed: {e}',
+            file=sys.stderr)
+    raise
+  out_json = outputs.close()
   if t_start is None:
     raise ValueError(f'--source {args.source!r} gave no frames')
   wall = time.perf_counter() - t_start

@@ -188,6 +188,26 @@ def test_predict_cli_keeps_finished_frames_when_stopped(xs_checkpoint, sample_da
   assert {r['image_id'] for r in json.loads((vout / 'results.json').read_text())} <= {0, 1}
 
 
+def test_predict_cli_failing_save_does_not_hide_the_error(xs_checkpoint, sample_data, tmp_path,
+                                                          capsys, monkeypatch):
+  import shutil
+  from litepose_jax import cli
+  from litepose_jax.inference import predict_cli
+  src = tmp_path / 'src'
+  src.mkdir()
+  shutil.copy(sample_data / 'crowdpose_sample' / '103319.jpg', src / '103319.jpg')
+  (src / 'zzz.jpg').write_bytes(b'not a jpeg')
+
+  def broken_close(self):
+    raise OSError('disk full')
+  monkeypatch.setattr(predict_cli._Outputs, 'close', broken_close)
+  rc = cli.main(['predict', '--checkpoint', str(xs_checkpoint), '--source', str(src), '--out',
+                 str(tmp_path / 'out'), '--size', '64'])
+  err = capsys.readouterr().err
+  # The broken image is still the error reported; the failed save is said too.
+  assert rc == 2 and 'zzz.jpg' in err and 'saving the finished frames failed: disk full' in err
+
+
 def test_eval_cli_writes_results_and_metrics(xs_checkpoint, sample_data, tmp_path):
   from litepose_jax import cli
   cfg = tmp_path / 'cfg.py'
