@@ -21,9 +21,9 @@ def dequantize_depthwise_filters(tflite_bytes: bytes) -> tuple[bytes, int]:
   number of filters rewired). Other ops and tensors are unchanged."""
   import flatbuffers
   from tensorflow.lite.python import schema_py_generated as schema
+  from litepose_jax.export.tflite import builtin_op_name  # tflite imports this module
   model = schema.ModelT.InitFromPackedBuf(tflite_bytes, 0)
-  names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
-  codes = [names.get(max(oc.builtinCode, oc.deprecatedBuiltinCode)) for oc in model.operatorCodes]
+  codes = [builtin_op_name(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
   if 'DEQUANTIZE' in codes:
     dequantize = codes.index('DEQUANTIZE')
     oc = model.operatorCodes[dequantize]

@@ -31,20 +31,24 @@ ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD'
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
+def builtin_op_name(builtin_code: int, deprecated_code: int) -> str:
+  """Name of a TFLite operator code, e.g. 'CONV_2D' ('CUSTOM' for custom ops)."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  # The schema keeps small codes in the deprecated int8 field; the real one is the larger.
+  code = max(builtin_code, deprecated_code)
+  names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
+  return names.get(code, f'UNKNOWN_{code}')
+
+
 def op_histogram(tflite_bytes: bytes) -> collections.Counter:
   """{op name: count} over all subgraphs; custom / Flex ops are reported as 'CUSTOM:<name>'."""
   from tensorflow.lite.python import schema_py_generated as schema
   model = schema.Model.GetRootAs(tflite_bytes, 0)
-  code_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
   names = []
   for i in range(model.OperatorCodesLength()):
     oc = model.OperatorCodes(i)
-    # The schema keeps small codes in the deprecated int8 field; the real one is the larger.
-    code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-    if code == schema.BuiltinOperator.CUSTOM:
-      names.append('CUSTOM:' + (oc.CustomCode() or b'?').decode())
-    else:
-      names.append(code_names.get(code, f'UNKNOWN_{code}'))
+    name = builtin_op_name(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+    names.append('CUSTOM:' + (oc.CustomCode() or b'?').decode() if name == 'CUSTOM' else name)
   hist = collections.Counter()
   for s in range(model.SubgraphsLength()):
     sg = model.Subgraphs(s)
