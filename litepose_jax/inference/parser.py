@@ -1,4 +1,4 @@
-"""Fast associative-embedding grouping: the HigherHRNet parser of spec 6.3, vectorised.
+"""Fast associative-embedding grouping: the HigherHRNet parser of spec 6.3.
 
 `parse_poses(heatmaps [H, W, J], tags [h, w, J, T])` returns (poses [N, J, 3], scores [N]) with
 poses holding x, y in heatmap pixels and the heatmap value; missing joints are (0, 0, 0).
@@ -8,8 +8,9 @@ joint order with a Hungarian assignment, adjust, person score, refine) with thes
 choices, none of which changes the answer on maps without exact ties:
 - NMS and top-k only look at pixels above the detection threshold (the official code takes the
   top-k of the whole NMS'd map and drops values <= threshold afterwards: same candidates), and
-  NMS compares each such pixel with its 24 neighbours instead of max-filtering the whole map.
-  Equal values are ordered by pixel index (torch.topk leaves their order unspecified).
+  NMS compares each such pixel with its 24 neighbours instead of max-filtering the whole map
+  (compiled, inference/peaks.py). Equal values are ordered by pixel index (torch.topk leaves
+  their order unspecified).
 - The Hungarian step uses scipy's solver on the same 1e10-padded cost matrix instead of munkres:
   the same optimum, but cost = round(d) * 100 - value has exact ties whenever a candidate is
   equally far (after rounding) from several people, and then the two solvers may pick different
@@ -20,10 +21,9 @@ choices, none of which changes the answer on maps without exact ties:
 - Running tag means are float32 sums in assignment order (numpy's mean can differ in the last ulp
   for one-dimensional tags and 8+ joints; only distances within 1 ulp of a rounding edge notice).
 - refine is evaluated only for missing joints (the official code computes all J joints and
-  discards the detected ones), for all missing (person, joint) pairs at once, and only in 5x5 or
-  10x10 tiles whose upper bound can still reach a score that the pair is known to attain (exact
-  branch and bound in inference/refine.py; the tiles' tag boxes are gathered only for the tiles
-  bounded when few are); ties keep the first pixel in row-major order, like np.argmax.
+  discards the detected ones), and only in 5x5 or 10x10 tiles whose upper bound can still reach
+  a score that the pair is known to attain (exact branch and bound, compiled, in
+  inference/refine.py); ties keep the first pixel in row-major order, like np.argmax.
 - Tags may be given at a lower resolution than the heatmaps: they are then bilinearly resized
   (align_corners=False, as the official PROJECT2IMAGE) only at the pixels that are read.
 """
@@ -31,26 +31,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from litepose_jax.inference import peaks as peaks_lib
 from litepose_jax.inference import refine as refine_lib
 from litepose_jax.inference.tags import TagMaps
 
 # COCO visiting order; the official code cuts it to the first J entries for any joint count.
 COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
-_NMS_KERNEL = np.ones((5, 5), np.uint8)
-# NMS reads each candidate's neighbours when there are fewer than 1 / _SPARSE_NMS of the map's
-# values (measured: ~30-50 ns per candidate against ~0.5-0.9 ns per value for the dense filter).
-_SPARSE_NMS = 48
-_TILE = refine_lib.TILE
-# Candidates come from the pixels of the blocks above the threshold while those are estimated at
-# less than 1 / _BLOCK_ROUTE of the map (~3 ns per gathered pixel against ~0.25 ns per pixel for
-# the threshold pass; the block maxima themselves are reused by refine), at _BLOCK_SPREAD blocks
-# per block centre above the threshold.
-_BLOCK_ROUTE = 16
-_BLOCK_SPREAD = 4
 
 
 def default_joint_order(num_joints: int) -> tuple[int, ...]:
@@ -59,113 +48,6 @@ def default_joint_order(num_joints: int) -> tuple[int, ...]:
   if len(order) != num_joints or sorted(order) != list(range(num_joints)):
     raise ValueError(f'no default grouping order for {num_joints} joints; pass joint_order')
   return order
-
-
-def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
-  """Per joint the top-`max_people` 5x5 local maxima above `threshold`.
-
-  Returns (pix, val, joint, start) as flat arrays sorted by joint, value (descending) and pixel;
-  the candidates of joint j are [start[j], start[j + 1]).
-  """
-  return _find_peaks(np.ascontiguousarray(heatmaps, np.float32), max_people, threshold)[:4]
-
-
-def _find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
-  """find_peaks (pix, val, joint, start) of heatmaps [H, W, J], plus what refine can reuse: the
-  maxima of the 5x5 blocks (refine.block_max) and the 5x5 max filter, each where computed."""
-  h, w, j = heatmaps.shape
-  flat = heatmaps.reshape(-1)
-  hmax5 = pooled = None
-  # The block centres tell cheaply whether candidates are few: then only the pixels of the blocks
-  # whose maximum passes the threshold are read (block maxima cost about one pass over the map,
-  # like the threshold itself, and refine reuses them).
-  probe = np.count_nonzero(heatmaps[_TILE // 2::_TILE, _TILE // 2::_TILE] > threshold)
-  if probe * _BLOCK_SPREAD * _TILE ** 2 * _BLOCK_ROUTE < flat.size:
-    hmax5 = refine_lib.block_max(heatmaps)
-    hot = np.flatnonzero(hmax5.reshape(-1) > threshold)
-    idx = _block_pixels(hot, hmax5.shape[1], h, w, j)
-    idx = idx[flat[idx] > threshold]
-  else:
-    idx = np.flatnonzero(flat > threshold)
-  if idx.size * _SPARSE_NMS < flat.size:
-    idx = _local_maxima5(flat, h, w, j, idx)
-  elif idx.size:
-    # Replicated borders give the same maxima as max-pooling with -inf padding.
-    pooled = _max_filter5(heatmaps)
-    idx = idx[flat[idx] == pooled.reshape(-1)[idx]]
-  pix, joint = np.divmod(idx, j)
-  val = flat[idx]
-  order = np.lexsort((pix, -val, joint))
-  pix, val, joint = pix[order], val[order], joint[order]
-  start = np.searchsorted(joint, np.arange(j + 1))
-  # Keep the first max_people of each joint.
-  rank = np.arange(joint.size) - start[joint]
-  keep = rank < max_people
-  if not keep.all():
-    pix, val, joint = pix[keep], val[keep], joint[keep]
-    start = np.searchsorted(joint, np.arange(j + 1))
-  return pix, val, joint, start, hmax5, pooled
-
-
-def _block_pixels(blocks: np.ndarray, blocks_wide: int, height: int, width: int,
-                  num_joints: int) -> np.ndarray:
-  """Flat indices into [H, W, J] of the pixels inside the map of (5x5 block, joint) entries
-  `blocks` (flat indices into the block maxima [ceil(H / 5), blocks_wide, J])."""
-  block, joint = np.divmod(blocks, num_joints)
-  by, bx = np.divmod(block, blocks_wide)
-  oy, ox = refine_lib.BLOCK_OFFSETS
-  y = by[:, None] * _TILE + oy
-  x = bx[:, None] * _TILE + ox
-  idx = (y * width + x) * num_joints + joint[:, None]
-  return idx[(y < height) & (x < width)]
-
-
-def _max_filter5(x: np.ndarray) -> np.ndarray:
-  """5x5 max filter of [H, W, C] float32 (OpenCV handles at most 512 channels per call)."""
-  x = np.ascontiguousarray(x, np.float32)
-  if x.shape[2] <= 512:
-    return cv2.dilate(x, _NMS_KERNEL, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
-  return np.concatenate([_max_filter5(x[..., i:i + 512]) for i in range(0, x.shape[2], 512)], -1)
-
-
-# Neighbour offsets of the 5x5 window, nearest first: on smooth maps almost every non-peak has a
-# larger direct neighbour, so the first comparisons drop nearly all candidates.
-_WINDOW5 = sorted(((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx),
-                  key=lambda d: (d[0] * d[0] + d[1] * d[1], d))
-
-
-def _local_maxima5(flat: np.ndarray, height: int, width: int, num_joints: int,
-                   idx: np.ndarray) -> np.ndarray:
-  """The entries idx [n] (distinct) of flat [H * W * J] that equal the 5x5 max of their joint's map.
-
-  Same as comparing with a 5x5 max filter with replicated borders (equal to max-pooling with
-  -inf padding), but only the candidates are read: a window clipped to the map reads the same
-  values as the replicated border. Ties with a neighbour keep the candidate (plateaus stay).
-  """
-  pix = idx // num_joints
-  y, x = np.divmod(pix, width)
-  inner = (y >= 2) & (y < height - 2) & (x >= 2) & (x < width - 2)
-  # Away from the borders a neighbour is a fixed flat offset: no clipping, one take per offset.
-  keep = idx[inner]
-  val = flat[keep]
-  for dy, dx in _WINDOW5:
-    if not keep.size:
-      break
-    ok = val >= np.take(flat, keep + (dy * width + dx) * num_joints)
-    if not ok.all():
-      keep, val = keep[ok], val[ok]
-  edge = idx[~inner]
-  if edge.size:
-    # Few candidates lie within 2 pixels of a border: clipped coordinates, no compaction.
-    joint = edge % num_joints
-    ys = {d: np.clip(y[~inner] + d, 0, height - 1) * width for d in range(-2, 3)}
-    xs = {d: np.clip(x[~inner] + d, 0, width - 1) for d in range(-2, 3)}
-    val = flat[edge]
-    alive = np.ones(edge.size, bool)
-    for dy, dx in _WINDOW5:
-      alive &= val >= flat[(ys[dy] + xs[dx]) * num_joints + joint]
-    keep = np.sort(np.concatenate([keep, edge[alive]]))
-  return keep
 
 
 def _quarter_offsets(flat: np.ndarray, height: int, width: int, num_joints: int, pix: np.ndarray,
@@ -206,7 +88,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
     raise ValueError(f'joint_order must be a permutation of 0..{num_joints - 1}, got {order}')
   dim = tag_maps.dim
 
-  pix, val, joint, start, hmax5, pooled = _find_peaks(hm, max_people, detection_threshold)
+  pix, val, joint, start, hmax5 = peaks_lib.find_peaks(hm, max_people, detection_threshold)
   cand_tags = tag_maps.at(pix, joint) if pix.size else np.zeros((0, dim), np.float32)
 
   # Grouping (match_by_tag). Each candidate can start a person: num candidates bounds N.
@@ -264,7 +146,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
   scores = poses[..., 2].mean(axis=1, dtype=np.float64).astype(np.float32)
 
   if refine and n and not found.all():
-    qp, qj, best_pix = refine_lib.refine(found, person_pix, hm, tag_maps, hmax5, pooled)
+    qp, qj, best_pix = refine_lib.refine(person_pix, hm, tag_maps, hmax5)
     bval = flat[best_pix * num_joints + qj]
     x, y = _quarter_offsets(flat, height, width, num_joints, best_pix, qj)
     write = bval > 0  # the official code writes a refined joint only where the heatmap is positive

@@ -4,7 +4,7 @@ import pytest
 
 import decode_fixtures as fx
 import official_parser_reference as ref
-from litepose_jax.inference import parser
+from litepose_jax.inference import peaks
 from litepose_jax.inference.parser import parse_poses
 
 
@@ -133,29 +133,42 @@ def test_equals_reference_on_larger_random_maps(tag_dim):
 
 @pytest.mark.parametrize('shape', [(1, 1, 2), (1, 7, 3), (4, 3, 2), (9, 13, 5), (30, 41, 3)])
 @pytest.mark.parametrize('levels', [3, 20, 0])
-def test_sparse_nms_equals_max_filter(shape, levels):
-  # Quantised maps (levels > 0) have plateaus and ties between neighbours; the small shapes put
-  # every candidate near a border, where the dense filter replicates the edge pixels.
+def test_peaks_equal_max_pooling(shape, levels):
+  # The candidates of a 5x5 max-pool NMS (-inf padding, as torch's max_pool2d) above the
+  # threshold, written out densely. Quantised maps (levels > 0) have plateaus and ties between
+  # neighbours; the small shapes put every candidate near a border.
   rng = np.random.default_rng(sum(shape) + levels)
   heat = fx.smooth_random(rng, shape, 1.0) if min(shape[:2]) > 1 else rng.random(shape)
   heat = heat.astype(np.float32)
   if levels:
     heat = (np.round(heat * levels) / levels).astype(np.float32)
-  flat = heat.reshape(-1)
-  for threshold in (-1.0, 0.3, np.median(flat)):
-    idx = np.flatnonzero(flat > threshold)
-    dense = idx[flat[idx] == parser._max_filter5(heat).reshape(-1)[idx]]
-    sparse = parser._local_maxima5(flat, *shape, idx)
-    np.testing.assert_array_equal(sparse, dense)
+  h, w, j = shape
+  padded = np.pad(heat, ((2, 2), (2, 2), (0, 0)), constant_values=-np.inf)
+  pooled = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(5) for dx in range(5)], axis=0)
+  np.testing.assert_array_equal(peaks.block_max(heat), np.pad(
+      heat, ((0, -h % 5), (0, -w % 5), (0, 0)), constant_values=-np.inf).reshape(
+          -(-h // 5), 5, -(-w // 5), 5, j).max(axis=(1, 3)))
+  for threshold in (-1.0, 0.3, float(np.median(heat))):
+    pix, val, joint, start, _ = peaks.find_peaks(heat, h * w, threshold)
+    y, x, jj = np.nonzero((heat == pooled) & (heat > np.float32(threshold)))
+    expect = sorted(zip(jj, -heat[y, x, jj], y * w + x))
+    np.testing.assert_array_equal(np.stack([joint, -val, pix], 1).reshape(-1, 3),
+                                  np.array(expect, np.float64).reshape(-1, 3))
+    np.testing.assert_array_equal(start, np.searchsorted(joint, np.arange(j + 1)))
 
 
-@pytest.mark.parametrize('blocks', [False, True])
-@pytest.mark.parametrize('sparse', [False, True])
-def test_both_nms_paths_equal_reference(sparse, blocks, monkeypatch):
-  # Force the neighbour-reading NMS (or the dense filter) whatever the candidate count, and the
-  # candidates from the pixels of blocks above the threshold (or from the whole map).
-  monkeypatch.setattr(parser, '_SPARSE_NMS', 0 if sparse else 10 ** 9)
-  monkeypatch.setattr(parser, '_BLOCK_ROUTE', 0 if blocks else 10 ** 9)
+def test_peaks_keep_the_top_k_of_each_joint():
+  rng = np.random.default_rng(3)
+  heat = fx.smooth_random(rng, (40, 60, 4), 1.0).astype(np.float32)
+  every = peaks.find_peaks(heat, 10 ** 6, 0.0)
+  top = peaks.find_peaks(heat, 3, 0.0)
+  for j in range(4):
+    np.testing.assert_array_equal(top[0][top[3][j]:top[3][j + 1]],
+                                  every[0][every[3][j]:every[3][j] + 3])
+  assert (np.diff(top[3]) <= 3).all()
+
+
+def test_peaks_on_plateaus_and_crowds_equal_reference():
   rng = np.random.default_rng(60)
   heat = fx.smooth_random(rng, (24, 40, 14), 1.0) * 3 - 1.2
   heat = np.where(heat > 0.5, np.round(heat * 10) / 10, heat).astype(np.float32)  # peak plateaus
@@ -163,5 +176,6 @@ def test_both_nms_paths_equal_reference(sparse, blocks, monkeypatch):
   fx.assert_same_poses(parse_poses(heat, tags), ref.reference_parse(heat, tags))
   heat, tags = fx.people_maps(rng, 10, (37, 53), 0.3)
   fx.assert_same_poses(parse_poses(heat, tags), ref.reference_parse(heat, tags))
+
 
 

@@ -9,15 +9,14 @@ from litepose_jax.inference.parser import parse_poses
 from litepose_jax.inference.tags import TagMaps
 
 
-@pytest.mark.parametrize('tag_dim', [1, 2])
+@pytest.mark.parametrize('tag_dim', [1, 2, 3])
 @pytest.mark.parametrize('large', [False, True])
 def test_refine_equals_reference_with_many_missing_joints(tag_dim, large, monkeypatch):
   # 30 people (the grouping cap) with 30% of the joints missing: refine fills hundreds of pairs.
   # large: 10x10 tiles (2x2 NMS tiles) as on input-resolution maps; odd sizes give edge tiles.
-  # Small pixel chunks: the pairs are scored in several passes.
+  # tag_dim 3: the general norm (flip and multi-scale stack tag components).
   if large:
     monkeypatch.setattr(refine, '_LARGE_MAP', 1000)
-  monkeypatch.setattr(refine, '_CHUNK_PIXELS', 3000)
   rng = np.random.default_rng(40 + tag_dim)
   heat, tags = fx.people_maps(rng, 30, (67, 103), 0.3, tag_dim)
   fast = parse_poses(heat, tags)
@@ -52,38 +51,54 @@ def test_refine_with_low_resolution_tags_equals_resized_tags(tag_dim, monkeypatc
   fx.assert_same_poses(lazy, ref.reference_parse(heat, full))
 
 
-@pytest.mark.parametrize('gather', [False, True])
 @pytest.mark.parametrize('low_res', [False, True])
-def test_gathered_tag_boxes_equal_whole_map_boxes(gather, low_res, monkeypatch):
-  # Tag boxes built per (joint, tile) from gathered pixels, or by whole-map passes: same bounds,
-  # same answer; edge tiles (odd sizes) and low-resolution tags (varying source extents) included.
-  monkeypatch.setattr(refine, '_GATHER_COST', 0 if gather else 10 ** 9)
+def test_refine_on_flat_noise_scores_every_tile(low_res, monkeypatch):
+  # Heatmaps of pure noise far below the threshold and tags near every mean: no tile can be
+  # dismissed by its bounds, so each pair sweeps the whole map (the worst case) and still returns
+  # the dense argmax; low-resolution tags take the bilinear reads and source-pixel boxes.
   monkeypatch.setattr(refine, '_LARGE_MAP', 1000)
-  rng = np.random.default_rng(70 + low_res)
-  heat_small, small = fx.people_maps(rng, 12, (35, 51), 0.3, 2)
-  if not low_res:
-    fx.assert_same_poses(parse_poses(heat_small, small), ref.reference_parse(heat_small, small))
-    return
-  from litepose_jax.inference.fusion import resize_bilinear
-  heat = resize_bilinear(heat_small, (70, 102))
-  full = resize_bilinear(small.reshape(35, 51, -1), (70, 102)).reshape(70, 102, 14, 2)
+  rng = np.random.default_rng(90 + low_res)
+  heat_small, small = fx.people_maps(rng, 6, (35, 51), 0.5, 2)
+  small = small * np.float32(0.05)
+  if low_res:
+    from litepose_jax.inference.fusion import resize_bilinear
+    heat = resize_bilinear(heat_small, (70, 102))
+    full = resize_bilinear(small.reshape(35, 51, -1), (70, 102)).reshape(70, 102, 14, 2)
+  else:
+    heat, full = heat_small, small
+  heat = np.where(heat > 0.1, heat, rng.uniform(0, 0.02, heat.shape)).astype(np.float32)
   fx.assert_same_poses(parse_poses(heat, small), ref.reference_parse(heat, full))
 
 
-@pytest.mark.parametrize('gather', [False, True])
-def test_tag_boxes_hold_every_tile_tag(gather, monkeypatch):
-  # The box of each (joint, tile), gathered or from whole-map passes, is the min/max over the
-  # tile's pixels (edge tiles: those inside the map).
-  monkeypatch.setattr(refine, '_GATHER_COST', 0 if gather else 10 ** 9)
-  rng = np.random.default_rng(80)
+def test_refine_pairs_equal_dense_argmax():
+  # Persons with one or several detected joints; every missing pair gets the dense argmax of
+  # heatmap - round(||tag - mean||) over its joint's map (tile maxima computed by refine itself).
+  rng = np.random.default_rng(81)
   heat = rng.random((23, 31, 3)).astype(np.float32)
   tags = rng.normal(0, 1, (23, 31, 3, 2)).astype(np.float32)
-  tiles = refine._Tiles(heat, TagMaps(tags, 23, 31))
-  ntiles = tiles.ny * tiles.nx
-  tiles.ensure_boxes(np.arange(3), np.broadcast_to(np.arange(ntiles), (3, ntiles)))
-  assert tiles.known.all() if gather else tiles.all_known
-  for t in range(ntiles):
-    ty, tx = divmod(t, tiles.nx)
-    block = tags[ty * tiles.size:(ty + 1) * tiles.size, tx * tiles.size:(tx + 1) * tiles.size]
-    np.testing.assert_array_equal(tiles.tag_lo[:, :, t], block.min(axis=(0, 1)))
-    np.testing.assert_array_equal(tiles.tag_hi[:, :, t], block.max(axis=(0, 1)))
+  person_pix = np.array([[40, -1, 300], [-1, 7, -1]])
+  qp, qj, best = refine.refine(person_pix, heat, TagMaps(tags, 23, 31))
+  np.testing.assert_array_equal(qp, [0, 1, 1])
+  np.testing.assert_array_equal(qj, [1, 0, 2])
+  for p, j, b in zip(qp, qj, best):
+    fj = np.flatnonzero(person_pix[p] >= 0)
+    mean = tags.reshape(-1, 3, 2)[person_pix[p, fj], fj].mean(axis=0)
+    score = heat[..., j] - np.round(np.sqrt(((tags[:, :, j] - mean) ** 2).sum(axis=-1)))
+    assert b == np.argmax(score)
+
+
+@pytest.mark.parametrize('large', [False, True])
+def test_tile_maxima_are_the_maxima_of_every_tile(large, monkeypatch):
+  # Edge tiles (23 x 31 is not a multiple of 5 or 10) hold only the pixels inside the map.
+  if large:
+    monkeypatch.setattr(refine, '_LARGE_MAP', 100)
+  rng = np.random.default_rng(80)
+  heat = rng.random((23, 31, 3)).astype(np.float32)
+  size, hmax = refine.tile_maxima(heat)
+  assert size == (10 if large else 5)
+  nx = -(-31 // size)
+  assert hmax.shape == (3, -(-23 // size) * nx)
+  for t in range(hmax.shape[1]):
+    ty, tx = divmod(t, nx)
+    block = heat[ty * size:(ty + 1) * size, tx * size:(tx + 1) * size]
+    np.testing.assert_array_equal(hmax[:, t], block.max(axis=(0, 1)))
