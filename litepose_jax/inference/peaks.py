@@ -60,12 +60,17 @@ def _local_maxima(hm, hmax5, threshold):
         if not hmax5[by, bx, j] > threshold:
           continue
         for y in range(by * BLOCK, min(by * BLOCK + BLOCK, height)):
+          up, down = max(y - 1, 0), min(y + 1, height - 1)
           for x in range(bx * BLOCK, min(bx * BLOCK + BLOCK, width)):
             v = hm[y, x, j]
-            if not v > threshold:
+            # Direct neighbours first, without branches (clamped reads compare v with itself at
+            # the borders): nearly every non-peak has a larger one on smooth maps.
+            left, right = max(x - 1, 0), min(x + 1, width - 1)
+            if not ((v > threshold) & (v >= hm[up, x, j]) & (v >= hm[down, x, j])
+                    & (v >= hm[y, left, j]) & (v >= hm[y, right, j])):
               continue
             peak = True
-            for k in range(_WINDOW_DY.size):
+            for k in range(4, _WINDOW_DY.size):
               yy, xx = y + _WINDOW_DY[k], x + _WINDOW_DX[k]
               if 0 <= yy < height and 0 <= xx < width and not v >= hm[yy, xx, j]:
                 peak = False
