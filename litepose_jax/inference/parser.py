@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numba
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -62,6 +63,50 @@ def _quarter_offsets(flat: np.ndarray, height: int, width: int, num_joints: int,
   dx = np.where(right > left, 0.75, 0.25)
   dy = np.where(down > up, 0.75, 0.25)
   return x + dx, y + dy
+
+
+@numba.njit(cache=True, nogil=True)
+def _match_cost(c_tag, c_val, tag_sum, tag_cnt, g):
+  """(distance [m, g], cost [m, max(m, g)]) of m candidates (tags c_tag [m, T], values c_val [m])
+  to the first g people (tag sums / counts): the official float64 arithmetic on float32 means,
+  cost = round(distance) * 100 - value, padded with 1e10 columns like the official code (solvers
+  break exact cost ties by matrix layout, so the same matrix keeps the choice reproducible)."""
+  m, dim = c_tag.shape
+  dist = np.empty((m, g))
+  cost = np.full((m, max(m, g)), 1e10)
+  for p in range(g):
+    for i in range(m):
+      total = 0.0
+      for d in range(dim):
+        diff = np.float64(c_tag[i, d]) - np.float64(tag_sum[p, d] / tag_cnt[p])
+        total += diff * diff
+      dist[i, p] = np.sqrt(total)
+      cost[i, p] = np.rint(dist[i, p]) * 100.0 - np.float64(c_val[i])
+  return dist, cost
+
+
+@numba.njit(cache=True, nogil=True)
+def _assign(j, rows, cols, dist, tag_threshold, c_pix, c_val, c_tag, person_pix, person_val,
+            tag_sum, tag_cnt, n):
+  """Adds joint j's candidates to the people: the assigned pairs (rows -> cols) closer than
+  tag_threshold join their person, every other candidate starts a new one. Returns the count."""
+  new = np.ones(c_pix.size, np.bool_)
+  for k in range(rows.size):
+    r, c = rows[k], cols[k]
+    if c < dist.shape[1] and dist[r, c] < tag_threshold:
+      person_pix[c, j] = c_pix[r]
+      person_val[c, j] = c_val[r]
+      tag_sum[c] += c_tag[r]
+      tag_cnt[c] += 1
+      new[r] = False
+  for r in range(c_pix.size):
+    if new[r]:
+      person_pix[n, j] = c_pix[r]
+      person_val[n, j] = c_val[r]
+      tag_sum[n] = c_tag[r]
+      tag_cnt[n] = 1
+      n += 1
+  return n
 
 
 def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: float = 0.1,
@@ -103,33 +148,15 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
     if hi == lo:
       continue
     c_pix, c_val, c_tag = pix[lo:hi], val[lo:hi], cand_tags[lo:hi]
-    new = np.ones(hi - lo, bool)
     if n:
       g = min(n, max_people)
-      means = tag_sum[:g] / tag_cnt[:g, None]
-      diff = c_tag[:, None, :].astype(np.float64) - means[None, :, :].astype(np.float64)
-      dist = np.sqrt((diff * diff).sum(axis=-1))
-      cost = np.round(dist) * 100.0 - c_val[:, None].astype(np.float64)
-      if cost.shape[0] > g:
-        # Pad like the official code: solvers break exact cost ties by matrix layout, so the
-        # same matrix keeps our choice among equally cheap assignments reproducible.
-        cost = np.concatenate([cost, np.full((cost.shape[0], cost.shape[0] - g), 1e10)], 1)
+      dist, cost = _match_cost(c_tag, c_val, tag_sum, tag_cnt, g)
       rows, cols = linear_sum_assignment(cost)
-      real = cols < g
-      rows, cols = rows[real], cols[real]
-      ok = dist[rows, cols] < tag_threshold
-      rows, cols = rows[ok], cols[ok]
-      person_pix[cols, j] = c_pix[rows]
-      person_val[cols, j] = c_val[rows]
-      tag_sum[cols] += c_tag[rows]
-      tag_cnt[cols] += 1
-      new[rows] = False
-    k = int(new.sum())
-    person_pix[n:n + k, j] = c_pix[new]
-    person_val[n:n + k, j] = c_val[new]
-    tag_sum[n:n + k] = c_tag[new]
-    tag_cnt[n:n + k] = 1
-    n += k
+    else:
+      dist = np.zeros((0, 0))
+      rows = cols = np.zeros(0, np.int64)
+    n = _assign(j, rows, cols, dist, np.float64(tag_threshold), c_pix, c_val, c_tag, person_pix,
+                person_val, tag_sum, tag_cnt, n)
 
   person_pix, person_val = person_pix[:n], person_val[:n]
   found = person_pix >= 0
