@@ -19,6 +19,8 @@ _WINDOW = sorted(((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy o
                  key=lambda d: (d[0] * d[0] + d[1] * d[1], d))
 _WINDOW_DY = np.array([d[0] for d in _WINDOW], np.int64)
 _WINDOW_DX = np.array([d[1] for d in _WINDOW], np.int64)
+_DIRECT = 4  # the first four offsets are the direct neighbours (compared first, branch-free)
+assert sorted(_WINDOW[:_DIRECT]) == [(-1, 0), (0, -1), (0, 1), (1, 0)]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -70,7 +72,7 @@ def _local_maxima(hm, hmax5, threshold):
                     & (v >= hm[y, left, j]) & (v >= hm[y, right, j])):
               continue
             peak = True
-            for k in range(4, _WINDOW_DY.size):
+            for k in range(_DIRECT, _WINDOW_DY.size):
               yy, xx = y + _WINDOW_DY[k], x + _WINDOW_DX[k]
               if 0 <= yy < height and 0 <= xx < width and not v >= hm[yy, xx, j]:
                 peak = False
