@@ -115,7 +115,8 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
   """Groups joints into people: heatmaps [H, W, J], tags [h, w, J, T] -> poses [N, J, 3], scores [N].
 
   Poses hold x, y in heatmap pixels and the heatmap value (0 for missing joints). Tags at a lower
-  resolution than the heatmaps are treated as bilinearly resized to the heatmap size.
+  resolution than the heatmaps are treated as bilinearly resized to the heatmap size. inf / NaN at
+  a detected peak raise ValueError (NaN heatmap pixels are never above the threshold).
   """
   hm = np.ascontiguousarray(heatmaps, np.float32)
   if hm.ndim != 3:
@@ -135,6 +136,10 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
 
   pix, val, joint, start, hmax5 = peaks_lib.find_peaks(hm, max_people, detection_threshold)
   cand_tags = tag_maps.at(pix, joint) if pix.size else np.zeros((0, dim), np.float32)
+  if not (np.isfinite(val).all() and np.isfinite(cand_tags).all()):
+    # The assignment cannot rank infinite or NaN costs; such maps come from a broken network.
+    raise ValueError('heatmaps or tags hold inf / NaN at the detected peaks: the network outputs '
+                     'are not valid (a diverged or broken model?)')
 
   # Grouping (match_by_tag). Each candidate can start a person: num candidates bounds N.
   cap = max(int(pix.size), 1)

@@ -248,6 +248,9 @@ class Predictor:
   def _decode(self, items, image_shape):
     heats = [it[0] for it in items]
     tags = [it[1] for it in items]
+    if any(np.isnan(h).any() for h in heats):
+      # The parser never takes a NaN pixel as a joint: people would vanish without a word.
+      raise ValueError('the network returned NaN heatmaps (a diverged or broken model?)')
     # Official: the map back uses the last (smallest) scale's centre and scale.
     _, _, center, scale, _ = items[-1]
     if self.group_at == 'stride2':

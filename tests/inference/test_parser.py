@@ -84,6 +84,23 @@ def test_bad_shapes_raise():
     parse_poses(np.zeros((8, 8, 14)), np.zeros((8, 8, 13, 1)))
 
 
+@pytest.mark.parametrize('where,bad', [('heatmaps', np.inf), ('tags', np.inf), ('tags', np.nan)])
+def test_non_finite_peaks_raise_a_clear_error(where, bad):
+  # (NaN heatmap pixels are never above the threshold; Predictor rejects NaN maps.)
+  rng = np.random.default_rng(9)
+  heat, tags = fx.people_maps(rng, 3, (40, 56), 0.0)
+  if where == 'heatmaps':
+    heat[..., 5] = np.where(heat[..., 5] > 0.1, bad, heat[..., 5])
+  else:
+    tags[..., 5, :] = bad
+  with pytest.raises(ValueError, match='inf / NaN'):
+    parse_poses(heat, tags)
+  # Non-finite values away from the peaks do not matter (refine never picks them).
+  heat, tags = fx.people_maps(rng, 3, (40, 56), 0.3)
+  tags[:2, :2] = np.nan
+  assert parse_poses(heat, tags)[0].shape[0] >= 3
+
+
 @pytest.mark.parametrize('seed', range(4))
 @pytest.mark.parametrize('tag_dim', [1, 2])
 def test_equals_reference_on_random_maps(seed, tag_dim):

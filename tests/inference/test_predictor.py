@@ -80,6 +80,17 @@ def test_people_in_image_coordinates(flip, scales, group_at):
   assert (got[..., 2] > 0.4).all()
 
 
+def test_nan_heatmaps_raise_a_clear_error():
+  class NanNet(FakeNet):
+    def __call__(self, images):
+      out4, out2 = super().__call__(images)
+      out2[:, :3, :3] = np.nan
+      return out4, out2
+  image = np.zeros((IMG_H, IMG_W, 3), np.uint8)
+  with pytest.raises(ValueError, match='NaN heatmaps'):
+    Predictor(NanNet(_symmetric_people(np.random.default_rng(0))))(image)
+
+
 def test_transforms_round_trip():
   (w, h), center, scale = transforms.multi_scale_size(425, 640, 448, 1.0, 1.0)
   assert (w, h) == (704, 448)
