@@ -196,3 +196,24 @@ def test_peaks_on_plateaus_and_crowds_equal_reference():
 
 
 
+
+
+@pytest.mark.parametrize('large', [False, True])
+@pytest.mark.parametrize('seed', range(3))
+def test_equals_reference_on_odd_shapes_and_joint_counts(seed, large, monkeypatch):
+  # Maps down to one pixel, 1 / 2 / 5 / 17 joints, 1-3 tag components, quantised values (ties),
+  # caps and thresholds drawn at random; large: 10x10 refine tiles on these small maps.
+  from litepose_jax.inference import refine
+  if large:
+    monkeypatch.setattr(refine, '_LARGE_MAP', 50)
+  rng = np.random.default_rng(200 + seed)
+  for _ in range(15):
+    h, w = (int(v) for v in rng.integers(1, 40, 2))
+    j = int(rng.choice([1, 2, 5, 17]))
+    heat = rng.random((h, w, j)).astype(np.float32)
+    if rng.random() < 0.5:
+      heat = (np.round(heat * 5) / 5).astype(np.float32)
+    tags = rng.normal(0, 1.5, (h, w, j, int(rng.integers(1, 4)))).astype(np.float32)
+    kw = dict(max_people=int(rng.integers(1, min(40, h * w) + 1)),
+              detection_threshold=float(rng.choice([0.1, 0.5, 0.9])))
+    fx.assert_same_poses(parse_poses(heat, tags, **kw), ref.reference_parse(heat, tags, **kw))
