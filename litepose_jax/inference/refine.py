@@ -18,7 +18,7 @@ import numba
 import numpy as np
 
 from litepose_jax.inference.peaks import BLOCK, block_max
-from litepose_jax.inference.tags import TagMaps
+from litepose_jax.inference.tags import TagMaps, tag_at
 
 # Refine works on the peak search's 5x5 blocks (small enough that a tile's maximum bounds its
 # pixels tightly), grouped 2x2 on large maps so that the per-pair tile order stays short.
@@ -49,19 +49,6 @@ def tile_maxima(hm: np.ndarray, hmax5: np.ndarray | None = None) -> tuple[int, n
     hmax5 = padded.reshape(ny, 2, nx, 2, num_joints).max(axis=(1, 3))
     return 2 * TILE, np.ascontiguousarray(hmax5.reshape(-1, num_joints).T)
   return TILE, np.ascontiguousarray(hmax5.reshape(-1, num_joints).T, np.float32)
-
-
-@numba.njit(cache=True, nogil=True)
-def _tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w, y, x, j, d):
-  """Tag component d of joint j at heatmap pixel (y, x): stored, or bilinear like TagMaps.at."""
-  if same:
-    return tags[y, x, j, d]
-  one = np.float32(1.0)
-  ly, lx = row_w[y], col_w[x]
-  y0, y1, x0, x1 = rows[y], rows1[y], cols[x], cols1[x]
-  top = (one - lx) * tags[y0, x0, j, d] + lx * tags[y0, x1, j, d]
-  bot = (one - lx) * tags[y1, x0, j, d] + lx * tags[y1, x1, j, d]
-  return (one - ly) * top + ly * bot
 
 
 @numba.njit(cache=True, nogil=True)
@@ -124,7 +111,7 @@ def _refine_pairs(hm, tags, same, rows, rows1, row_w, cols, cols1, col_w, size, 
         continue
       count += 1
       for d in range(dim):
-        person_mean[p, d] += _tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w,
+        person_mean[p, d] += tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w,
                                      pix // width, pix % width, j, d)
     for d in range(dim):
       person_mean[p, d] /= np.float32(count)
@@ -193,12 +180,12 @@ def _refine_pairs(hm, tags, same, rows, rows1, row_w, cols, cols1, col_w, size, 
             if h < low or h < best:
               continue
             if dim == 1:
-              dist = abs(_tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w, y, x, j, 0)
+              dist = abs(tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w, y, x, j, 0)
                          - mean[0])
             else:
               total = zero
               for d in range(dim):
-                v = (_tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w, y, x, j, d)
+                v = (tag_at(tags, same, rows, rows1, row_w, cols, cols1, col_w, y, x, j, d)
                      - mean[d])
                 total += v * v
               dist = np.sqrt(total)
@@ -222,16 +209,12 @@ def refine(person_pix: np.ndarray, hm: np.ndarray, tag_maps: TagMaps,
   height, width, _ = hm.shape
   size, hmax = tile_maxima(hm, hmax5)
   rows, cols = _tile_ranges(height, size), _tile_ranges(width, size)
-  if tag_maps.same:
-    lerp = [(np.arange(n), np.arange(n), np.zeros(n, np.float32)) for n in (height, width)]
-  else:
-    # Bilinear tags are convex combinations of the source pixels that the tile reads.
-    lerp = tag_maps.rows, tag_maps.cols
-    rows = lerp[0][0][rows[0]], lerp[0][1][rows[1]]
-    cols = lerp[1][0][cols[0]], lerp[1][1][cols[1]]
+  # The source pixels each tile reads (bilinear tags are convex combinations of them).
+  rows = tag_maps.rows[0][rows[0]], tag_maps.rows[1][rows[1]]
+  cols = tag_maps.cols[0][cols[0]], tag_maps.cols[1][cols[1]]
   return _refine_pairs(
-      hm, tag_maps.tags_1d.reshape(tag_maps.tags.shape), tag_maps.same, *lerp[0], *lerp[1],
-      size, hmax, np.stack(rows, 1), np.stack(cols, 1),
+      hm, tag_maps.tags, tag_maps.same, *tag_maps.lerp, size, hmax, np.stack(rows, 1),
+      np.stack(cols, 1),
       # Interpolated tags can leave the source box by float32 rounding: a margin on the distance.
       np.float32(0.0 if tag_maps.same else 1e-3), np.ascontiguousarray(person_pix, np.int64),
       _BUCKETS)
