@@ -87,7 +87,7 @@ def _local_maxima(hm, hmax5, threshold):
   return idx[:found], val[:found]
 
 
-def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float, hmax5=None):
+def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float):
   """Per joint the top-`max_people` 5x5 local maxima above `threshold` of heatmaps [H, W, J].
 
   Returns (pix, val, joint, start, hmax5): flat arrays sorted by joint, value (descending) and
@@ -95,8 +95,7 @@ def find_peaks(heatmaps: np.ndarray, max_people: int, threshold: float, hmax5=No
   """
   hm = np.ascontiguousarray(heatmaps, np.float32)
   num_joints = hm.shape[2]
-  if hmax5 is None:
-    hmax5 = block_max(hm)
+  hmax5 = block_max(hm)
   # float32 threshold: numpy and torch compare float32 maps with the threshold cast to float32.
   idx, val = _local_maxima(hm, hmax5, np.float32(threshold))
   pix, joint = np.divmod(idx, num_joints)
