@@ -74,11 +74,14 @@ def _match_cost(c_tag, c_val, tag_sum, tag_cnt, g):
   m, dim = c_tag.shape
   dist = np.empty((m, g))
   cost = np.full((m, max(m, g)), 1e10)
+  mean = np.empty(dim)
   for p in range(g):
+    for d in range(dim):
+      mean[d] = np.float64(tag_sum[p, d] / tag_cnt[p])  # float32 mean, then float64
     for i in range(m):
       total = 0.0
       for d in range(dim):
-        diff = np.float64(c_tag[i, d]) - np.float64(tag_sum[p, d] / tag_cnt[p])
+        diff = np.float64(c_tag[i, d]) - mean[d]
         total += diff * diff
       dist[i, p] = np.sqrt(total)
       cost[i, p] = np.rint(dist[i, p]) * 100.0 - np.float64(c_val[i])
