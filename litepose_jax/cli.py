@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 import litepose_jax
 from litepose_jax import host_memory
+from litepose_jax.errors import UserError
 
 # command -> (module, one-line help). Order is the order shown in --help.
 COMMANDS = {
@@ -65,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     return 2
   try:
     rc = _module(args._module).run(args)
-  except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
-    # User errors: one clear line, no traceback. Anything else is a bug and keeps its traceback.
+  except (UserError, FileNotFoundError, FileExistsError) as e:
+    # A user's mistake: one line naming the culprit. Anything else is a bug and keeps its
+    # traceback; LITEPOSE_DEBUG=1 shows the traceback of user errors too.
+    if os.environ.get('LITEPOSE_DEBUG', '') not in ('', '0'):
+      raise
     print(f'litepose {args.command}: error: {e}', file=sys.stderr)
     return 2
   except KeyboardInterrupt:
