@@ -16,7 +16,7 @@ import os
 from typing import Any, Callable
 
 from litepose_jax import joints as joints_lib
-from litepose_jax.export import sidecar, tflite
+from litepose_jax.export import sidecar, tflite, tflite_ops
 
 PARITY_IMAGES = 4
 
@@ -108,10 +108,10 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
   log(f'converting {model_cfg.get("name", "model") if model_cfg else "model"} at {size}x{size}, '
       f'quantize={quantize} ...')
   data = tflite.convert(tflite.export_fn(module, variables), size, quantize, images)
-  hist = tflite.op_histogram(data)
-  log(f'ops: {tflite.format_histogram(hist)}')
-  tflite.check_ops(hist)
-  gpu_ok, gpu_msg = tflite.gpu_compatible(data)
+  hist = tflite_ops.op_histogram(data)
+  log(f'ops: {tflite_ops.format_histogram(hist)}')
+  tflite_ops.check_ops(hist)
+  gpu_ok, gpu_msg = tflite_ops.gpu_compatible(data)
   log(f'GPU delegate (static analysis): {gpu_msg}')
 
   out = os.path.abspath(out)

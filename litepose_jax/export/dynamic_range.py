@@ -10,6 +10,8 @@ that XNNPACK and the GPU delegate unpack once at load: one partition, and faster
 """
 from __future__ import annotations
 
+from litepose_jax.export.tflite_ops import builtin_op_name
+
 # The operand holding the filter of a DEPTHWISE_CONV_2D (inputs: input, filter, bias).
 _FILTER = 1
 # DEQUANTIZE version 3 covers per-channel int8 inputs.
@@ -19,9 +21,9 @@ _DEQUANTIZE_VERSION = 3
 def dequantize_depthwise_filters(tflite_bytes: bytes) -> tuple[bytes, int]:
   """Dynamic-range .tflite -> (same graph with its int8 depthwise filters behind DEQUANTIZE ops,
   number of filters rewired). Other ops and tensors are unchanged."""
+  # flatbuffers / TensorFlow are heavy imports: only when a graph is rewired.
   import flatbuffers
   from tensorflow.lite.python import schema_py_generated as schema
-  from litepose_jax.export.tflite import builtin_op_name  # tflite imports this module
   model = schema.ModelT.InitFromPackedBuf(tflite_bytes, 0)
   codes = [builtin_op_name(oc.builtinCode, oc.deprecatedBuiltinCode) for oc in model.operatorCodes]
   if 'DEQUANTIZE' in codes:

@@ -7,80 +7,21 @@ the model runs on XNNPACK and the GPU delegate.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import glob
 import os
 import tempfile
 import warnings
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
-from litepose_jax.export import fold, sidecar, dynamic_range
+from litepose_jax.export import dynamic_range, fold, sidecar
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
-# Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
-# stem's symmetric stride-2 padding; SLICE is allowed for graphs of other arches); fp16 adds
-# DEQUANTIZE (fp16 weights), int8 QUANTIZE / DEQUANTIZE at the float interface. RELU / RELU6 may
-# appear where the converter cannot fuse the activation.
-ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD', 'PAD', 'SLICE',
-                         'RELU', 'RELU6', 'QUANTIZE', 'DEQUANTIZE'})
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
-
-
-def builtin_op_name(builtin_code: int, deprecated_code: int) -> str:
-  """Name of a TFLite operator code, e.g. 'CONV_2D' ('CUSTOM' for custom ops)."""
-  from tensorflow.lite.python import schema_py_generated as schema
-  # The schema keeps small codes in the deprecated int8 field; the real one is the larger.
-  code = max(builtin_code, deprecated_code)
-  names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith('_')}
-  return names.get(code, f'UNKNOWN_{code}')
-
-
-def op_histogram(tflite_bytes: bytes) -> collections.Counter:
-  """{op name: count} over all subgraphs; custom / Flex ops are reported as 'CUSTOM:<name>'."""
-  from tensorflow.lite.python import schema_py_generated as schema
-  model = schema.Model.GetRootAs(tflite_bytes, 0)
-  names = []
-  for i in range(model.OperatorCodesLength()):
-    oc = model.OperatorCodes(i)
-    name = builtin_op_name(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-    names.append('CUSTOM:' + (oc.CustomCode() or b'?').decode() if name == 'CUSTOM' else name)
-  hist = collections.Counter()
-  for s in range(model.SubgraphsLength()):
-    sg = model.Subgraphs(s)
-    for o in range(sg.OperatorsLength()):
-      hist[names[sg.Operators(o).OpcodeIndex()]] += 1
-  return hist
-
-
-def check_ops(hist: Mapping[str, int], allowed: Iterable[str] = ALLOWED_OPS) -> None:
-  """Raises a ValueError naming every op outside the builtin allow-list."""
-  bad = sorted(op for op in hist if op not in set(allowed))
-  if bad:
-    raise ValueError(f'the exported graph contains ops outside the allowed builtin set: {bad} '
-                     f'(histogram {dict(hist)}); it would not run on XNNPACK / the GPU delegate')
-
-
-def gpu_compatible(tflite_bytes: bytes) -> tuple[bool, str]:
-  """(ok, message) of TFLite's static GPU-delegate compatibility analysis of the graph."""
-  import contextlib
-  import io
-  import tensorflow as tf
-  buf = io.StringIO()
-  with contextlib.redirect_stdout(buf):
-    tf.lite.experimental.Analyzer.analyze(model_content=tflite_bytes, gpu_compatibility=True)
-  text = buf.getvalue()
-  ok = 'looks compatible with GPU delegate' in text
-  issues = [line.strip() for line in text.splitlines() if 'GPU COMPATIBILITY WARNING' in line]
-  return ok, 'compatible' if ok else '; '.join(issues[:5]) or 'analyzer found GPU issues'
-
-
-def format_histogram(hist: Mapping[str, int]) -> str:
-  return ', '.join(f'{k} x{v}' for k, v in sorted(hist.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def preprocess_image(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from litepose_jax.export import runtime, tflite, dynamic_range
+from litepose_jax.export import dynamic_range, runtime, tflite_ops
 
 
 def _interpreter(data: bytes):
@@ -44,7 +44,7 @@ def test_rewired_hybrid_graph_runs_whole_on_xnnpack(tiny_graphs):
   float_model, hybrid = tiny_graphs
   ours, count = dynamic_range.dequantize_depthwise_filters(hybrid)
   assert count == 1
-  before, after = tflite.op_histogram(hybrid), tflite.op_histogram(ours)
+  before, after = tflite_ops.op_histogram(hybrid), tflite_ops.op_histogram(ours)
   assert after - collections.Counter(DEQUANTIZE=1) == before  # nothing else changed
   # The converter's hybrid depthwise conv falls outside XNNPACK and splits the graph.
   assert runtime.delegate_partitions(_interpreter(hybrid)) == 2
@@ -66,7 +66,8 @@ def test_graph_without_int8_depthwise_is_left_alone(tiny_graphs):
   float_model, _ = tiny_graphs
   ours, count = dynamic_range.dequantize_depthwise_filters(float_model)
   assert count == 0
-  assert tflite.op_histogram(ours) - tflite.op_histogram(float_model) == collections.Counter()
+  added = tflite_ops.op_histogram(ours) - tflite_ops.op_histogram(float_model)
+  assert added == collections.Counter()
 
 
 def test_exported_dynamic_model_is_one_partition(xs_model, tmp_path, sample_data):
