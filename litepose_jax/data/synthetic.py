@@ -16,13 +16,14 @@ images evenly and gives floor(num_images * f) of them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
 import pathlib
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +31,7 @@ import tqdm
 from pycocotools import mask as coco_mask
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 from litepose_jax.data import synthetic_figure as sf
 from litepose_jax.data import synthetic_render as sr
 
@@ -188,82 +190,134 @@ def _polygon_area(polys: list[list[float]]) -> float:
   return float(coco_mask.area(coco_mask.merge(coco_mask.frPyObjects(polys, h, w))))
 
 
+class _Person(NamedTuple):
+  """One placed figure: its pose, body, projected points px [P, 2] (image pixels) and depths [P],
+  pixels per body unit, and its box [x0, y0, x1, y1] clipped to the image."""
+  pose: sf.Pose
+  fig: sf.Figure
+  px: np.ndarray
+  depth: np.ndarray
+  scale: float
+  box: np.ndarray
+
+
+def _inside(xy: np.ndarray, w: int, h: int) -> np.ndarray:
+  """[N] bool: points xy [N, 2] inside a w x h image (pixel centres 0..w-1, 0..h-1)."""
+  return (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+
+
+def _place_person(rng: np.random.Generator, cfg: SynthConfig, w: int, h: int, jidx: np.ndarray,
+                  min_in: int, boxes: list[np.ndarray]) -> _Person | None:
+  """Samples one figure and tries cfg.place_tries positions; None when none fits."""
+  pose = sf.sample_pose(rng, cfg.facing)
+  fig = sf.build_figure(pose, rng)
+  uv, depth = sf.project(fig, pose)
+  ext = _extent(uv, _point_radii(fig.build))
+  lo, hi = cfg.height_range
+  scale = (lo + (hi - lo) * rng.beta(*cfg.height_beta)) * h
+  bw, bh = (ext[2] - ext[0]) * scale, (ext[3] - ext[1]) * scale
+  centre = 0.5 * (ext[:2] + ext[2:])
+  for _ in range(cfg.place_tries):
+    m = cfg.partial_margin if rng.random() < cfg.partial_prob else 0.03
+    cx = rng.uniform(*sorted((bw / 2 - m * bw, w - bw / 2 + m * bw)))
+    cy = rng.uniform(*sorted((bh / 2 - m * bh, h - bh / 2 + m * bh)))
+    px = (uv - centre) * scale + (cx, cy)
+    box = np.array([max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(w, cx + bw / 2),
+                    min(h, cy + bh / 2)])
+    if _inside(px[jidx], w, h).sum() >= min_in and _overlap_ok(box, boxes, cfg):
+      return _Person(pose, fig, px, depth, scale, box)
+  return None
+
+
+def _place_people(rng: np.random.Generator, cfg: SynthConfig, w: int, h: int, jidx: np.ndarray,
+                  min_in: int, max_people: int) -> list[_Person]:
+  """The people of one image, far to near (painter's order)."""
+  placed = []
+  for _ in range(_num_people(rng, cfg, max_people)):
+    person = _place_person(rng, cfg, w, h, jidx, min_in, [p.box for p in placed])
+    if person is not None:
+      placed.append(person)
+  # People whose feet are higher in the image are farther away.
+  placed.sort(key=lambda p: p.box[3])
+  return placed
+
+
+def _paint(rng: np.random.Generator, cfg: SynthConfig, w: int, h: int,
+           people: list[_Person]) -> tuple[np.ndarray, np.ndarray]:
+  """(BGR image [h, w, 3] uint8 with camera effects, label [h, w]: 1-based index of the
+  person visible at each pixel, 0 for background)."""
+  img = sr.render_background(rng, h, w, cfg.clutter)
+  label = np.zeros((h, w), np.uint8)
+  for pid, p in enumerate(people, start=1):
+    app = sr.sample_appearance(rng)
+    x0, y0 = int(math.floor(p.box[0])), int(math.floor(p.box[1]))
+    x1, y1 = int(math.ceil(p.box[2])), int(math.ceil(p.box[3]))
+    groups = sr.figure_ops(p.fig, p.pose, app, p.px - (x0, y0), p.depth, p.scale)
+    sr.render_figure(img, label, pid, groups, (x0, y0, x1, y1), app, p.scale, rng)
+  return sr.camera_effects(img, rng, cfg.noise_sigma, cfg.blur_prob), label
+
+
+def _encode_jpeg(rng: np.random.Generator, cfg: SynthConfig, img: np.ndarray,
+                 index: int) -> bytes:
+  """JPEG bytes of img at a quality drawn from cfg.jpeg_quality."""
+  quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
+  ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+  if not ok:
+    raise RuntimeError(f'JPEG encoding failed for synthetic image {index}')
+  return buf.tobytes()
+
+
+def _keypoints(p: _Person, pid: int, label: np.ndarray, jidx: np.ndarray,
+               face: np.ndarray) -> np.ndarray:
+  """COCO keypoints [J, 3] of person pid: v = 2 visible, 1 covered by a nearer person, 0 none."""
+  h, w = label.shape
+  xy = p.px[jidx]
+  ok = _inside(xy, w, h)
+  # Face points on the far side of the head are not labelled, as in COCO.
+  ok &= ~(face & (p.depth[jidx] < p.depth[sf.PT['head_center']] - 0.01))
+  ij = np.rint(np.clip(xy, 0, (w - 1, h - 1))).astype(np.intp)
+  # Covered by someone drawn later (nearer): labelled but occluded (v = 1).
+  vis = np.where(label[ij[:, 1], ij[:, 0]] > pid, 1.0, 2.0)
+  return np.where(ok[:, None], np.concatenate([np.round(xy, 2), vis[:, None]], 1), 0.0)
+
+
+def _person_segmentation(p: _Person, pid: int, label: np.ndarray,
+                         box_polygon: list[float]) -> tuple[list[list[float]], float]:
+  """COCO polygons and area of person pid's visible pixels (its box when hidden or a sliver)."""
+  bx0, by0 = int(math.floor(p.box[0])), int(math.floor(p.box[1]))
+  crop = (label[by0:int(math.ceil(p.box[3])), bx0:int(math.ceil(p.box[2]))] == pid)
+  polys, area = _segmentation(crop.astype(np.uint8), bx0, by0)
+  if area < 1:
+    polys = [box_polygon]
+    area = max(1.0, _polygon_area(polys))
+  return polys, area
+
+
 def render_image(seed: int, index: int, size: int, joint_set: joints_lib.JointSet,
                  cfg: SynthConfig = SynthConfig(), max_people: int = 12,
                  with_segmentation: bool = False) -> SynthImage:
   """Renders image `index` of the data set `seed`; a pure function of its arguments."""
+  # One random stream per image, consumed in a fixed order: size, people, pixels, JPEG quality.
   rng = np.random.default_rng([seed, index])
   w, h = _image_size(rng, size, cfg)
   jidx = np.array([sf.PT[n] for n in joint_set.names])
   face = np.array([n in ('nose', 'left_eye', 'right_eye', 'left_ear', 'right_ear')
                    for n in joint_set.names])
   min_in = min(cfg.min_joints_in_frame, joint_set.num_joints)
-
-  placed = []  # (pose, fig, px, depth, scale, box)
-  boxes = []
-  for _ in range(_num_people(rng, cfg, max_people)):
-    pose = sf.sample_pose(rng, cfg.facing)
-    fig = sf.build_figure(pose, rng)
-    uv, depth = sf.project(fig, pose)
-    radii = _point_radii(fig.build)
-    ext = _extent(uv, radii)
-    lo, hi = cfg.height_range
-    scale = (lo + (hi - lo) * rng.beta(*cfg.height_beta)) * h
-    bw, bh = (ext[2] - ext[0]) * scale, (ext[3] - ext[1]) * scale
-    centre = 0.5 * (ext[:2] + ext[2:])
-    for _ in range(cfg.place_tries):
-      m = cfg.partial_margin if rng.random() < cfg.partial_prob else 0.03
-      cx = rng.uniform(*sorted((bw / 2 - m * bw, w - bw / 2 + m * bw)))
-      cy = rng.uniform(*sorted((bh / 2 - m * bh, h - bh / 2 + m * bh)))
-      px = (uv - centre) * scale + (cx, cy)
-      j = px[jidx]
-      inside = (j[:, 0] >= 0) & (j[:, 0] <= w - 1) & (j[:, 1] >= 0) & (j[:, 1] <= h - 1)
-      box = np.array([max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(w, cx + bw / 2),
-                      min(h, cy + bh / 2)])
-      if inside.sum() >= min_in and _overlap_ok(box, boxes, cfg):
-        placed.append((pose, fig, px, depth, scale, box))
-        boxes.append(box)
-        break
-
-  # Painter's order: people whose feet are higher in the image are farther away.
-  placed.sort(key=lambda p: p[5][3])
-  img = sr.render_background(rng, h, w, cfg.clutter)
-  label = np.zeros((h, w), np.uint8)
-  for pid, (pose, fig, px, depth, scale, box) in enumerate(placed, start=1):
-    app = sr.sample_appearance(rng)
-    x0, y0 = int(math.floor(box[0])), int(math.floor(box[1]))
-    x1, y1 = int(math.ceil(box[2])), int(math.ceil(box[3]))
-    groups = sr.figure_ops(fig, pose, app, px - (x0, y0), depth, scale)
-    sr.render_figure(img, label, pid, groups, (x0, y0, x1, y1), app, scale, rng)
-  img = sr.camera_effects(img, rng, cfg.noise_sigma, cfg.blur_prob)
-  quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-  ok, buf = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, quality])
-  if not ok:
-    raise RuntimeError(f'JPEG encoding failed for synthetic image {index}')
+  people = _place_people(rng, cfg, w, h, jidx, min_in, max_people)
+  img, label = _paint(rng, cfg, w, h, people)
+  jpeg = _encode_jpeg(rng, cfg, img, index)
 
   keypoints, bboxes, segs, areas = [], [], [], []
-  for pid, (pose, fig, px, depth, scale, box) in enumerate(placed, start=1):
-    xy = px[jidx]
-    ok = (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
-    # Face points on the far side of the head are not labelled, as in COCO.
-    ok &= ~(face & (depth[jidx] < depth[sf.PT['head_center']] - 0.01))
-    ij = np.rint(np.clip(xy, 0, (w - 1, h - 1))).astype(np.intp)
-    # Covered by someone drawn later (nearer): labelled but occluded (v = 1).
-    vis = np.where(label[ij[:, 1], ij[:, 0]] > pid, 1.0, 2.0)
-    kp = np.where(ok[:, None], np.concatenate([np.round(xy, 2), vis[:, None]], 1), 0.0)
-    x0, y0, x1, y1 = (round(float(v), 2) for v in box)
-    keypoints.append(kp)
+  for pid, p in enumerate(people, start=1):
+    keypoints.append(_keypoints(p, pid, label, jidx, face))
+    x0, y0, x1, y1 = (round(float(v), 2) for v in p.box)
     bboxes.append(np.array([x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]))
     if with_segmentation:
-      bx0, by0 = int(math.floor(box[0])), int(math.floor(box[1]))
-      crop = (label[by0:int(math.ceil(box[3])), bx0:int(math.ceil(box[2]))] == pid)
-      polys, area = _segmentation(crop.astype(np.uint8), bx0, by0)
-      if area < 1:  # hidden or a sliver: fall back to the box
-        polys = [[x0, y0, x1, y0, x1, y1, x0, y1]]
-        area = max(1.0, _polygon_area(polys))
+      polys, area = _person_segmentation(p, pid, label, [x0, y0, x1, y0, x1, y1, x0, y1])
       segs.append(polys)
       areas.append(area)
-  return SynthImage(jpeg=buf.tobytes(), width=w, height=h, keypoints=keypoints, bboxes=bboxes,
+  return SynthImage(jpeg=jpeg, width=w, height=h, keypoints=keypoints, bboxes=bboxes,
                     segmentations=segs, areas=areas, crowd_index=crowd_index(keypoints, bboxes))
 
 
@@ -284,6 +338,9 @@ def category(joint_set: joints_lib.JointSet) -> dict:
           'skeleton': [[a + 1, b + 1] for a, b in joint_set.skeleton]}
 
 
+SPLITS = ('train', 'val')
+
+
 def _render_job(job):
   seed, index, size, joints_name, cfg, max_people, coco = job
   return render_image(seed, index, size, joints_lib.get_joint_set(joints_name), cfg, max_people,
@@ -292,19 +349,79 @@ def _render_job(job):
 
 def _validate(num_images, seed, size, joints, val_fraction, max_people, workers):
   if not isinstance(num_images, (int, np.integer)) or num_images < 1:
-    raise ValueError(f'--num-images must be a positive integer, got {num_images!r}')
+    raise UserError(f'--num-images must be a positive integer, got {num_images!r}')
   if not isinstance(seed, (int, np.integer)) or seed < 0:
-    raise ValueError(f'--seed must be a non-negative integer, got {seed!r}')
+    raise UserError(f'--seed must be a non-negative integer, got {seed!r}')
   if not isinstance(size, (int, np.integer)) or size < 32:
-    raise ValueError(f'--size must be an integer >= 32 pixels, got {size!r}')
+    raise UserError(f'--size must be an integer >= 32 pixels, got {size!r}')
   if joints not in joints_lib.JOINT_SETS:
-    raise ValueError(f'--joints must be one of {sorted(joints_lib.JOINT_SETS)}, got {joints!r}')
+    raise UserError(f'--joints must be one of {sorted(joints_lib.JOINT_SETS)}, got {joints!r}')
   if not 0.0 <= val_fraction < 1.0:
-    raise ValueError(f'--val-fraction must be in [0, 1), got {val_fraction!r}')
+    raise UserError(f'--val-fraction must be in [0, 1), got {val_fraction!r}')
   if not 0 <= max_people <= MAX_PEOPLE_LIMIT:
-    raise ValueError(f'--max-people must be in [0, {MAX_PEOPLE_LIMIT}], got {max_people!r}')
+    raise UserError(f'--max-people must be in [0, {MAX_PEOPLE_LIMIT}], got {max_people!r}')
   if workers < 1:
-    raise ValueError(f'--workers must be >= 1, got {workers!r}')
+    raise UserError(f'--workers must be >= 1, got {workers!r}')
+
+
+def _make_layout(out: pathlib.Path, coco: bool) -> tuple[dict, dict]:
+  """Creates the folders; returns ({split: image folder}, {split: json path})."""
+  if out.exists() and not out.is_dir():
+    raise FileExistsError(f'--out {out} exists and is not a folder')
+  if coco:
+    image_dirs = {s: out / f'{s}2017' for s in SPLITS}
+    json_paths = {s: out / 'annotations' / f'person_keypoints_{s}2017.json' for s in SPLITS}
+  else:
+    image_dirs = {s: out / 'images' for s in SPLITS}
+    json_paths = {s: out / 'json' / f'crowdpose_{s}.json' for s in SPLITS}
+  for p in list(image_dirs.values()) + [p.parent for p in json_paths.values()]:
+    p.mkdir(parents=True, exist_ok=True)
+  return image_dirs, json_paths
+
+
+@contextlib.contextmanager
+def _rendered(jobs: list[tuple], workers: int):
+  """Yields the SynthImages of jobs in order, rendered here or by `workers` spawned processes."""
+  if workers <= 1:
+    yield map(_render_job, jobs)
+    return
+  pool = multiprocessing.get_context('spawn').Pool(workers)
+  try:
+    yield pool.imap(_render_job, jobs, chunksize=8)
+  finally:
+    pool.close()
+    pool.join()
+
+
+def _image_entry(r: SynthImage, image_id: int, file_name: str, coco: bool) -> dict:
+  """The json 'images' entry of one rendered image."""
+  entry = {'file_name': file_name, 'id': image_id, 'height': r.height, 'width': r.width,
+           'crowdIndex': round(r.crowd_index, 2)}
+  return {'license': 1, **entry} if coco else entry
+
+
+def _annotations(r: SynthImage, image_id: int, coco: bool) -> list[dict]:
+  """The json 'annotations' entries of one rendered image's people."""
+  anns = []
+  for k, (kp, box) in enumerate(zip(r.keypoints, r.bboxes)):
+    ann = {'num_keypoints': int((kp[:, 2] > 0).sum()), 'iscrowd': 0,
+           'keypoints': [v for x, y, vis in kp.tolist() for v in (x, y, int(vis))],
+           'image_id': image_id, 'bbox': [float(v) for v in box], 'category_id': 1,
+           'id': image_id * (MAX_PEOPLE_LIMIT + 1) + k + 1}
+    if coco:
+      ann = {'segmentation': r.segmentations[k], 'area': round(r.areas[k], 2), **ann}
+    anns.append(ann)
+  return anns
+
+
+def _write_json(path: pathlib.Path, images: list, anns: list, js: joints_lib.JointSet,
+                seed: int, coco: bool) -> None:
+  doc = {'categories': [category(js)], 'images': images, 'annotations': anns}
+  if coco:
+    doc = {'info': {'description': f'litepose-jax synthetic data, seed {seed}', 'version': '1.0',
+                    'year': 2024},
+           'licenses': [{'id': 1, 'name': 'synthetic', 'url': ''}], **doc}
+  path.write_text(json.dumps(doc))
 
 
 def generate(out_dir: str | pathlib.Path, num_images: int, seed: int, size: int = 192,
@@ -332,60 +449,25 @@ def generate(out_dir: str | pathlib.Path, num_images: int, seed: int, size: int 
   """
   _validate(num_images, seed, size, joints, val_fraction, max_people, workers)
   cfg = config or SynthConfig()
-  js = joints_lib.get_joint_set(joints)
   coco = joints == 'coco'
   out = pathlib.Path(out_dir)
-  if out.exists() and not out.is_dir():
-    raise FileExistsError(f'--out {out} exists and is not a folder')
-  if coco:
-    image_dirs = {s: out / f'{s}2017' for s in ('train', 'val')}
-    json_paths = {s: out / 'annotations' / f'person_keypoints_{s}2017.json'
-                  for s in ('train', 'val')}
-  else:
-    image_dirs = {s: out / 'images' for s in ('train', 'val')}
-    json_paths = {s: out / 'json' / f'crowdpose_{s}.json' for s in ('train', 'val')}
-  for p in list(image_dirs.values()) + [p.parent for p in json_paths.values()]:
-    p.mkdir(parents=True, exist_ok=True)
-
-  images = {'train': [], 'val': []}
-  anns = {'train': [], 'val': []}
-  jobs = ((seed, i, size, joints, cfg, max_people, coco) for i in range(num_images))
+  image_dirs, json_paths = _make_layout(out, coco)
+  images = {s: [] for s in SPLITS}
+  anns = {s: [] for s in SPLITS}
+  jobs = [(seed, i, size, joints, cfg, max_people, coco) for i in range(num_images)]
   start = time.perf_counter()
-  pool = multiprocessing.get_context('spawn').Pool(workers) if workers > 1 else None
-  try:
-    results = pool.imap(_render_job, jobs, chunksize=8) if pool else map(_render_job, jobs)
+  with _rendered(jobs, workers) as results:
     bar = tqdm.tqdm(results, total=num_images, desc='synth', unit='img', disable=not progress)
     for i, r in enumerate(bar):
       split = 'val' if is_val(i, val_fraction) else 'train'
       image_id = i + 1
       file_name = f'{image_id:012d}.jpg' if coco else f'{image_id:06d}.jpg'
       (image_dirs[split] / file_name).write_bytes(r.jpeg)
-      entry = {'file_name': file_name, 'id': image_id, 'height': r.height, 'width': r.width,
-               'crowdIndex': round(r.crowd_index, 2)}
-      if coco:
-        entry = {'license': 1, **entry}
-      images[split].append(entry)
-      for k, (kp, box) in enumerate(zip(r.keypoints, r.bboxes)):
-        ann = {'num_keypoints': int((kp[:, 2] > 0).sum()), 'iscrowd': 0,
-               'keypoints': [v for x, y, vis in kp.tolist() for v in (x, y, int(vis))],
-               'image_id': image_id, 'bbox': [float(v) for v in box], 'category_id': 1,
-               'id': image_id * (MAX_PEOPLE_LIMIT + 1) + k + 1}
-        if coco:
-          ann = {'segmentation': r.segmentations[k], 'area': round(r.areas[k], 2), **ann}
-        anns[split].append(ann)
-  finally:
-    if pool:
-      pool.close()
-      pool.join()
+      images[split].append(_image_entry(r, image_id, file_name, coco))
+      anns[split].extend(_annotations(r, image_id, coco))
   seconds = time.perf_counter() - start
-
   for split, path in json_paths.items():
-    doc = {'categories': [category(js)], 'images': images[split], 'annotations': anns[split]}
-    if coco:
-      doc = {'info': {'description': f'litepose-jax synthetic data, seed {seed}', 'version': '1.0',
-                      'year': 2024},
-             'licenses': [{'id': 1, 'name': 'synthetic', 'url': ''}], **doc}
-    path.write_text(json.dumps(doc))
+    _write_json(path, images[split], anns[split], joints_lib.get_joint_set(joints), seed, coco)
   return {'out_dir': str(out), 'layout': 'coco' if coco else 'crowdpose', 'joints': joints,
           'size': size, 'seed': seed,
           'images': {s: str(p) for s, p in image_dirs.items()},
