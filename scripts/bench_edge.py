@@ -38,11 +38,11 @@ def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int
     raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
   sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
   from tests.models.torch_litepose import TorchLitePose
-  from litepose_jax.export import runtime
+  from litepose_jax.inference import litert
   torch.set_num_threads(threads)
   net = TorchLitePose(module.arch.to_json_dict(), module.num_joints).eval()
   x = torch.randn(1, 3, size, size)
-  models = {q: runtime.TFLiteModel(path, num_threads=threads) for q, path in paths.items()}
+  models = {q: litert.TFLiteModel(path, num_threads=threads) for q, path in paths.items()}
   inputs = {q: np.random.default_rng(0).normal(size=m.input_shape).astype(np.float32)
             for q, m in models.items()}
   calls = {'torch': lambda: net(x)}

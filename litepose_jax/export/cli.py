@@ -16,7 +16,8 @@ import os
 from typing import Any, Callable
 
 from litepose_jax import joints as joints_lib
-from litepose_jax.export import sidecar, tflite, tflite_ops
+from litepose_jax.export import tflite, tflite_ops
+from litepose_jax.inference import litert, sidecar
 
 PARITY_IMAGES = 4
 
@@ -93,7 +94,6 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
                  source: str = '', random_init: bool = False, threads: int = 2,
                  log: Callable[[str], Any] = print) -> dict:
   """Exports `module`/`variables` to `out` (+ sidecar); returns the sidecar dict."""
-  from litepose_jax.export import runtime
   _check_size(size)
   if quantize not in tflite.QUANTIZE_MODES:
     raise ValueError(f'--quantize must be one of {tflite.QUANTIZE_MODES}, got {quantize!r}')
@@ -123,7 +123,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
     with open(tmp, 'wb') as f:
       f.write(data)
     sidecar.write(tmp, meta)
-    stats = tflite.parity(runtime.TFLiteModel(tmp, threads), module, variables,
+    stats = tflite.parity(litert.TFLiteModel(tmp, threads), module, variables,
                           images[:PARITY_IMAGES], decode=not random_init)
     _log_parity(stats, log)
     bound_msg = _parity_problem(stats, quantize)

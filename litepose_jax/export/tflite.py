@@ -18,7 +18,8 @@ import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
-from litepose_jax.export import dynamic_range, fold, sidecar
+from litepose_jax.export import dynamic_range, fold
+from litepose_jax.inference import sidecar
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')

@@ -20,7 +20,7 @@ import numpy as np
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import normalize as normalize_lib
-from litepose_jax.inference import fusion, transforms
+from litepose_jax.inference import fusion, litert, transforms
 from litepose_jax.inference.parser import parse_poses
 
 
@@ -116,14 +116,7 @@ def load_backend(path: str | os.PathLike, size: int | None = None, *, num_thread
   """A JAX checkpoint (dir / workdir) or a .tflite file (run on num_threads threads) -> backend."""
   path = os.fspath(path)
   if path.lower().endswith('.tflite'):
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f'TFLite model not found: {path}')
-    try:
-      from litepose_jax.export.runtime import TFLiteModel
-    except ImportError as e:
-      raise ValueError(f'cannot run {path}: the TFLite runtime (litepose_jax.export.runtime) is '
-                       f'not available ({e})') from e
-    return _TFLiteBackend(TFLiteModel(path, num_threads=num_threads))
+    return _TFLiteBackend(litert.TFLiteModel(path, num_threads=num_threads))
   # One backend (and its compiled functions) per checkpoint in a process: repeated commands or
   # predictors on the same model do not recompile.
   from litepose_jax import checkpoints
@@ -138,7 +131,7 @@ _BACKENDS: dict = {}
 
 
 class _TFLiteBackend:
-  """Adapts export.runtime.TFLiteModel (fixed [1, H, W, 3] input) to the backend protocol."""
+  """Adapts litert.TFLiteModel (fixed [1, H, W, 3] input) to the backend protocol."""
   max_batch = 1
 
   def __init__(self, model):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from litepose_jax import joints
-from litepose_jax.export import runtime, sidecar
+from litepose_jax.export import runtime
+from litepose_jax.inference import sidecar
 
 SIZE = 64
 

@@ -6,7 +6,8 @@ import pytest
 
 from litepose_jax import cli as litepose_cli
 from litepose_jax import joints
-from litepose_jax.export import cli, runtime, sidecar, tflite, tflite_ops
+from litepose_jax.export import cli, runtime, tflite, tflite_ops
+from litepose_jax.inference import sidecar
 
 SIZE = 64
 

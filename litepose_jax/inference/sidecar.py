@@ -4,6 +4,9 @@
 strides, the keypoint convention (names, flip index, skeleton, sigmas, grouping order) and where
 the weights came from. The app feeds `(rgb / 255 - mean) / std` as float32 NHWC [1, H, W, 3] and
 decodes the outputs itself (decoding is not in the graph).
+
+Written by `litepose export`, read by the LiteRT runtime (litert.py) and by apps; both sides live
+here so that the format is described once.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any, Mapping
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import normalize
+from litepose_jax.errors import UserError
 
 FORMAT = 'litepose-tflite'
 VERSION = 1
@@ -91,12 +95,12 @@ def read(tflite_path: str | os.PathLike) -> dict:
     try:
       data = json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f'{path} is not valid JSON: {e}') from e
+      raise UserError(f'{path} is not valid JSON: {e}') from e
   missing = [k for k in REQUIRED_KEYS if k not in data]
   if missing:
-    raise ValueError(f'{path} lacks the field(s) {missing}')
+    raise UserError(f'{path} lacks the field(s) {missing}')
   if data['format'] != FORMAT:
-    raise ValueError(f'{path}: format is {data["format"]!r}, expected {FORMAT!r}')
+    raise UserError(f'{path}: format is {data["format"]!r}, expected {FORMAT!r}')
   return data
 
 
@@ -105,7 +109,7 @@ def joint_set_from(data: Mapping[str, Any]) -> joints_lib.JointSet:
   js = data['joint_set']
   for key in ('names', 'flip_index'):
     if key not in js:
-      raise ValueError(f'sidecar joint_set lacks {key!r}')
+      raise UserError(f'sidecar joint_set lacks {key!r}')
   builtin = joints_lib.JOINT_SETS.get(js.get('name'))
   if builtin is not None and list(builtin.names) == list(js['names']):
     return builtin
