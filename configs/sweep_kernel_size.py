@@ -7,11 +7,11 @@ Arguments: model=XS|S|M|L (default S), dataset=crowdpose|coco, plus any base-con
   litepose sweep configs/sweep_kernel_size.py:model=S --workdir runs/ks --print
   litepose sweep configs/sweep_kernel_size.py:model=XS,base=synthetic --workdir runs/ks_synth
 """
-from litepose_jax.training import config_lib
+from litepose_jax import config_files
 
 
 def get_sweep(arg=None):
-  a = config_lib.parse_arg(arg, model='S', dataset='crowdpose', base='')
+  a = config_files.parse_arg(arg, model='S', dataset='crowdpose', base='')
   extra = f',{a.base.replace("+", ",")}' if a.base else ''
   return {
       'config': f'litepose_{a.model.lower()}.py:dataset={a.dataset}{extra}',

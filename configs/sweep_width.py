@@ -4,11 +4,11 @@ Arguments: model=XS|S|M|L (default S), dataset=crowdpose|coco, base=<base-config
 
   litepose sweep configs/sweep_width.py:model=S --workdir runs/width --print
 """
-from litepose_jax.training import config_lib
+from litepose_jax import config_files
 
 
 def get_sweep(arg=None):
-  a = config_lib.parse_arg(arg, model='S', dataset='crowdpose', base='')
+  a = config_files.parse_arg(arg, model='S', dataset='crowdpose', base='')
   extra = f',{a.base.replace("+", ",")}' if a.base else ''
   return {
       'config': f'litepose_{a.model.lower()}.py:dataset={a.dataset}{extra}',

@@ -16,7 +16,7 @@ size=64
 # Fresh model each run; the generated data set is kept (remade when its recipe changes).
 rm -rf "$work/train" "$work/eval" "$work/predictions"
 .venv/bin/python scripts/quickstart.py data --out "$data" --samples "$work/val_samples"
-.venv/bin/litepose train --config configs/litepose_xs.py:quickstart --workdir "$work/train" \
+.venv/bin/litepose train --config configs/quickstart.py --workdir "$work/train" \
     --config.data.data_dir="$data"
 .venv/bin/litepose eval --checkpoint "$work/train" --dataset crowdpose --size $size --flip \
     --ann "$data/json/crowdpose_val.json" --images "$data/images" --out "$work/eval"

@@ -1,9 +1,13 @@
-"""Config files, config arguments, --config.KEY=VALUE overrides and sweep expansion."""
+"""Config files, config arguments, --config.KEY=VALUE overrides, locking and sweep expansion."""
 import pathlib
+import re
 
 import pytest
 
 from litepose_jax import cli
+from litepose_jax import config_files
+from litepose_jax.data import pipeline
+from litepose_jax.errors import UserError
 from litepose_jax.training import cli as train_cli
 from litepose_jax.training import config_lib
 from litepose_jax.training import sweep
@@ -13,7 +17,7 @@ CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
 
 @pytest.mark.parametrize('name,size', [('xs', 256), ('s', 448), ('m', 448), ('l', 512)])
 def test_official_recipe(name, size):
-  cfg = config_lib.load_config(str(CONFIGS / f'litepose_{name}.py'))
+  cfg = config_files.load_config(str(CONFIGS / f'litepose_{name}.py'))
   assert cfg.model.arch == name.upper()
   assert cfg.data.input_size == size and cfg.data.dataset == 'crowdpose'
   assert (cfg.data.split, cfg.eval.split) == ('trainval', 'test')
@@ -27,30 +31,30 @@ def test_official_recipe(name, size):
 
 
 def test_config_arguments():
-  cfg = config_lib.load_config(str(CONFIGS / 'litepose_s.py') + ':dataset=coco,synthetic,runlocal')
+  cfg = config_files.load_config(str(CONFIGS / 'litepose_s.py') + ':dataset=coco,synthetic,runlocal')
   assert cfg.data.dataset == 'coco' and cfg.data.synthetic_images > 0
   assert cfg.total_steps == 4 and cfg.data.batch_size == 2
-  with pytest.raises(ValueError, match="unknown config argument 'datset'"):
-    config_lib.load_config(str(CONFIGS / 'litepose_s.py') + ':datset=coco')
-  with pytest.raises(ValueError, match='dataset must be one of'):
-    config_lib.load_config(str(CONFIGS / 'litepose_s.py') + ':dataset=mpii')
+  with pytest.raises(UserError, match="unknown config argument 'datset'"):
+    config_files.load_config(str(CONFIGS / 'litepose_s.py') + ':datset=coco')
+  with pytest.raises(UserError, match='dataset must be one of'):
+    config_files.load_config(str(CONFIGS / 'litepose_s.py') + ':dataset=mpii')
   with pytest.raises(FileNotFoundError, match='config file not found'):
-    config_lib.load_config('configs/nope.py')
+    config_files.load_config('configs/nope.py')
 
 
 def test_overrides_keep_types_and_reject_unknown_fields():
-  cfg = config_lib.load_config(str(CONFIGS / 'litepose_xs.py'))
-  config_lib.apply_overrides(cfg, ['optim.lr=1e-3', 'model.kernel_size=5', 'mixed_precision=true',
+  cfg = config_files.load_config(str(CONFIGS / 'litepose_xs.py'))
+  config_files.apply_overrides(cfg, ['optim.lr=1e-3', 'model.kernel_size=5', 'mixed_precision=true',
                                    'optim.milestones=(10,20)', 'data.data_dir=/x/y', 'optim.lr=2'])
   assert cfg.optim.lr == 2.0 and isinstance(cfg.optim.lr, float)
   assert cfg.model.kernel_size == 5 and cfg.mixed_precision is True
   assert tuple(cfg.optim.milestones) == (10, 20) and cfg.data.data_dir == '/x/y'
-  with pytest.raises(ValueError, match="unknown config field 'optim.lrr'"):
-    config_lib.apply_overrides(cfg, ['optim.lrr=1'])
+  with pytest.raises(UserError, match="unknown config field 'optim.lrr'"):
+    config_files.apply_overrides(cfg, ['optim.lrr=1'])
   with pytest.raises(ValueError, match='not a valid int'):
-    config_lib.apply_overrides(cfg, ['model.kernel_size=big'])
+    config_files.apply_overrides(cfg, ['model.kernel_size=big'])
   with pytest.raises(ValueError, match='is a group'):
-    config_lib.apply_overrides(cfg, ['optim=1'])
+    config_files.apply_overrides(cfg, ['optim=1'])
 
 
 def test_cli_collects_config_flags():
@@ -88,3 +92,69 @@ def test_sweep_print_command(capsys, tmp_path):
   assert 'kernel_size=3' in lines[0] and 'litepose_s.py:dataset=crowdpose' in lines[0]
   with pytest.raises(ValueError, match="unknown config field 'nope'"):
     sweep.expand(str(CONFIGS / 'sweep_width.py'), str(tmp_path), ['nope=1'])
+
+
+ARGUMENTS = {
+    'litepose_xs.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal', 'quickstart',
+                       'quickstart,fake,runlocal', 'dataset=coco,synthetic,fake,runlocal'],
+    'litepose_s.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal',
+                      'dataset=coco,synthetic,fake,runlocal'],
+    'litepose_m.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal'],
+    'litepose_l.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal'],
+    'quickstart.py': ['', 'fake', 'runlocal', 'fake,runlocal'],
+}
+
+
+def test_every_config_file_is_covered():
+  files = {p.name for p in CONFIGS.glob('*.py')} - {'common.py'}
+  assert files == set(ARGUMENTS) | {'sweep_kernel_size.py', 'sweep_width.py'}
+
+
+@pytest.mark.parametrize('name,arg', [(n, a) for n, args in ARGUMENTS.items() for a in args])
+def test_each_config_loads_with_each_argument(name, arg):
+  cfg = config_files.load_config(str(CONFIGS / name) + (f':{arg}' if arg else ''))
+  assert cfg.is_locked
+  # The data section has the pipeline's fields plus the trainer's data-source fields.
+  assert set(cfg.data) == set(pipeline.default_data_config()) | {'source', 'synthetic_images',
+                                                                   'fake'}
+  assert (cfg.data.source == 'fake') == ('fake' in arg)
+  if 'runlocal' in arg:
+    assert cfg.total_steps == 4 and cfg.data.batch_size == 2
+  if 'coco' in arg:
+    assert (cfg.data.dataset, cfg.data.split) == ('coco', 'train')
+
+
+def test_quickstart_does_not_combine_with_other_data():
+  with pytest.raises(UserError, match='quickstart'):
+    config_files.load_config(str(CONFIGS / 'litepose_xs.py') + ':quickstart,dataset=coco')
+
+
+def test_typo_after_locking_names_the_key():
+  cfg = config_files.load_config(str(CONFIGS / 'litepose_s.py'), ['data.batch_size=8'])
+  assert cfg.data.batch_size == 8
+  cfg.data.batch_size = 4  # existing fields stay settable (tests, scripts)
+  with pytest.raises(AttributeError, match='batchsize'):
+    cfg.data.batchsize = 8
+  with pytest.raises(AttributeError, match='batchsize'):
+    _ = cfg.data.batchsize
+  with pytest.raises(UserError, match="unknown config field 'data.batchsize'"):
+    config_files.apply_overrides(cfg, ['data.batchsize=8'])
+  with pytest.raises(TypeError):
+    cfg.data.batch_size = 'eight'
+
+
+def test_fake_knobs_live_only_in_the_fake_sub_dict():
+  cfg = config_files.load_config(str(CONFIGS / 'litepose_xs.py') + ':fake,runlocal')
+  assert set(cfg.data.fake) == {'num_images', 'people', 'nan_at_step'}
+  flat = re.findall(r'"([a-z_]+)":', cfg.to_json())
+  assert [k for k in flat if 'fake' in k or 'nan' in k] == ['fake', 'nan_at_step']
+  # Only the fake-data path reads them; the trainer never does.
+  package = pathlib.Path(pipeline.__file__).resolve().parents[1]
+  readers = sorted(str(p.relative_to(package)) for p in package.rglob('*.py')
+                   if re.search(r'\.fake\b|fake_(num_images|people|nan)', p.read_text()))
+  assert readers == ['training/data.py'], readers
+
+
+def test_config_lib_is_an_alias_of_config_files():
+  assert config_lib.load_config is config_files.load_config
+  assert config_lib.apply_overrides is config_files.apply_overrides

@@ -4,10 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import ml_collections
+
+from litepose_jax import config_files
+from litepose_jax.errors import UserError
+
 OVERRIDE_PREFIX = '--config.'
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds --config, --workdir, --max_steps and --config.KEY=VALUE overrides."""
   parser.add_argument('--config', required=True,
                       help="config file and optional argument, e.g. 'configs/litepose_s.py:"
                       "dataset=coco'; override fields with --config.KEY=VALUE (e.g. "
@@ -34,7 +40,7 @@ def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
         key = a[len(OVERRIDE_PREFIX):]
         if '=' not in key:
           if i + 1 >= len(args):
-            raise ValueError(f'{a} needs a value')
+            raise UserError(f'{a} needs a value')
           key, i = f'{key}={args[i + 1]}', i + 1
         overrides.append(key)
       else:
@@ -47,14 +53,15 @@ def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
   parser.parse_known_args = parse_known_args
 
 
-def load(config_spec: str, overrides) -> 'ml_collections.ConfigDict':
-  from litepose_jax.training import config_lib  # pylint: disable=g-import-not-at-top
-  cfg = config_lib.load_config(config_spec)
-  return config_lib.apply_overrides(cfg, overrides or [])
+def load(config_spec: str, overrides) -> ml_collections.ConfigDict:
+  """The locked config of 'path.py[:arg]' with the --config.KEY=VALUE overrides applied."""
+  return config_files.load_config(config_spec, overrides or ())
 
 
 def run(args: argparse.Namespace) -> int:
+  """Trains (or resumes) the run in --workdir; exit 3 on a non-finite loss."""
   config = load(args.config, getattr(args, 'config_overrides', []))
+  # Imported here: the trainer pulls in JAX, Flax and optax, which `litepose train --help` skips.
   from litepose_jax.training import trainer  # pylint: disable=g-import-not-at-top
   trainer.initialize_distributed(config)
   try:

@@ -2,9 +2,10 @@
 
 Returns (iterator of this host's batches as numpy dicts, info). Two sources:
   'files': the tf.data pipeline of litepose_jax.data (real or synthetic CrowdPose / COCO data);
-  'fake':  deterministic random batches in memory (tests, benchmarks): the global batch of step t
-           is a function of (seed, t) only and host p takes rows [p*B/P, (p+1)*B/P), so any
-           process layout sees the same global batch.
+  'fake':  deterministic random batches in memory (tests, benchmarks), set up by the
+           config.data.fake sub-dict (read nowhere else): the global batch of step t is a function
+           of (seed, t) only and host p takes rows [p*B/P, (p+1)*B/P), so any process layout sees
+           the same global batch.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 
 TRAIN_KEYS = ('image', 'heatmaps4', 'heatmaps2', 'masks4', 'masks2', 'joints')
 
@@ -28,11 +30,12 @@ class DataInfo:
 
 
 def _fake_batch(cfg, step: int, num_joints: int) -> dict:
-  b, s = int(cfg.batch_size), int(cfg.input_size)
+  """The global batch of `step`: random images [B,S,S,3], targets and joints of fake.people."""
+  b, s = cfg.batch_size, cfg.input_size
   r4, r2 = s // 4, s // 2
-  rng = np.random.default_rng([int(cfg.seed), 104729, step])
-  people = int(cfg.fake_people)
-  joints = np.zeros((b, int(cfg.max_people), num_joints, 2), np.int32)
+  rng = np.random.default_rng([cfg.seed, 104729, step])
+  people = cfg.fake.people
+  joints = np.zeros((b, cfg.max_people, num_joints, 2), np.int32)
   k = np.arange(num_joints)
   for p in range(min(people, joints.shape[1])):
     y = rng.integers(0, r4, (b, num_joints))
@@ -47,13 +50,13 @@ def _fake_batch(cfg, step: int, num_joints: int) -> dict:
       'masks2': np.ones((b, r2, r2), np.float32),
       'joints': joints,
   }
-  if step == int(cfg.get('fake_nan_step', -1)):
+  if step == cfg.fake.nan_at_step:
     batch['image'][0, 0, 0, 0] = np.nan
   return batch
 
 
 def _fake_stream(cfg, process_index, process_count, start_step, num_joints) -> Iterator[dict]:
-  local = int(cfg.batch_size) // process_count
+  local = cfg.batch_size // process_count
   step = start_step
   while True:
     full = _fake_batch(cfg, step, num_joints)
@@ -63,8 +66,9 @@ def _fake_stream(cfg, process_index, process_count, start_step, num_joints) -> I
 
 def _ensure_synthetic(cfg, process_count: int) -> None:
   """Generates the synthetic data set into data_dir once (single-process runs only)."""
-  if int(cfg.get('synthetic_images', 0)) <= 0:
+  if cfg.synthetic_images <= 0:
     return
+  # Imported here: the generator (and its rendering code) is needed only when data are missing.
   from litepose_jax.data import datasets, synthetic  # pylint: disable=g-import-not-at-top
   ann, _ = datasets.expected_paths(cfg.dataset, cfg.data_dir, cfg.split)
   if os.path.isfile(ann):
@@ -72,8 +76,7 @@ def _ensure_synthetic(cfg, process_count: int) -> None:
   if process_count > 1:
     raise FileNotFoundError(f'{ann} is missing: generate the synthetic data first (`litepose data '
                             'synth`) rather than from several training processes at once')
-  synthetic.generate(cfg.data_dir, int(cfg.synthetic_images), int(cfg.seed),
-                     size=max(int(cfg.input_size), 128),
+  synthetic.generate(cfg.data_dir, cfg.synthetic_images, cfg.seed, size=max(cfg.input_size, 128),
                      joints='coco' if cfg.dataset == 'coco' else 'crowdpose')
 
 
@@ -81,16 +84,17 @@ def make_data(config, process_index: int = 0, process_count: int = 1, start_step
               ) -> tuple[Iterator[dict], DataInfo]:
   """(endless iterator of this host's batches {TRAIN_KEYS: numpy}, DataInfo) from `start_step`."""
   cfg = config.data
-  if int(cfg.batch_size) % process_count:
-    raise ValueError(f'data.batch_size {cfg.batch_size} is not divisible by the {process_count} '
-                     'processes')
+  if cfg.batch_size % process_count:
+    raise UserError(f'data.batch_size {cfg.batch_size} is not divisible by the {process_count} '
+                    'processes')
   if cfg.source == 'fake':
     js = joints_lib.get_joint_set(cfg.dataset) if cfg.dataset != 'custom' else None
     num_joints = js.num_joints if js else 14
-    info = DataInfo(int(cfg.fake_num_images), num_joints, cfg.dataset)
+    info = DataInfo(cfg.fake.num_images, num_joints, cfg.dataset)
     return _fake_stream(cfg, process_index, process_count, start_step, num_joints), info
   if cfg.source != 'files':
-    raise ValueError(f"data.source must be 'files' or 'fake', got {cfg.source!r}")
+    raise UserError(f"data.source must be 'files' or 'fake', got {cfg.source!r}")
+  # Imported here: fake-data runs (GPU benchmarks, tests) skip OpenCV and the data readers.
   from litepose_jax.data import datasets, pipeline  # pylint: disable=g-import-not-at-top
   _ensure_synthetic(cfg, process_count)
   source = datasets.open_from_config(cfg, is_train=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 from litepose_jax import config_files
+from litepose_jax.errors import UserError
 from litepose_jax.training import cli as train_cli
 
 
@@ -31,6 +32,7 @@ class Run:
             + [f'--config.{o}' for o in self.overrides])
 
   def command(self) -> str:
+    """The run as one shell command line."""
     return 'litepose ' + ' '.join(shlex.quote(a) for a in self.argv())
 
 
@@ -46,7 +48,7 @@ def expand(spec: str, root: str, common: list[str] | None = None) -> list[Run]:
   sweep = config_files.call_file_function(spec, 'get_sweep', 'sweep')
   for key in ('config', 'runs'):
     if key not in sweep:
-      raise ValueError(f'{path}: get_sweep() must return a dict with {key!r}')
+      raise UserError(f'{path}: get_sweep() must return a dict with {key!r}')
   cfg_path, _, cfg_arg = sweep['config'].partition(':')
   if not os.path.isabs(cfg_path):
     cfg_path = os.path.join(os.path.dirname(path), cfg_path)
@@ -54,7 +56,7 @@ def expand(spec: str, root: str, common: list[str] | None = None) -> list[Run]:
   runs, names = [], set()
   for i, fields in enumerate(sweep['runs']):
     if not isinstance(fields, dict) or not fields:
-      raise ValueError(f'{path}: run {i} must be a non-empty dict of config fields')
+      raise UserError(f'{path}: run {i} must be a non-empty dict of config fields')
     name = ','.join(f'{k.split(".")[-1]}={_format(v)}' for k, v in fields.items())
     name = name.replace(' ', '').replace('/', '_')
     if name in names:
@@ -69,6 +71,7 @@ def expand(spec: str, root: str, common: list[str] | None = None) -> list[Run]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+  """Adds the sweep file, --workdir, --print and --config.KEY=VALUE overrides."""
   parser.add_argument('sweep', help="sweep file and optional argument, e.g. "
                       "'configs/sweep_kernel_size.py:model=S'")
   parser.add_argument('--workdir', required=True, help='root folder: one sub-folder per run')
@@ -78,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+  """Prints or runs (one after another) the sweep's `litepose train` commands."""
   runs = expand(args.sweep, args.workdir, getattr(args, 'config_overrides', []))
   if args.print_only:
     for r in runs:

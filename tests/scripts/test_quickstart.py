@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from litepose_jax.training import config_lib
+from litepose_jax import config_files
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -51,14 +51,17 @@ def test_summary_line_and_floor(quickstart, tmp_path, capsys, ap, rc, line):
 
 
 def test_quickstart_config_reads_the_script_data():
-  cfg = config_lib.load_config(str(ROOT / 'configs' / 'litepose_xs.py') + ':quickstart')
+  cfg = config_files.load_config(str(ROOT / 'configs' / 'quickstart.py'))
   # demo.sh evaluates and predicts at the size the config trains at.
   demo = (ROOT / 'scripts' / 'demo.sh').read_text()
   size = int(re.search(r'^size=(\d+)$', demo, re.M).group(1))
   assert cfg.data.data_dir == 'workdirs/quickstart/data' and cfg.data.input_size == size
-  assert 'configs/litepose_xs.py:quickstart' in demo and '--flip' in demo
+  assert 'configs/quickstart.py' in demo and '--flip' in demo
   assert cfg.data.synthetic_images == 0  # written by the script, with its own difficulty knobs
   assert cfg.optim.schedule == 'cosine' and cfg.total_steps > 0 and cfg.eval.split == 'val'
+  # The argument users and docs know gives the same recipe.
+  old = config_files.load_config(str(ROOT / 'configs' / 'litepose_xs.py') + ':quickstart')
+  assert old.to_dict() == cfg.to_dict()
 
 
 def test_data_is_cached_per_recipe_and_remade_when_it_changes(quickstart, tmp_path, monkeypatch,

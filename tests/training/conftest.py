@@ -31,6 +31,6 @@ def tiny_overrides(tiny_arch_path) -> list[str]:
 
 @pytest.fixture
 def tiny_config(tiny_overrides):
-  from litepose_jax.training import config_lib
-  cfg = config_lib.load_config(str(REPO_ROOT / 'configs' / 'litepose_xs.py') + ':fake,runlocal')
-  return config_lib.apply_overrides(cfg, tiny_overrides)
+  from litepose_jax import config_files
+  return config_files.load_config(str(REPO_ROOT / 'configs' / 'litepose_xs.py') + ':fake,runlocal',
+                                  tiny_overrides)

@@ -1,15 +1,20 @@
 """Schedules, the optimizer options and EMA."""
+import pathlib
+
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from litepose_jax.training import config_lib
+from litepose_jax import config_files
 from litepose_jax.training import optim
 
 
+XS = str(pathlib.Path(__file__).resolve().parents[2] / 'configs' / 'litepose_xs.py')
+
+
 def _optim(**kw):
-  o = config_lib.base_config('XS').optim
+  o = config_files.load_config(XS).optim
   o.update(kw)
   return o
 

@@ -16,13 +16,14 @@ def _child(arch_path: str, out_dir: str) -> None:
   import jax
   import numpy as np
   sys.path.insert(0, str(REPO))
-  from litepose_jax.training import config_lib, trainer
+  from litepose_jax import config_files
+  from litepose_jax.training import trainer
   assert len(jax.devices()) == 8, jax.devices()
   results = {}
   for name, devices in (('one', jax.devices()[:1]), ('eight', jax.devices())):
-    cfg = config_lib.load_config(str(REPO / 'configs' / 'litepose_xs.py') + ':fake,runlocal')
-    config_lib.apply_overrides(cfg, [f'model.arch={arch_path}', 'data.batch_size=8',
-                                     'progress=False', 'total_steps=1'])
+    cfg = config_files.load_config(
+        str(REPO / 'configs' / 'litepose_xs.py') + ':fake,runlocal',
+        [f'model.arch={arch_path}', 'data.batch_size=8', 'progress=False', 'total_steps=1'])
     r = trainer.train_and_evaluate(cfg, os.path.join(out_dir, name), devices=devices)
     state = r['state']
     assert len(state.params['stem_conv']['conv']['kernel'].sharding.device_set) == len(devices) \
