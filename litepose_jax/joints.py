@@ -9,6 +9,24 @@ import dataclasses
 from typing import Sequence
 
 
+# The official grouping visits joint types in this order (COCO indices): the face, shoulders,
+# elbows, wrists, then the hips before the knees and ankles (official lib/core/group.py,
+# HeatmapParser.match_by_tag: joint_order).
+COCO_GROUP_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+
+
+def default_group_order(num_joints: int) -> tuple[int, ...]:
+  """The official grouping order for J joints: the COCO order cut to its first J entries.
+
+  The official code cuts it so for any joint count, CrowdPose's 14 included (docs/OFFICIAL.md,
+  "Inference and grouping"); a cut that is not a permutation of 0..J-1 has no default.
+  """
+  order = COCO_GROUP_ORDER[:num_joints]
+  if len(order) != num_joints or sorted(order) != list(range(num_joints)):
+    raise ValueError(f'no default grouping order for {num_joints} joints; pass joint_order')
+  return order
+
+
 @dataclasses.dataclass(frozen=True)
 class JointSet:
   """A keypoint convention; all indices are 0-based into `names`."""
@@ -17,7 +35,7 @@ class JointSet:
   flip_index: tuple[int, ...]
   skeleton: tuple[tuple[int, int], ...]
   sigmas: tuple[float, ...]
-  # Order in which the grouping visits joint types (spec 6.3).
+  # Order in which the grouping visits joint types (see `default_group_order`).
   group_order: tuple[int, ...]
 
   @property
@@ -43,8 +61,8 @@ CROWDPOSE = JointSet(
               (6, 8), (8, 10), (7, 9), (9, 11)),
     sigmas=tuple(s / 10.0 for s in (.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89,
                                     .79, .79)),
-    # The official code reuses the COCO visiting order cut to 14 entries (spec pitfall 8).
-    group_order=(0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13),
+    # The COCO visiting order cut to 14 entries, as the official code does for CrowdPose.
+    group_order=default_group_order(14),
 )
 
 COCO = JointSet(
@@ -57,7 +75,7 @@ COCO = JointSet(
               (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6)),
     sigmas=tuple(s / 10.0 for s in (.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07,
                                     1.07, .87, .87, .89, .89)),
-    group_order=(0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16),
+    group_order=default_group_order(17),
 )
 
 JOINT_SETS = {'crowdpose': CROWDPOSE, 'coco': COCO}

@@ -1,15 +1,18 @@
 """Decode (grouping) time per image on ground-truth-like LitePose-S maps (448 x 640 input).
 
 Maps: N people rendered with the training-target Gaussians at stride 2 (224 x 320), --missing of
-the joints invisible (default 15%, so refine has work), small noise on heatmaps and tags; flip = two tag maps.
-'input' grouping resizes the maps to the 448 x 640 input first (official PROJECT2IMAGE): either
-both maps (same work as the official parser) or heatmaps only, tags read lazily at stride 2.
+the joints invisible (default 15%, so refine has work), small noise on heatmaps and tags; flip =
+two tag maps. 'input' grouping resizes the maps to the 448 x 640 input first (official
+PROJECT2IMAGE): either both maps (same work as the official parser) or heatmaps only, tags read
+lazily at stride 2.
 
   python scripts/bench_decode.py [--people 5,15,30] [--repeats 20] [--reference]
-Compare with NUMBERS.md (official parser, same machine type): input/no flip 116/165/271 ms,
-input/flip 166/311/615 ms, stride-2/no flip 19/38/69 ms for 5/15/30 people. --reference also
-times the literal spec-written parser of the tests on the same maps (its NMS on OpenCV, as fast as
-torch's max-pool, so that the grouping is what is compared): the same-work ratio on this machine.
+
+Compare with the official parser measured on the same machine type (docs/BENCHMARKS.md): input /
+no flip 116/165/271 ms, input / flip 166/311/615 ms, stride-2 / no flip 19/38/69 ms for 5/15/30
+people. --reference also times the literal official parser (litepose_jax.reference
+.official_parser, the tests' oracle) on the same maps (its NMS on OpenCV, as fast as torch's
+max-pool, so that the grouping is what is compared): the same-work ratio on this machine.
 Both input-resolution rows are compared with the reference on the resized maps: the lazy row is
 the same grouping with the tags read bilinearly at stride 2 instead of resized (what Predictor
 does; tests check it equals grouping the resized tags), and the reference's resize is not timed.
@@ -52,7 +55,7 @@ def make_maps(rng, num_people, flip, missing=0.15, h=224, w=320, num_joints=14):
   return heat, tags
 
 
-# Official parser (NUMBERS.md, ms per image) for the rows that do the same work: (maps, flip) -> by
+# Official parser (docs/BENCHMARKS.md, ms per image) for the rows that do the same work: (maps, flip) -> by
 # people count. 'input' is the official PROJECT2IMAGE grouping of both resized maps.
 OFFICIAL = {
     ('stride 2 (224x320)', False): {5: 19, 15: 38, 30: 69},
@@ -72,20 +75,17 @@ def bench(fn, repeats):
 
 
 def reference_parser():
-  """The tests' literal official parser, its 5x5 max-pool NMS done by OpenCV (one call)."""
-  import pathlib
-  import sys
-
+  """The literal official parser (the tests' oracle), its 5x5 max-pool NMS done by OpenCV."""
   import cv2
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'inference'))
-  import official_parser_reference as ref
+
+  from litepose_jax.reference import official_parser as ref
 
   def nms(det):  # [J, H, W]; replicated borders give the maxima of -inf padding
     pooled = cv2.dilate(np.ascontiguousarray(det.transpose(1, 2, 0)), np.ones((5, 5), np.uint8),
                         borderType=cv2.BORDER_REPLICATE).reshape(det.shape[1:] + det.shape[:1])
     return det * (pooled.transpose(2, 0, 1) == det)
 
-  ref._nms = nms
+  ref._nms = nms  # this process only: the oracle's NumPy NMS would dominate the timing
   return ref.reference_parse
 
 

@@ -8,11 +8,11 @@ Weights are random (BN statistics included): latency does not depend on them, ac
 these models are for timing only. Prints one markdown row per model: network latency (median and
 min) and, for the arches in --e2e-archs, end to end for one image (`litepose bench`: what
 `litepose predict` does, grouping at the input resolution unless --group-at stride2)
-without and with flip test. The bars (official PyTorch, NUMBERS.md's CPU, 2 threads, network
-only): XS 31 ms, S 130 ms, M 152 ms, L 286 ms. Machines differ and shared ones are noisy, so
---torch also times the spec-written PyTorch model (tests/models/torch_litepose.py, eager fp32,
-needs torch) interleaved run by run with each arch's TFLite models: a same-machine, same-load
-ratio.
+without and with flip test. The bars (official PyTorch, network only, 2 threads, on the CPU of
+the official figures in docs/BENCHMARKS.md): XS 31 ms, S 130 ms, M 152 ms, L 286 ms. Machines
+differ and shared ones are noisy, so --torch also times the reference PyTorch model
+(tests/models/torch_litepose.py, eager fp32, needs torch) interleaved run by run with each arch's
+TFLite models: a same-machine, same-load ratio.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ PYTORCH_MS = {'XS': 31, 'S': 130, 'M': 152, 'L': 286}
 
 def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int,
                          image=None) -> str:
-  """One line: medians (ms) of the spec PyTorch model and of each .tflite, timed alternately
+  """One line: medians (ms) of the reference PyTorch model and of each .tflite, timed alternately
   (with `image`, also each model's end to end with flip test: the issue's bar is one PyTorch pass)."""
   import numpy as np
   try:
@@ -64,7 +64,7 @@ def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int
           if i and j:  # round 0 warms up
             times[name].append((time.perf_counter() - t0) * 1e3)
   ref = statistics.median(times['torch'])
-  parts = [f'PyTorch (spec, eager) {ref:.1f} ms'] + [
+  parts = [f'PyTorch (reference, eager) {ref:.1f} ms'] + [
       f'{q} {statistics.median(times[q]):.1f} ms ({statistics.median(times[q]) / ref:.2f}x)'
       for q in calls if q != 'torch']
   return ', '.join(parts)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                  help='end to end: where the grouping runs (official: input)')
   p.add_argument('--out-dir', default=None, help='keep the .tflite files here')
   p.add_argument('--torch', action='store_true',
-                 help='also time the spec-written PyTorch model interleaved with the TFLite ones')
+                 help='also time the reference PyTorch model interleaved with the TFLite ones')
   args = p.parse_args(argv)
 
   from litepose_jax import checkpoints, joints

@@ -29,3 +29,11 @@ def test_lookup_and_custom_sets():
     joints.custom_joint_set(['a', 'b'], [0, 0])
   with pytest.raises(ValueError, match='skeleton edge'):
     joints.custom_joint_set(['a', 'b'], [0, 1], [(0, 2)])
+
+
+def test_grouping_order_is_the_official_coco_order_cut_to_j():
+  assert joints.COCO.group_order == (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
+  assert joints.CROWDPOSE.group_order == joints.COCO.group_order[:14]
+  assert joints.default_group_order(5) == (0, 1, 2, 3, 4)
+  with pytest.raises(ValueError, match='no default grouping order for 8'):
+    joints.default_group_order(8)

@@ -35,20 +35,10 @@ import numba
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from litepose_jax import joints
 from litepose_jax.inference import peaks as peaks_lib
 from litepose_jax.inference import refine as refine_lib
 from litepose_jax.inference.tags import TagMaps
-
-# COCO visiting order; the official code cuts it to the first J entries for any joint count.
-COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
-
-
-def default_joint_order(num_joints: int) -> tuple[int, ...]:
-  """The official grouping order for J joints (the COCO order cut to J entries)."""
-  order = tuple(i for i in COCO_JOINT_ORDER[:num_joints])
-  if len(order) != num_joints or sorted(order) != list(range(num_joints)):
-    raise ValueError(f'no default grouping order for {num_joints} joints; pass joint_order')
-  return order
 
 
 def _quarter_offsets(flat: np.ndarray, height: int, width: int, num_joints: int, pix: np.ndarray,
@@ -132,7 +122,7 @@ def parse_poses(heatmaps, tags, *, max_people: int = 30, detection_threshold: fl
     raise ValueError(f'max_people must be positive, got {max_people}')
   if detection_threshold < 0:
     raise ValueError(f'detection_threshold must be >= 0, got {detection_threshold}')
-  order = tuple(joint_order) if joint_order is not None else default_joint_order(num_joints)
+  order = tuple(joint_order) if joint_order is not None else joints.default_group_order(num_joints)
   if sorted(order) != list(range(num_joints)):
     raise ValueError(f'joint_order must be a permutation of 0..{num_joints - 1}, got {order}')
   dim = tag_maps.dim

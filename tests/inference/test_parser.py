@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-import decode_fixtures as fx
-import official_parser_reference as ref
 from litepose_jax.inference import peaks
 from litepose_jax.inference.parser import parse_poses
+from litepose_jax.reference import official_parser as ref
+from tests.inference import decode_fixtures as fx
 
 
 @pytest.mark.parametrize('num_people', [1, 5, 15, 30])

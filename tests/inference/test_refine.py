@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-import decode_fixtures as fx
-import official_parser_reference as ref
 from litepose_jax.inference import refine
 from litepose_jax.inference.parser import parse_poses
 from litepose_jax.inference.tags import TagMaps
+from litepose_jax.reference import official_parser as ref
+from tests.inference import decode_fixtures as fx
 
 
 @pytest.mark.parametrize('tag_dim', [1, 2, 3])

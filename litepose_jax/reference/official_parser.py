@@ -1,4 +1,7 @@
-"""A slow, literal HeatmapParser written from spec 6.3 (loops on purpose): the test oracle.
+"""A slow, literal HeatmapParser (loops on purpose): the oracle the fast parser is tested against.
+
+Written from the official lib/core/group.py (HeatmapParser) of LitePose / HigherHRNet, not from
+litepose_jax.inference, so that the two can disagree (docs/OFFICIAL.md, "Inference and grouping").
 
 Follows the official data flow: det [J, H, W], tag [J, H, W, T]; NMS by 5x5 max-pool; top-k of the
 whole NMS'd map; match_by_tag with a dict keyed by the first tag value; Hungarian on the
@@ -9,6 +12,8 @@ Hungarian solver instead of munkres.
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+# The official 1-based visiting order, spelt out here on purpose (not read from joints.py): an
+# oracle that shared the library's order could not catch a wrong one.
 JOINT_ORDER = [i - 1 for i in [1, 2, 3, 4, 5, 6, 7, 12, 13, 8, 9, 10, 11, 14, 15, 16, 17]]
 
 
