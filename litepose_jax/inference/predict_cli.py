@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from litepose_jax.data import images as image_files
+from litepose_jax.errors import UserError
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -118,12 +119,17 @@ class _Outputs:
     return out_json
 
 
+def parse_scales(text: str) -> list[float]:
+  """'1,0.5,2' (the --scales flag of predict and eval) -> [1.0, 0.5, 2.0]."""
+  try:
+    return [float(s) for s in text.split(',')]
+  except ValueError:
+    raise UserError(f'--scales must be comma-separated numbers, got {text!r}') from None
+
+
 def run(args) -> int:
   from litepose_jax.inference.predictor import Predictor
-  try:
-    scales = [float(s) for s in args.scales.split(',')]
-  except ValueError as e:
-    raise ValueError(f'--scales must be comma-separated numbers, got {args.scales!r}') from e
+  scales = parse_scales(args.scales)
   predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
                                   group_at=args.group_at)
   os.makedirs(args.out, exist_ok=True)

@@ -1,4 +1,8 @@
-"""Evaluation of the training model on the val split (the inference Predictor + evaluator)."""
+"""Periodic evaluation during training: the val split through the inference Predictor, scored
+by evaluation.split (the loop `litepose eval` runs), plus how well the tags separate people.
+
+`make_evaluator(config, info, workdir)` returns `evaluate(model, variables, step) -> metrics`.
+"""
 from __future__ import annotations
 
 import json
@@ -8,21 +12,11 @@ import numpy as np
 import tqdm
 
 from litepose_jax import joints as joints_lib
-from litepose_jax.data import images as image_files
-
-
-def _subset_gt(ann_file: str, image_ids: list[int], out_path: str) -> str:
-  """A ground-truth json restricted to image_ids (so a partial val run is scored fairly)."""
-  with open(ann_file) as f:
-    gt = json.load(f)
-  keep = set(image_ids)
-  gt['images'] = [im for im in gt['images'] if im['id'] in keep]
-  gt['annotations'] = [a for a in gt.get('annotations', []) if a['image_id'] in keep]
-  tmp = out_path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(gt, f)
-  os.replace(tmp, out_path)
-  return out_path
+from litepose_jax.data import datasets
+from litepose_jax.errors import UserError
+from litepose_jax.evaluation import split as split_lib
+from litepose_jax.evaluation import tag_separation
+from litepose_jax.inference import predictor as predictor_lib
 
 
 def _gt_people(ann_file: str, num_joints: int) -> dict[int, np.ndarray]:
@@ -45,23 +39,22 @@ def _to_map(people: np.ndarray, image_to_map: np.ndarray) -> np.ndarray:
 
 
 def make_evaluator(config, info, workdir: str):
-  """evaluate(forward, variables, step) -> {'AP': ...} on config.eval.split of config.data."""
-  from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
-  from litepose_jax.evaluation import evaluate_keypoints  # pylint: disable=g-import-not-at-top
-  from litepose_jax.evaluation import tag_separation  # pylint: disable=g-import-not-at-top
-  from litepose_jax.inference import predictor as predictor_lib  # pylint: disable=g-import-not-at-top
-
+  """evaluate(model, variables, step) -> {'AP': ..., 'num_detections', tag separation} on
+  config.eval.split of config.data (the first config.eval.num_images images when set)."""
+  del info  # the joint set follows from config.data.dataset
   cfg, ev = config.data, config.eval
   if cfg.dataset not in ('crowdpose', 'coco'):
-    raise ValueError(f"periodic evaluation supports data.dataset 'crowdpose' or 'coco', got "
-                     f'{cfg.dataset!r}; set --config.eval.enabled=False')
+    raise UserError(f"periodic evaluation supports data.dataset 'crowdpose' or 'coco', got "
+                    f'{cfg.dataset!r}; set --config.eval.enabled=False')
   val = datasets.open_dataset(cfg.dataset, cfg.data_dir, ev.split, is_train=False)
   ann_file, _ = datasets.resolve_paths(cfg.dataset, cfg.data_dir, ev.split)
-  records = list(val.records)
+  images = [split_lib.SplitImage(r.image_id, r.file_path) for r in val.records]
   if ev.num_images:
-    records = records[:int(ev.num_images)]
-    ann_file = _subset_gt(ann_file, [r.image_id for r in records],
-                          os.path.join(workdir, f'eval_gt_{ev.split}_{len(records)}.json'))
+    images = images[:int(ev.num_images)]
+    # Written once: every evaluation scores against the same restricted ground truth.
+    ann_file = split_lib.restrict_gt(
+        ann_file, [im.image_id for im in images],
+        os.path.join(workdir, f'eval_gt_{ev.split}_{len(images)}.json'))
   joint_set = joints_lib.get_joint_set(cfg.dataset)
   gt_people = _gt_people(ann_file, joint_set.num_joints)
   size = int(cfg.input_size)
@@ -74,24 +67,20 @@ def make_evaluator(config, info, workdir: str):
     backend = state['backend']
     backend.variables = variables
     predictor = predictor_lib.Predictor(backend, size=size, flip=bool(ev.flip), keep_maps=True)
-    results, tags = [], []
-    for rec in tqdm.tqdm(records, desc='eval', leave=False, disable=not config.progress):
-      rgb = image_files.read_rgb(rec.file_path, f'val image (id {rec.image_id})',
-                                 ignore_orientation=True)
-      pred = predictor(rgb)
-      results.extend(pred.to_coco(rec.image_id))
-      if rec.image_id in gt_people:
+    tags = []
+
+    def collect_tags(image, pred):
+      if image.image_id in gt_people:
         tags.append(tag_separation.person_tags(
-            pred.maps['tags'], _to_map(gt_people[rec.image_id], pred.maps['image_to_map'])))
+            pred.maps['tags'], _to_map(gt_people[image.image_id], pred.maps['image_to_map'])))
+
+    metrics, results = split_lib.evaluate_split(
+        predictor, ann_file, images, cfg.dataset, progress=bool(config.progress), leave=False,
+        on_prediction=collect_tags, log=lambda msg: tqdm.tqdm.write(f'eval: {msg}'))
     separation = tag_separation.tag_separation(tags)
     warning = tag_separation.collapse_warning(separation)
     if warning:
       tqdm.tqdm.write(f'eval: {warning}')
-    if not results:
-      return {'AP': 0.0, 'num_detections': 0, **separation}
-    metrics = evaluate_keypoints(ann_file, results, cfg.dataset, verbose=False)
-    metrics['num_detections'] = len(results)
-    metrics.update(separation)
-    return metrics
+    return {**metrics, 'num_detections': len(results), **separation}
 
   return evaluate
