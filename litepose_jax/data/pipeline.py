@@ -30,23 +30,28 @@ contributes nothing to the loss and the stream positions (resume) stay exact. st
 """
 from __future__ import annotations
 
+import threading
 
 import cv2
 import ml_collections
 import numpy as np
 
-from litepose_jax import config_files
 from litepose_jax.data import augment
 from litepose_jax.data import datasets
 from litepose_jax.data import decoded_cache
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.data import targets
-
+from litepose_jax.errors import UserError
 
 
 def default_data_config() -> ml_collections.ConfigDict:
-  """Data config with the official LitePose / HigherHRNet training settings (LitePose-S input)."""
+  """The data fields the pipeline reads, with the official LitePose-S training values.
+
+  For callers without a config file (`litepose data show` without --config, scripts/bench_data.py,
+  tests); training recipes (configs/litepose_*.py) start from it and write every recipe value
+  out, the official numbers beside them.
+  """
   c = ml_collections.ConfigDict()
   c.dataset = 'crowdpose'  # 'crowdpose' | 'coco' | 'custom'
   c.data_dir = ''  # official layout root (see datasets.expected_paths), or a flat copy
@@ -89,22 +94,46 @@ def default_data_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """Data config from 'path.py[:arg]' (get_config(arg); its .data field if it has one)."""
-  cfg = config_files.call_file_function(spec, 'get_config', 'config')
-  if 'data' in cfg and isinstance(cfg.data, ml_collections.ConfigDict):
-    cfg = cfg.data
-  base = default_data_config()
-  base.update(cfg)
-  return base
-
-
 def _sizes(cfg) -> tuple[int, ...]:
   sizes = tuple(int(s) for s in (cfg.input_sizes or (cfg.input_size,)))
   for s in sizes:
     if s <= 0 or s % 16:
-      raise ValueError(f'input size {s} must be a positive multiple of 16 (backbone stride 16)')
+      raise UserError(f'data.input_size(s): input size {s} must be a positive multiple of 16 '
+                      '(backbone stride 16)')
   return sizes
+
+
+class _SingleThreadedOpenCV:
+  """OpenCV on one thread while any data worker is inside a batch, its own count otherwise.
+
+  tf.data already runs batches in parallel, so OpenCV's thread pool inside each warp would
+  oversubscribe the cores. cv2.setNumThreads is process-wide, so the first worker to enter sets 1
+  and the last to leave restores the previous count: OpenCV work outside the data workers (the
+  periodic evaluation between training steps) keeps all its threads once the workers are idle.
+  Setting and restoring costs ~0.15 ms, against ~10 ms of work per sample.
+  """
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._active = 0
+    self._saved = 0
+
+  def __enter__(self):
+    with self._lock:
+      if not self._active:
+        self._saved = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+      self._active += 1
+
+  def __exit__(self, *exc_info):
+    with self._lock:
+      self._active -= 1
+      if not self._active:
+        cv2.setNumThreads(self._saved)
+
+
+# One for the process, as the OpenCV setting it guards.
+_OPENCV_IN_WORKERS = _SingleThreadedOpenCV()
 
 
 class _Loader:
@@ -120,17 +149,17 @@ class _Loader:
     self.source = source
     self.cfg = cfg
     self.sizes = sizes
-    self.seed = int(cfg.seed)
-    self.global_batch = int(cfg.batch_size)
-    self.mask_outside_image = bool(cfg.mask_outside_image)
+    self.seed = cfg.seed
+    self.global_batch = cfg.batch_size
+    self.mask_outside_image = cfg.mask_outside_image
     self.has_ignore = source.has_ignore_regions
     self.flip_index = list(source.joint_set.flip_index)
-    self.sigma = float(cfg.sigma)
-    self.max_people = int(cfg.max_people)
+    self.sigma = cfg.sigma
+    self.max_people = cfg.max_people
     self.num_joints = source.joint_set.num_joints
     self._all_valid: dict[tuple[int, int], np.ndarray] = {}
-    self.cache = (decoded_cache.DecodedCache(cfg.decoded_cache_dir)
-                  if cfg.get('decoded_cache_dir') else None)
+    self.cache = (decoded_cache.DecodedCache(cfg.decoded_cache_dir) if cfg.decoded_cache_dir
+                  else None)
 
   def size_at(self, g: int) -> int:
     """Input size of the global step that stream position g belongs to."""
@@ -165,8 +194,9 @@ class _Loader:
     gs, rec_ids = np.asarray(gs), np.asarray(rec_ids)
     size = self.size_at(int(gs[0]))
     out = self.batch_arrays(len(gs), size)
-    for i, (g, rec_idx) in enumerate(zip(gs.tolist(), rec_ids.tolist())):
-      self.load_into(out, i, g, rec_idx, size)
+    with _OPENCV_IN_WORKERS:
+      for i, (g, rec_idx) in enumerate(zip(gs.tolist(), rec_ids.tolist())):
+        self.load_into(out, i, g, rec_idx, size)
     return out
 
   def _decode(self, rec: datasets.ImageRecord) -> np.ndarray:
@@ -234,7 +264,7 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
   uniform keys drawn from (seed, chunk) row e % E, a pure function of (seed, n, e).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  seed = int(cfg.seed)
+  seed = cfg.seed
   per_chunk = -(-4096 // n)
   chunk_len = per_chunk * n
 
@@ -253,6 +283,75 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
   return ds.skip(start % chunk_len)
 
 
+def _local_batch(cfg, process_index: int, process_count: int) -> int:
+  """This host's share of the global data.batch_size."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index {process_index} outside 0..{process_count - 1}')
+  if cfg.batch_size % process_count:
+    raise UserError(f'data.batch_size {cfg.batch_size} is not divisible by process_count '
+                    f'{process_count}')
+  return cfg.batch_size // process_count
+
+
+def _load_batch(loader: _Loader, source: datasets.KeypointDataset, cfg, local_batch: int):
+  """tf function (positions [B], record indices [B]) -> the batch dict, via the NumPy loader."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  image_ids = tf.constant([r.image_id for r in source.records], tf.int64)
+  j, b, max_people = source.joint_set.num_joints, local_batch, cfg.max_people
+  sizes = loader.sizes
+  s = sizes[0] if len(sizes) == 1 else None  # variable-size training: unknown spatial dims
+  q4, q2 = (None, None) if s is None else (s // 4, s // 2)
+
+  def load(g, rec):
+    img, hm4, hm2, mask4, mask2, joints, dropped, ok = tf.numpy_function(
+        loader, [g, rec],
+        [tf.uint8, tf.float32, tf.float32, tf.uint8, tf.uint8, tf.int32, tf.int32, tf.bool],
+        stateful=False)
+    return {
+        'image': tf.ensure_shape(img, [b, s, s, 3]),
+        'heatmaps4': tf.ensure_shape(hm4, [b, q4, q4, j]),
+        'heatmaps2': tf.ensure_shape(hm2, [b, q2, q2, j]),
+        'masks4': tf.ensure_shape(mask4, [b, q4, q4]),
+        'masks2': tf.ensure_shape(mask2, [b, q2, q2]),
+        'joints': tf.ensure_shape(joints, [b, max_people, j, 2]),
+        'valid': tf.cast(tf.ensure_shape(ok, [b]), tf.float32),
+        'index': g,
+        'image_id': tf.gather(image_ids, rec),
+        'dropped_people': tf.ensure_shape(dropped, [b]),
+    }
+  return load
+
+
+def _finish_batch(cfg):
+  """tf function: float masks, and the image normalised on the host if image_dtype 'float32'."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  if cfg.image_dtype not in ('float32', 'uint8'):
+    raise UserError(f"data.image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")
+  as_bytes = cfg.image_dtype == 'uint8'
+  # normalize.normalize_images in TF ops.
+  mean, inv_std = (tf.constant(v) for v in normalize.uint8_constants())
+
+  def finish(b):
+    if not as_bytes:
+      b['image'] = (tf.cast(b['image'], tf.float32) - mean) * inv_std
+    b['masks4'] = tf.cast(b['masks4'], tf.float32)
+    b['masks2'] = tf.cast(b['masks2'], tf.float32)
+    return b
+  return finish
+
+
+def _options(cfg) -> tf.data.Options:
+  """Deterministic order; parallelism from the parallel map only."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  opts = tf.data.Options()
+  opts.deterministic = True
+  if cfg.threads:
+    opts.threading.private_threadpool_size = cfg.threads
+  # Multi-threaded single ops would only contend with the parallel map.
+  opts.threading.max_intra_op_parallelism = 1
+  return opts
+
+
 def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
                        start_step: int = 0, source: datasets.KeypointDataset | None = None
                        ) -> tf.data.Dataset:
@@ -266,72 +365,17 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   B = cfg.batch_size / process_count. Pass `source` (datasets.open_from_config(cfg)) to read its
   bad-data tally (`source.bad.summary()`) afterwards.
   """
-  # Imported here so that configs and fake-data runs (GPU benchmarks) work without TensorFlow.
+  # Imported here (and in the helpers above) so that configs and fake-data runs (GPU benchmarks)
+  # work without TensorFlow.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if not 0 <= process_index < process_count:
-    raise ValueError(f'process_index {process_index} outside 0..{process_count - 1}')
-  if cfg.batch_size % process_count:
-    raise ValueError(f'batch_size {cfg.batch_size} is not divisible by process_count '
-                     f'{process_count}')
-  local_batch = cfg.batch_size // process_count
-  sizes = _sizes(cfg)
+  local_batch = _local_batch(cfg, process_index, process_count)
   source = source or datasets.open_from_config(cfg)
-  js = source.joint_set
-  num_joints = js.num_joints
-  image_ids = tf.constant([r.image_id for r in source.records], tf.int64)
-  loader = _Loader(source, cfg, sizes)
-  # tf.data already runs samples in parallel; OpenCV's own thread pool would oversubscribe cores.
-  cv2.setNumThreads(1)
-  global_batch = int(cfg.batch_size)
-  max_people = int(cfg.max_people)
-  fixed = sizes[0] if len(sizes) == 1 else None
-
-  def load(g, rec):
-    img, hm4, hm2, mask4, mask2, joints, dropped, ok = tf.numpy_function(
-        loader, [g, rec],
-        [tf.uint8, tf.float32, tf.float32, tf.uint8, tf.uint8, tf.int32, tf.int32, tf.bool],
-        stateful=False)
-    s = fixed
-    q4 = None if s is None else s // 4
-    q2 = None if s is None else s // 2
-    b = local_batch
-    return {
-        'image': tf.ensure_shape(img, [b, s, s, 3]),
-        'heatmaps4': tf.ensure_shape(hm4, [b, q4, q4, num_joints]),
-        'heatmaps2': tf.ensure_shape(hm2, [b, q2, q2, num_joints]),
-        'masks4': tf.ensure_shape(mask4, [b, q4, q4]),
-        'masks2': tf.ensure_shape(mask2, [b, q2, q2]),
-        'joints': tf.ensure_shape(joints, [b, max_people, num_joints, 2]),
-        'valid': tf.cast(tf.ensure_shape(ok, [b]), tf.float32),
-        'index': g,
-        'image_id': tf.gather(image_ids, rec),
-        'dropped_people': tf.ensure_shape(dropped, [b]),
-    }
-
-  # normalize.normalize_images in TF ops, for image_dtype 'float32'.
-  mean, inv_std = (tf.constant(v) for v in normalize.uint8_constants())  # same as normalize_images
-
-  if cfg.image_dtype not in ('float32', 'uint8'):
-    raise ValueError(f"image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")
-  as_bytes = cfg.image_dtype == 'uint8'
-
-  def finish(b):
-    if not as_bytes:
-      b['image'] = (tf.cast(b['image'], tf.float32) - mean) * inv_std
-    b['masks4'] = tf.cast(b['masks4'], tf.float32)
-    b['masks2'] = tf.cast(b['masks2'], tf.float32)
-    return b
-
-  par = tf.data.AUTOTUNE if cfg.num_parallel_calls in (-1, None) else int(cfg.num_parallel_calls)
-  ds = _index_stream(len(source), cfg, int(start_step) * global_batch)
+  loader = _Loader(source, cfg, _sizes(cfg))
+  load, finish = _load_batch(loader, source, cfg, local_batch), _finish_batch(cfg)
+  parallel = tf.data.AUTOTUNE if cfg.num_parallel_calls == -1 else cfg.num_parallel_calls
+  ds = _index_stream(len(source), cfg, int(start_step) * cfg.batch_size)
   ds = ds.shard(process_count, process_index)
   ds = ds.batch(local_batch, drop_remainder=True)
-  ds = ds.map(lambda g, rec: finish(load(g, rec)), num_parallel_calls=par, deterministic=True)
-  ds = ds.prefetch(int(cfg.prefetch))
-  opts = tf.data.Options()
-  opts.deterministic = True
-  if cfg.threads:
-    opts.threading.private_threadpool_size = int(cfg.threads)
-  # Parallelism comes from the parallel map; multi-threaded single ops only contend with it.
-  opts.threading.max_intra_op_parallelism = 1
-  return ds.with_options(opts)
+  ds = ds.map(lambda g, rec: finish(load(g, rec)), num_parallel_calls=parallel,
+              deterministic=True)
+  return ds.prefetch(cfg.prefetch).with_options(_options(cfg))

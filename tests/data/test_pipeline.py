@@ -1,6 +1,8 @@
 """tf.data pipeline: shapes, target consistency, flip, masks, determinism, sharding, resume, bad data."""
 import json
+import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -218,3 +220,25 @@ def test_model_input_normalises_bytes_only():
   x = np.ones((1, 1, 3), np.float32)
   assert normalize.model_input(x) is x
   np.testing.assert_array_equal(normalize.to_uint8(normalize.model_input(u)), u)
+
+
+def test_opencv_is_single_threaded_only_inside_the_data_workers(sample_data):
+  before = cv2.getNumThreads()
+  cv2.setNumThreads(3)
+  try:
+    cfg = _cfg(sample_data / 'crowdpose_sample', batch=2)
+    source = datasets.open_from_config(cfg)
+    loader = pipeline._Loader(source, cfg, (64,))
+    seen, load_into = [], loader.load_into
+    loader.load_into = lambda *a: (seen.append(cv2.getNumThreads()), load_into(*a))
+    loader(np.arange(2), np.arange(2))
+    assert seen == [1, 1] and cv2.getNumThreads() == 3
+    _take(cfg, 2, source=source)
+    # The prefetching workers stop once the buffer is full; then OpenCV has its threads back
+    # (for the periodic evaluation's warps).
+    deadline = time.monotonic() + 20
+    while cv2.getNumThreads() != 3 and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert cv2.getNumThreads() == 3
+  finally:
+    cv2.setNumThreads(before)
