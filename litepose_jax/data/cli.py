@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
+from litepose_jax import config_files
+from litepose_jax.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   """Adds the `show` and `synth` subcommands."""
@@ -39,8 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _show_config(args):
+  """The data config of `data show`: the pipeline's defaults, the --config's data, the flags."""
+  # Imported per subcommand (here and below): each loads only the heavy libraries it needs
+  # (OpenCV, TensorFlow Datasets), so `litepose data --help` stays instant.
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  cfg = pipeline.load_config(args.config) if args.config else pipeline.default_data_config()
+  cfg = pipeline.default_data_config()
+  if args.config:
+    loaded = config_files.load_config(args.config)
+    # A training config's data section, or a file whose get_config() returns data fields only.
+    cfg.update(loaded.data if 'data' in loaded else loaded)
   for flag, field in (('data_dir', 'data_dir'), ('dataset', 'dataset'), ('split', 'split'),
                       ('ann_file', 'ann_file'), ('image_dir', 'image_dir'),
                       ('input_size', 'input_size'), ('seed', 'seed')):
@@ -51,6 +61,7 @@ def _show_config(args):
     cfg.input_sizes = ()
   if args.split is None and not args.config and cfg.dataset == 'coco':
     cfg.split = 'train'
+  cfg.lock()
   return cfg
 
 
@@ -80,12 +91,12 @@ def run(args: argparse.Namespace) -> int:
   import cv2  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import show  # pylint: disable=g-import-not-at-top
   if args.num < 1 or args.cols < 1:
-    raise ValueError('--num and --cols must be >= 1')
+    raise UserError('--num and --cols must be >= 1')
   cfg = _show_config(args)
   grid, summary = show.make_grid(cfg, args.num, args.cols)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   if not cv2.imwrite(args.out, grid):
-    raise ValueError(f'cannot write {args.out} (use a .png or .jpg name)')
+    raise UserError(f'cannot write --out {args.out} (use a .png or .jpg name)')
   print(f'wrote {args.out} ({args.num} samples, input {grid.shape[1] // min(args.cols, args.num)} '
         f'px); {summary}')
   return 0

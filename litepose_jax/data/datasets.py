@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ class BadDataLog:
     self._lock = threading.Lock()
 
   def add(self, reason: str, file_name: str, image_id: int, detail: str = '') -> None:
-    """Records (and logs) one bad sample; raises ValueError in strict mode."""
+    """Records (and logs) one bad sample; raises UserError in strict mode."""
     msg = f'{reason}: {file_name} (image id {image_id})' + (f': {detail}' if detail else '')
     if self.strict:
-      raise ValueError(f'{msg} [strict data mode; set strict=False to skip and count bad samples]')
+      raise UserError(f'{msg} [strict data mode; set strict=False to skip and count bad samples]')
     with self._lock:
       self.occurrences += 1
       if (reason, int(image_id)) in self._seen:
@@ -112,17 +113,17 @@ def expected_paths(dataset: str, data_dir: str, split: str) -> tuple[str, str]:
             os.path.join(data_dir, s))
   if dataset == 'custom':
     return os.path.join(data_dir, 'annotations.json'), data_dir
-  raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}')
+  raise UserError(f'unknown dataset {dataset!r}; choose one of {DATASETS}')
 
 
 def resolve_paths(dataset: str, data_dir: str = '', split: str = '', ann_file: str = '',
                   image_dir: str = '') -> tuple[str, str]:
   """Annotation json and image folder from explicit paths or the official layout; clear errors."""
   if dataset not in DATASETS:
-    raise ValueError(f'unknown dataset {dataset!r}; choose one of {DATASETS}')
+    raise UserError(f'unknown dataset {dataset!r}; choose one of {DATASETS}')
   if not ann_file:
     if not data_dir:
-      raise ValueError(f'no data location for {dataset}: set data_dir (or ann_file and image_dir). '
+      raise UserError(f'no data location for {dataset}: set data_dir (or ann_file and image_dir). '
                        + _HOWTO[dataset])
     official_ann, official_img = expected_paths(dataset, data_dir, split)
     flat = os.path.join(data_dir, 'annotations.json')
@@ -149,7 +150,7 @@ def _flip_index_from_names(names: Sequence[str]) -> list[int]:
       if a in n:
         other = n.replace(a, b)
         if other not in pos:
-          raise ValueError(f'joint {n!r} has no {b} counterpart {other!r} in {list(names)}: give '
+          raise UserError(f'joint {n!r} has no {b} counterpart {other!r} in {list(names)}: give '
                            'flip_index in the config')
         out.append(pos[other])
         break
@@ -165,12 +166,12 @@ def joint_set_for(dataset: str, category: dict | None, joint_names=None, flip_in
     js = joints_lib.get_joint_set(dataset)
     names = (category or {}).get('keypoints')
     if names and len(names) != js.num_joints:
-      raise ValueError(f'{dataset} expects {js.num_joints} keypoints per person but the json '
+      raise UserError(f'{dataset} expects {js.num_joints} keypoints per person but the json '
                        f'category lists {len(names)}: {names}')
     return js
   names = list(joint_names or (category or {}).get('keypoints') or [])
   if not names:
-    raise ValueError('custom data set: the json category has no "keypoints" names; give '
+    raise UserError('custom data set: the json category has no "keypoints" names; give '
                      'joint_names in the config')
   flip = list(flip_index) if flip_index else _flip_index_from_names(names)
   if skeleton:
@@ -246,6 +247,73 @@ class KeypointDataset:
     return flat.astype(np.float32), offsets
 
 
+def _read_coco(ann_file: str):
+  """pycocotools' COCO index of `ann_file`, without its progress prints."""
+  # Imported here: pycocotools.coco imports matplotlib, needed only once a json is read.
+  from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
+  with contextlib.redirect_stdout(io.StringIO()):
+    try:
+      return COCO(ann_file)
+    except (ValueError, KeyError, TypeError) as e:
+      raise UserError(f'cannot read {ann_file} as a COCO-format json: {e!r}') from e
+
+
+def _record(coco, image_id: int, image_dir: str) -> ImageRecord:
+  info = coco.imgs[image_id]
+  return ImageRecord(int(image_id), os.path.join(image_dir, info.get('file_name', '')),
+                     int(info.get('width', 0)), int(info.get('height', 0)), info.get('crowdIndex'))
+
+
+def _people(anns: list[dict], num_joints: int, dataset: str
+            ) -> tuple[list[np.ndarray], list, str]:
+  """(people [J, 3] with a visible joint, ignore-region segmentations, problem) of one image."""
+  people, regions = [], []
+  for a in anns:
+    crowd = bool(a.get('iscrowd', 0))
+    kps = a.get('keypoints')
+    nkp = a.get('num_keypoints')
+    if kps is not None:
+      problem = _malformed(kps, num_joints)
+      if problem:
+        return [], [], f'annotation {a.get("id")}: {problem}'
+    if nkp is None:
+      nkp = int(np.sum(np.asarray(kps)[2::3] > 0)) if kps is not None else 0
+    if (not crowd or nkp > 0) and kps is not None:
+      k = np.asarray(kps, np.float32).reshape(num_joints, 3)
+      if (k[:, 2] > 0).any():
+        # Rows without visible joints give no targets; dropping them is loss-neutral and keeps
+        # them from using up the max_people slots.
+        people.append(k)
+    if dataset != 'crowdpose' and (crowd or nkp == 0) and a.get('segmentation'):
+      regions.append(a['segmentation'])
+  return people, regions, ''
+
+
+def _training_images(coco, dataset: str, image_dir: str, num_joints: int, bad: BadDataLog,
+                     check_files: bool) -> tuple[list[ImageRecord], list[np.ndarray], list[list]]:
+  """Records, keypoints [P, J, 3] and ignore regions of the annotated, valid images."""
+  records, keypoints, ignore = [], [], []
+  for image_id in sorted(coco.getImgIds()):
+    rec = _record(coco, image_id, image_dir)
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
+    if not anns:
+      continue  # as the official trainer: images without annotations are not trained on
+    if check_files and not os.path.isfile(rec.file_path):
+      bad.add('missing image file', rec.file_path, image_id)
+      continue
+    if rec.width <= 0 or rec.height <= 0:
+      bad.add('missing or invalid width/height', rec.file_path, image_id)
+      continue
+    people, regions, problem = _people(anns, num_joints, dataset)
+    if problem:
+      bad.add('malformed keypoints', rec.file_path, image_id, problem)
+      continue
+    records.append(rec)
+    keypoints.append(np.stack(people) if people else np.zeros((0, num_joints, 3), np.float32))
+    ignore.append(regions)
+  return records, keypoints, ignore
+
+
 def open_dataset(dataset: str = 'crowdpose', data_dir: str = '', split: str = 'trainval', *,
                  ann_file: str = '', image_dir: str = '', is_train: bool = True,
                  strict: bool = False, check_files: bool = True, joint_names=None,
@@ -256,69 +324,22 @@ def open_dataset(dataset: str = 'crowdpose', data_dir: str = '', split: str = 't
   is_train drops images without annotations (as the official trainer) and images with bad data;
   otherwise every image is kept (evaluation sees the full split).
   """
-  from pycocotools.coco import COCO  # pylint: disable=g-import-not-at-top
   ann_file, image_dir = resolve_paths(dataset, data_dir, split, ann_file, image_dir)
-  with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress lines
-    try:
-      coco = COCO(ann_file)
-    except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f'cannot read {ann_file} as a COCO-format json: {e!r}') from e
+  coco = _read_coco(ann_file)
   cats = coco.loadCats(coco.getCatIds())
   person = next((c for c in cats if c.get('name') == 'person'), cats[0] if cats else None)
   joint_set = joint_set_for(dataset, person, joint_names, flip_index, skeleton)
   num_joints = joint_set.num_joints
   bad = bad or BadDataLog(strict)
-
-  records, keypoints, ignore = [], [], []
-  for image_id in sorted(coco.getImgIds()):
-    info = coco.imgs[image_id]
-    file_name = info.get('file_name', '')
-    path = os.path.join(image_dir, file_name)
-    rec = ImageRecord(int(image_id), path, int(info.get('width', 0)), int(info.get('height', 0)),
-                      info.get('crowdIndex'))
-    anns = coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
-    if not is_train:
-      records.append(rec)
-      continue
-    if not anns:
-      continue
-    if check_files and not os.path.isfile(path):
-      bad.add('missing image file', path, image_id)
-      continue
-    if rec.width <= 0 or rec.height <= 0:
-      bad.add('missing or invalid width/height', path, image_id)
-      continue
-    people, regions, problem = [], [], ''
-    for a in anns:
-      crowd = bool(a.get('iscrowd', 0))
-      kps = a.get('keypoints')
-      nkp = a.get('num_keypoints')
-      if kps is not None:
-        problem = _malformed(kps, num_joints)
-        if problem:
-          problem = f'annotation {a.get("id")}: {problem}'
-          break
-      if nkp is None:
-        nkp = int(np.sum(np.asarray(kps)[2::3] > 0)) if kps is not None else 0
-      if (not crowd or nkp > 0) and kps is not None:
-        k = np.asarray(kps, np.float32).reshape(num_joints, 3)
-        if (k[:, 2] > 0).any():
-          # Rows without visible joints give no targets; dropping them is loss-neutral and keeps
-          # them from using up the max_people slots.
-          people.append(k)
-      if dataset != 'crowdpose' and (crowd or nkp == 0) and a.get('segmentation'):
-        regions.append(a['segmentation'])
-    if problem:
-      bad.add('malformed keypoints', path, image_id, problem)
-      continue
-    records.append(rec)
-    keypoints.append(np.stack(people) if people else np.zeros((0, num_joints, 3), np.float32))
-    ignore.append(regions)
-  if not is_train:
+  if is_train:
+    records, keypoints, ignore = _training_images(coco, dataset, image_dir, num_joints, bad,
+                                                  check_files)
+  else:
+    records = [_record(coco, i, image_dir) for i in sorted(coco.getImgIds())]
     keypoints = [np.zeros((0, num_joints, 3), np.float32)] * len(records)
     ignore = [[] for _ in records]
   if not records:
-    raise ValueError(f'{ann_file}: no usable images ({bad.summary()})')
+    raise UserError(f'{ann_file}: no usable images ({bad.summary()})')
   return KeypointDataset(dataset, split, ann_file, image_dir, coco, joint_set, records, keypoints,
                          ignore, bad)
 
@@ -327,7 +348,6 @@ def open_from_config(cfg, *, is_train: bool = True, bad: BadDataLog | None = Non
                      ) -> KeypointDataset:
   """open_dataset with the fields of a data config (see pipeline.default_data_config)."""
   return open_dataset(
-      cfg.dataset, cfg.get('data_dir', ''), cfg.get('split', 'trainval'),
-      ann_file=cfg.get('ann_file', ''), image_dir=cfg.get('image_dir', ''), is_train=is_train,
-      strict=cfg.get('strict', False), joint_names=cfg.get('joint_names') or None,
-      flip_index=cfg.get('flip_index') or None, skeleton=cfg.get('skeleton') or None, bad=bad)
+      cfg.dataset, cfg.data_dir, cfg.split, ann_file=cfg.ann_file, image_dir=cfg.image_dir,
+      is_train=is_train, strict=cfg.strict, joint_names=cfg.joint_names or None,
+      flip_index=cfg.flip_index or None, skeleton=cfg.skeleton or None, bad=bad)
