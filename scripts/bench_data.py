@@ -10,7 +10,7 @@ and, if given (--synth-dir) or generatable, on a synthetic CrowdPose-format set.
   ours/cache    : uint8 on one core with data.decoded_cache_dir warm (epochs after the first)
   ours/all cores: the default pipeline on all cores (per-core figure = total / cores)
 Ratios are printed against the reference and against the official loader's ~109 images/s on one
-core (NUMBERS.md, quiet machine; the issue's bar is 1.5x that).
+core (measured on a quiet machine, docs/BENCHMARKS.md "Data pipeline"; the goal is 1.5x that).
 
   .venv/bin/python scripts/bench_data.py [--seconds 8] [--synth-dir DIR] [--size 448]
 """
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-OFFICIAL = 109.0  # official loader, images/s on one core (NUMBERS.md)
+OFFICIAL = 109.0  # official loader, images/s on one core of a quiet machine
 sys.path.insert(0, str(REPO))
 
 

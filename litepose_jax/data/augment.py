@@ -1,10 +1,11 @@
-"""Random affine + horizontal flip (spec section 4), as 2x3 matrices shared by image, masks, joints.
+"""Random affine + horizontal flip as 2x3 matrices shared by image, masks and joints.
 
 The official RandomAffineTransform maps the square of side 200*s around a (translated) centre onto
 R x R and rotates about the crop centre; RandomHorizontalFlip then mirrors with x -> R - 1 - x. Here
 the flip is folded into the matrix (F @ A), which gives the same pixels as warping then reversing
 the columns, and the joints are permuted with the flip index. The pipeline draws the parameters with
 a per-sample generator seeded by (seed, stream position), so a sample is a pure function of both.
+Official code: lib/dataset/transforms/transforms.py (docs/OFFICIAL.md, "Augmentation").
 """
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""Training targets (spec section 3): Gaussian heatmaps and associative-embedding joint indices.
+"""Training targets: Gaussian heatmaps and associative-embedding joint indices.
 
 NumPy only: the tf.data pipeline calls these inside its per-batch numpy_function (GIL released in
 the heavy parts); a TF-op version measured 3-7x slower there and was removed. Tests check them
 against hand-computed values.
 
-Rules (official HeatmapGenerator / JointsGenerator):
+Rules (official HeatmapGenerator / JointsGenerator in lib/dataset/target_generators;
+docs/OFFICIAL.md, "Targets and loss"):
 - A joint counts iff visibility > 0 and its truncated integer position (int(x), int(y), truncation
   toward zero as Python's int()) lies inside [0, R).
 - Heatmaps: a fixed (2r+1) x (2r+1) Gaussian patch, r = int(3 * sigma + 1) (15 x 15 for sigma 2),
