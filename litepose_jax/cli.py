@@ -4,13 +4,21 @@ Each command lives next to the stage it drives and exposes
   add_arguments(parser: argparse.ArgumentParser) -> None
   run(args: argparse.Namespace) -> int | None
 Modules are imported only when their command runs, so `litepose --help` stays instant.
+
+Library start-up logs (TensorFlow's oneDNN and CPU-feature notices, absl's "log messages before
+absl::InitializeLog()" preamble, C++ INFO / WARNING lines) are hidden unless `--verbose` or
+LITEPOSE_VERBOSE=1 is given; errors always show.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
 import os
+import re
 import sys
+import tempfile
+import warnings
 
 import litepose_jax
 from litepose_jax import host_memory
@@ -31,6 +39,105 @@ COMMANDS = {
 }
 
 
+# Set (unless the user set them) before TensorFlow, XLA or gRPC load; the variables travel
+# through host_memory's re-exec and into child processes. Level 2 hides the C++ INFO and WARNING
+# lines of TensorFlow, XLA and the TFLite converter ("Ignored output_format." ...); errors stay.
+QUIET_ENV = {'TF_CPP_MIN_LOG_LEVEL': '2', 'GRPC_VERBOSITY': 'ERROR'}
+VERBOSE_ENV = 'LITEPOSE_VERBOSE'
+# TensorFlow's runtime logs through absl before it reads TF_CPP_MIN_LOG_LEVEL, so while it is
+# imported these reach stderr anyway (twice: two copies of the runtime load): the absl preamble,
+# INFO lines ("oneDNN custom operations are on ...") and the CPU-feature notice's second line.
+_IMPORT_NOISE = re.compile(rb'WARNING: All log messages before absl::InitializeLog\(\)'
+                           rb'|I\d{4} [\d:.]+ +\d+ \S+:\d+\] '
+                           rb'|To enable the following instructions: ')
+_NOISY_PACKAGES = ('tensorflow',)
+
+
+def split_verbose(argv: list[str], environ=None) -> tuple[bool, list[str]]:
+  """(verbose, argv without `--verbose`): the flag counts anywhere before a `--` (commands and
+  their sub-commands need not declare it), and LITEPOSE_VERBOSE=1 means the same."""
+  environ = os.environ if environ is None else environ
+  end = argv.index('--') if '--' in argv else len(argv)
+  rest = [a for a in argv[:end] if a != '--verbose'] + argv[end:]
+  return len(rest) < len(argv) or environ.get(VERBOSE_ENV, '') not in ('', '0'), rest
+
+
+def quiet_environ(environ=None) -> dict[str, str]:
+  """The QUIET_ENV variables that `environ` does not set yet (a user's own value wins)."""
+  environ = os.environ if environ is None else environ
+  return {k: v for k, v in QUIET_ENV.items() if k not in environ}
+
+
+def filter_import_noise(text: bytes) -> bytes:
+  """`text` without the start-up lines that TensorFlow writes while it is imported."""
+  return b''.join(line for line in text.splitlines(keepends=True)
+                  if not _IMPORT_NOISE.match(line))
+
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+  """Runs the first import of a noisy package with fd 2 captured, then replays it filtered.
+
+  The C++ runtime writes to file descriptor 2 directly, so redirecting sys.stderr cannot hide it.
+  """
+
+  def find_spec(self, fullname, path, target=None):
+    if fullname not in _NOISY_PACKAGES:
+      return None
+    finders = sys.meta_path[sys.meta_path.index(self) + 1:] if self in sys.meta_path else []
+    for finder in finders:
+      spec = finder.find_spec(fullname, path, target) if hasattr(finder, 'find_spec') else None
+      if spec is not None:
+        if hasattr(spec.loader, 'exec_module'):
+          spec.loader = _FilteringLoader(spec.loader)
+        return spec
+    return None
+
+
+class _FilteringLoader(importlib.abc.Loader):
+  """Wraps a package's loader for its first execution only."""
+
+  def __init__(self, inner):
+    self._inner = inner
+
+  def create_module(self, spec):
+    return self._inner.create_module(spec)
+
+  def exec_module(self, module):
+    module.__spec__.loader = module.__loader__ = self._inner  # later users see the real loader
+    with _filtered_stderr():
+      self._inner.exec_module(module)
+
+
+class _filtered_stderr:  # pylint: disable=invalid-name
+  """Context manager: fd 2 goes to a temporary file, written back without import noise on exit."""
+
+  def __enter__(self):
+    sys.stderr.flush()
+    self._saved = os.dup(2)
+    self._file = tempfile.TemporaryFile()
+    os.dup2(self._file.fileno(), 2)
+
+  def __exit__(self, *exc):
+    sys.stderr.flush()
+    os.dup2(self._saved, 2)
+    os.close(self._saved)
+    self._file.seek(0)
+    kept = filter_import_noise(self._file.read())
+    self._file.close()
+    if kept:
+      os.write(2, kept)
+    return False
+
+
+def silence_library_logs() -> None:
+  """Hides library start-up logs in this process and its children (see the module docstring)."""
+  os.environ.update(quiet_environ())
+  for category in (DeprecationWarning, FutureWarning):
+    warnings.filterwarnings('ignore', category=category, module=r'(tensorflow|tf_keras|absl)\b')
+  if 'tensorflow' not in sys.modules and not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _QuietImport())
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
   pass
 
@@ -41,6 +148,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
       prog='litepose', formatter_class=_Formatter,
       description='LitePose multi-person pose estimation in JAX: train, evaluate, export, predict.')
   parser.add_argument('--version', action='version', version=f'litepose-jax {litepose_jax.__version__}')
+  parser.add_argument('--verbose', action='store_true',  # taken out of argv by main()
+                      help='show the start-up logs of TensorFlow / XLA / absl, anywhere on the line '
+                      f'(or {VERBOSE_ENV}=1)')
   sub = parser.add_subparsers(dest='command', metavar='COMMAND')
   for name, (module_name, help_text) in COMMANDS.items():
     p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
@@ -56,9 +166,13 @@ def _module(name: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-  if argv is None:  # the process entry point, not a call from Python
+  """Runs `litepose ARGV`; returns the exit status."""
+  entry = argv is None  # the process entry point, not a call from Python
+  verbose, argv = split_verbose(sys.argv[1:] if entry else argv)
+  if entry:  # a Python caller's process is left as it is
+    if not verbose:
+      silence_library_logs()  # before the re-exec, so that the new process inherits the variables
     host_memory.reexec_with_hugepage_malloc()
-    argv = sys.argv[1:]
   command = next((a for a in argv if not a.startswith('-')), None)
   parser = build_parser(command if command in COMMANDS else None)
   args = parser.parse_args(argv)
