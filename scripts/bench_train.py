@@ -53,10 +53,10 @@ def main(argv=None) -> int:
   mesh = Mesh(devices, ('data',))
   repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   stream, info = data_lib.make_data(config, 0, 1, 0)
-  model = trainer.model_from_config(config, info.num_joints)
+  model = trainer.model_for_training(config, info.num_joints)
   schedule = optim.make_schedule(config.optim, 1000, 100000)
   tx = optim.make_optimizer(config.optim, schedule)
-  variables = models.init_variables(model, int(config.data.input_size), 0)
+  variables = models.init_variables(model, config.data.input_size, 0)
   state = jax.device_put(optim.create_state(variables, tx, ema=config.ema_decay > 0), repl)
   step = jax.jit(trainer.make_train_step(model, tx, schedule, config, info.num_joints),
                  in_shardings=(repl, shard), out_shardings=(repl, repl), donate_argnums=(0,))
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t)
   med = statistics.median(times)
-  b = int(config.data.batch_size)
+  b = config.data.batch_size
   print(f'{model.arch.name} @{config.data.input_size} batch {b} '
         f'{"bf16" if config.mixed_precision else "fp32"} on {len(devices)} x '
         f'{devices[0].device_kind} ({jax.default_backend()}): compile {compile_s:.1f} s, '
