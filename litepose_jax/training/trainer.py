@@ -11,29 +11,31 @@ optimizer, step) and restarting the stream at that step reproduces the uninterru
 """
 from __future__ import annotations
 
-import functools
-import json
+import dataclasses
 import os
 import signal
 import time
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 import ml_collections
 import numpy as np
+import optax
 import tqdm
 
-from litepose_jax import checkpoints as model_ckpt
+from litepose_jax import checkpoints
 from litepose_jax import models
 from litepose_jax.data import normalize
-from litepose_jax.training import checkpointing
+from litepose_jax.errors import UserError
 from litepose_jax.training import data as data_lib
+from litepose_jax.training import eval_impl
 from litepose_jax.training import losses
 from litepose_jax.training import optim
 from litepose_jax.training import summary
+from litepose_jax.training import train_checkpoints
 
 DEFAULT_CACHE = os.path.join('~', '.cache', 'litepose_jax', 'jax_cache')
 
@@ -63,32 +65,32 @@ def initialize_distributed(config) -> None:
     if jax.config.jax_platforms in (None, '', 'cpu') and d.cpu_collectives:
       # CPU-only multi-process runs (tests, this machine) need a CPU collectives backend.
       jax.config.update('jax_cpu_collectives_implementation', d.cpu_collectives)
-    jax.distributed.initialize(d.coordinator_address, num_processes=int(d.num_processes),
-                               process_id=int(d.process_id))
+    jax.distributed.initialize(d.coordinator_address, num_processes=d.num_processes,
+                               process_id=d.process_id)
   elif d.auto:
     jax.distributed.initialize()  # TPU pods, SLURM / Open MPI clusters detect everything
 
 
-def model_from_config(config, num_joints: int):
+def model_for_training(config, num_joints: int) -> models.LitePose:
+  """The LitePose of config.model, computing in bf16 when config.mixed_precision (params fp32)."""
   m = config.model
   dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
   return models.create_model(m.arch, num_joints, fusion=m.fusion,
                              kernel_size=m.kernel_size or None, width_mult=m.width_mult,
                              depthwise_impl=m.depthwise_impl, dtype=dtype,
-                             conv_impl=m.get('conv_impl', 'auto'))
+                             conv_impl=m.conv_impl)
 
 
 def checkpoint_model_config(config, model, info: data_lib.DataInfo) -> dict:
   """model.json content for the checkpoints of this run (fp32 inference model)."""
-  return model_ckpt.model_config(model.arch, info.num_joints, fusion=config.model.fusion,
-                                 joint_set=info.joint_set,
-                                 input_size=int(config.data.input_size))
+  return checkpoints.model_config(model.arch, info.num_joints, fusion=config.model.fusion,
+                                  joint_set=info.joint_set, input_size=config.data.input_size)
 
 
 def make_train_step(model, tx, schedule, config, num_joints: int) -> Callable:
   """(state, batch) -> (state, metrics): one optimizer step on the global batch."""
   lc = config.loss
-  ema_decay = float(config.ema_decay)
+  ema_decay = config.ema_decay
 
   def train_step(state: optim.TrainState, batch):
     def loss_fn(params):
@@ -105,20 +107,18 @@ def make_train_step(model, tx, schedule, config, num_joints: int) -> Callable:
 
     (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    params = optax.apply_updates(state.params, updates)
     ema = state.ema_params
     if ema is not None:
       ema = optim.ema_update(ema, params, ema_decay)
     new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                         opt_state=opt_state, ema_params=ema)
-    metrics = dict(parts, grad_norm=optax_global_norm(grads), lr=schedule(state.step))
+    # The params are fp32 also under mixed precision, so are their gradients: the norm sums in
+    # fp32 (optax.tree.norm sums in the leaves' dtype).
+    metrics = dict(parts, grad_norm=optax.tree.norm(grads), lr=schedule(state.step))
     return new, metrics
 
   return train_step
-
-
-def optax_global_norm(tree):
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
 class _Preemption:
@@ -152,16 +152,113 @@ class _Preemption:
     return flag
 
 
-def _check_finite(step: int, metrics: dict, ckpt: checkpointing.Checkpointer) -> None:
-  if all(np.isfinite(v) for v in metrics.values()):
-    return
-  last = ckpt.latest_step()
-  where = (f'the last good checkpoint is step {last} in {ckpt.directory} (resume restarts there)'
-           if last is not None else 'no checkpoint was saved yet')
-  parts = ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
-  raise NonFiniteLossError(
-      f'non-finite loss at step {step} ({parts}); stopped without saving it: {where}. Try a '
-      'lower optim.lr, optim.grad_clip_norm > 0, or mixed_precision=False.')
+class _FiniteGuard:
+  """Stops the run at the first non-finite metric, before the bad state is checkpointed.
+
+  A step's metrics are fetched one step late (after the next step is dispatched) so that the
+  host never waits for the device, except when the loop needs them now anyway (`fetch`).
+  """
+
+  def __init__(self, ckpt: train_checkpoints.Checkpointer):
+    self.ckpt = ckpt
+    self.pending = None  # (step, metrics on device)
+
+  def defer(self, step: int, metrics: dict) -> None:
+    """Checks the previous step's metrics and keeps this step's for later."""
+    self.flush()
+    self.pending = (step, metrics)
+
+  def fetch(self) -> dict:
+    """Host copy of the pending step's metrics, checked now."""
+    step, metrics = self.pending
+    self.pending = None
+    host = train_checkpoints.to_host(metrics)
+    self._check(step, host)
+    return host
+
+  def flush(self) -> None:
+    if self.pending is not None:
+      self.fetch()
+
+  def _check(self, step: int, metrics: dict) -> None:
+    if all(np.isfinite(v) for v in metrics.values()):
+      return
+    last = self.ckpt.latest_step()
+    where = (f'the last good checkpoint is step {last} in {self.ckpt.directory} (resume '
+             'restarts there)' if last is not None else 'no checkpoint was saved yet')
+    parts = ', '.join(f'{k}={v:.4g}' for k, v in sorted(metrics.items()))
+    raise NonFiniteLossError(
+        f'non-finite loss at step {step} ({parts}); stopped without saving it: {where}. Try a '
+        'lower optim.lr, optim.grad_clip_norm > 0, or mixed_precision=False.')
+
+
+class _TrainLog:
+  """Train metrics with images/sec to metrics.jsonl / TensorBoard, and the progress bar."""
+
+  def __init__(self, writer: summary.MetricWriter, bar: tqdm.tqdm, global_batch: int):
+    self.writer, self.bar, self.global_batch = writer, bar, global_batch
+    self.t0, self.steps = time.time(), 0
+
+  def count(self) -> None:
+    self.steps += 1
+    self.bar.update(1)
+
+  def write(self, step: int, host: dict) -> dict:
+    """Logs host metrics at step; returns them as {'train/<name>': value}."""
+    ips = self.steps * self.global_batch / max(time.time() - self.t0, 1e-9)
+    logged = {f'train/{k}': float(v) for k, v in host.items()}
+    logged['train/images_per_sec'] = ips
+    self.writer.scalars(step, logged)
+    self.bar.set_postfix({
+        'loss': f"{host['total']:.4g}", 'hm': f"{host['heatmap4'] + host['heatmap2']:.3g}",
+        'push': f"{host['push']:.2g}", 'pull': f"{host['pull']:.2g}", 'img/s': f'{ips:.1f}'},
+                         refresh=False)
+    self.t0, self.steps = time.time(), 0
+    return logged
+
+
+@dataclasses.dataclass
+class _Run:
+  """What one invocation sets up before its first step."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  is_main: bool
+  info: data_lib.DataInfo
+  model: models.LitePose
+  global_batch: int
+  total_steps: int
+  data_sharding: NamedSharding
+  train_step: Callable  # (state, global batch) -> (state, metrics), jitted
+  forward: Callable  # (variables, images) -> outputs of the inference-mode model, jitted
+  ckpt: train_checkpoints.Checkpointer
+  evaluator: Callable | None = None  # process 0 with config.eval.enabled only
+  writer: summary.MetricWriter | None = None
+
+  def to_global(self, local: dict) -> dict:
+    """This host's rows -> the global batch sharded over the mesh."""
+    return {k: jax.make_array_from_process_local_data(self.data_sharding, np.asarray(v))
+            for k, v in local.items()}
+
+  def evaluate(self, state: optim.TrainState, step: int) -> dict | None:
+    """Evaluates, logs eval/* and exports best/ on a new best AP (process 0 only)."""
+    if self.evaluator is None:
+      return None  # process 0 evaluates; the AP only drives its logs and best/ export
+    result = self.evaluator(self.model, train_checkpoints.to_host(state.variables()), step)
+    self.writer.scalars(step, {f'eval/{k}': v for k, v in result.items()
+                               if isinstance(v, (int, float))})
+    if 'AP' in result:
+      self.ckpt.maybe_save_best(state, step, float(result['AP']))
+    return result
+
+  def image_summary(self, state: optim.TrainState, local: dict, step: int) -> None:
+    """Writes image | GT heatmaps | predicted heatmaps panels of up to 3 local images."""
+    n = min(3, len(local['image']))
+    # Host copies: a process-local forward pass, also when the state spans several hosts.
+    out4, _ = self.forward(train_checkpoints.to_host(state.variables()),
+                           normalize.model_input(local['image'][:n]))
+    panels = summary.prediction_panels(local['image'][:n], local['heatmaps4'][:n],
+                                       np.asarray(out4[..., :self.info.num_joints], np.float32))
+    self.writer.images(step, 'train/image_gt_pred', panels)
 
 
 def _save_config(config, workdir: str) -> None:
@@ -169,6 +266,88 @@ def _save_config(config, workdir: str) -> None:
   with open(path + '.tmp', 'w') as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   os.replace(path + '.tmp', path)
+
+
+def _setup(config, workdir: str, info: data_lib.DataInfo, devices) -> tuple[_Run, Any]:
+  """The run (model, optimizer, jitted step, checkpointer) and its step-0 state."""
+  devices = np.array(jax.devices() if devices is None else devices)
+  mesh = Mesh(devices, ('data',))
+  repl = NamedSharding(mesh, PartitionSpec())
+  data_sharding = NamedSharding(mesh, PartitionSpec('data'))
+  global_batch = config.data.batch_size
+  if global_batch % len(devices):
+    raise UserError(f'data.batch_size {global_batch} must be divisible by the {len(devices)} '
+                    'devices (data-parallel)')
+  model = model_for_training(config, info.num_joints)
+  steps_per_epoch = max(info.num_images // global_batch, 1)
+  total_steps = config.total_steps or config.num_epochs * steps_per_epoch
+  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
+  tx = optim.make_optimizer(config.optim, schedule)
+  variables = models.init_variables(model, config.data.input_size, config.seed)
+  state = optim.create_state(variables, tx, ema=config.ema_decay > 0)
+  train_step = jax.jit(make_train_step(model, tx, schedule, config, info.num_joints),
+                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                       donate_argnums=(0,))
+  run = _Run(
+      config=config, workdir=workdir, is_main=jax.process_index() == 0, info=info, model=model,
+      global_batch=global_batch, total_steps=total_steps, data_sharding=data_sharding,
+      train_step=train_step, forward=jax.jit(lambda v, x: model.apply(v, x, train=False)),
+      ckpt=train_checkpoints.Checkpointer(workdir, checkpoint_model_config(config, model, info),
+                                          config.keep_checkpoints))
+  if config.eval.enabled and run.is_main:
+    run.evaluator = eval_impl.make_evaluator(config, info, workdir)
+  return run, jax.device_put(state, repl)
+
+
+@dataclasses.dataclass
+class _Progress:
+  """Where the loop is, and what it last logged and evaluated."""
+  step: int
+  preempted: bool = False
+  logged: dict = dataclasses.field(default_factory=dict)
+  evaluation: dict | None = None
+  evaluated_step: int | None = None
+
+
+def _every(n: int, step: int) -> bool:
+  """Whether a periodic action with period n (0: never) is due after `step` steps."""
+  return bool(n) and step % n == 0
+
+
+def _train_loop(run: _Run, state, stream: Iterator[dict], end: int, log: _TrainLog,
+                progress: _Progress, preemption: _Preemption):
+  """Steps until `end` or a preemption; returns the state (progress is updated in place)."""
+  cfg = run.config
+  guard = _FiniteGuard(run.ckpt)
+  while progress.step < end:
+    local = next(stream)
+    state, metrics = run.train_step(state, run.to_global(local))
+    progress.step += 1
+    step = progress.step
+    guard.defer(step - 1, metrics)
+    log.count()
+    due_ckpt = _every(cfg.checkpoint_every, step) or step == end
+    due_log = _every(cfg.log_every, step) or step == end
+    due_eval = _every(cfg.eval_every, step)
+    stop = preemption.agreed()
+    if due_log or due_ckpt or due_eval or stop:
+      host = guard.fetch()
+    if due_log:
+      progress.logged = log.write(step, host)
+    if _every(cfg.image_summary_every, step):
+      run.image_summary(state, local, step)
+    if due_ckpt or stop:
+      run.ckpt.save(state)
+    if due_eval:
+      progress.evaluation, progress.evaluated_step = run.evaluate(state, step), step
+    if stop:
+      progress.preempted = True
+      if run.is_main:
+        log.bar.write(f'litepose train: {preemption.requested or "preemption"} received: saved '
+                      f'step {step} to {run.ckpt.directory}; rerun the same command to resume')
+      break
+  guard.flush()
+  return state
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -179,140 +358,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   max_steps: stop after this many steps of this invocation (the schedule still spans the full
   run; tests use it to simulate an interruption). data_fn replaces data.make_data. devices:
   the data-parallel devices (default: all devices of all processes).
-  Returns {'step', 'preempted', 'metrics' (last logged), 'eval' (last evaluation or None)}.
+  Returns {'step', 'preempted', 'metrics' (last logged), 'eval' (last evaluation or None),
+  'state'}.
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  enable_compilation_cache(config.get('compilation_cache_dir', ''))
+  enable_compilation_cache(config.compilation_cache_dir)
   pidx, pcount = jax.process_index(), jax.process_count()
-  is_main = pidx == 0
-  if is_main:
+  if pidx == 0:
     _save_config(config, workdir)
-
-  devices = np.array(jax.devices() if devices is None else devices)
-  mesh = Mesh(devices, ('data',))
-  repl = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P('data'))
-  global_batch = int(config.data.batch_size)
-  if global_batch % len(devices):
-    raise ValueError(f'data.batch_size {global_batch} must be divisible by the {len(devices)} '
-                     'devices (data-parallel)')
-
-  make = data_fn or data_lib.make_data
+  make_data = data_fn or data_lib.make_data
   # The data position is the step: the stream is reopened at the restored step below (opening
   # is lazy, nothing is read before the first batch is requested).
-  stream, info = make(config, pidx, pcount, 0)
-  model = model_from_config(config, info.num_joints)
-  steps_per_epoch = max(info.num_images // global_batch, 1)
-  total_steps = int(config.total_steps) or int(config.num_epochs) * steps_per_epoch
-  schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
-  tx = optim.make_optimizer(config.optim, schedule)
-
-  variables = models.init_variables(model, int(config.data.input_size), int(config.seed))
-  state = optim.create_state(variables, tx, ema=float(config.ema_decay) > 0)
-  state = jax.device_put(state, repl)
-  ckpt = checkpointing.Checkpointer(workdir, checkpoint_model_config(config, model, info),
-                                    int(config.keep_checkpoints))
-  if ckpt.latest_step() is not None:
-    state = ckpt.restore(state)
-  start = int(checkpointing.to_host(state.step))
-  end = total_steps if max_steps is None else min(total_steps, start + int(max_steps))
+  stream, info = make_data(config, pidx, pcount, 0)
+  run, state = _setup(config, workdir, info, devices)
+  if run.ckpt.latest_step() is not None:
+    state = run.ckpt.restore(state)
+  start = int(train_checkpoints.to_host(state.step))
+  end = run.total_steps if max_steps is None else min(run.total_steps, start + int(max_steps))
   if start:
-    stream, _ = make(config, pidx, pcount, start)
-
-  train_step = jax.jit(make_train_step(model, tx, schedule, config, info.num_joints),
-                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
-                       donate_argnums=(0,))
-  eval_model = model_from_config(config, info.num_joints)
-  forward = jax.jit(lambda v, x: eval_model.apply(v, x, train=False))
-
-  writer = summary.MetricWriter(workdir, enabled=is_main, resume_step=start)
-  evaluator = None
-  if config.eval.enabled:
-    from litepose_jax.training import evaluate  # pylint: disable=g-import-not-at-top
-    evaluator = evaluate.make_evaluator(config, info, workdir) if is_main else None
-
-  def to_global(local):
-    return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
-            for k, v in local.items()}
-
-  def run_eval(step):
-    if evaluator is None or not is_main:
-      return None  # process 0 evaluates; the AP only drives its logs and best/ export
-    result = evaluator(eval_model, checkpointing.to_host(state.variables()), step)
-    writer.scalars(step, {f'eval/{k}': v for k, v in result.items()
-                          if isinstance(v, (int, float))})
-    if 'AP' in result:
-      ckpt.maybe_save_best(state, step, float(result['AP']))
-    return result
-
-  if is_main:
-    print(f'litepose train: {model.arch.name} {info.num_joints} joints, {info.num_images} '
-          f'images, global batch {global_batch} on {len(devices)} devices / {pcount} processes, '
-          f'steps {start}..{end} of {total_steps}, workdir {workdir}', flush=True)
-  last_logged, last_eval, preempted = {}, None, False
-  pending = None  # (step, metrics on device): checked one step late to keep dispatch async
-  t_log, n_log = time.time(), 0
-  bar = tqdm.tqdm(total=end, initial=start, disable=not (is_main and config.progress),
+    stream, _ = make_data(config, pidx, pcount, start)
+  run.writer = summary.MetricWriter(workdir, enabled=run.is_main, resume_step=start)
+  if run.is_main:
+    print(f'litepose train: {run.model.arch.name} {info.num_joints} joints, {info.num_images} '
+          f'images, global batch {run.global_batch} on {run.data_sharding.mesh.size} devices / '
+          f'{pcount} processes, steps {start}..{end} of {run.total_steps}, workdir {workdir}',
+          flush=True)
+  bar = tqdm.tqdm(total=end, initial=start, disable=not (run.is_main and config.progress),
                   unit='step', dynamic_ncols=True)
+  progress = _Progress(step=start)
   try:
     with _Preemption() as preemption:
-      step, due_eval = start, False
-      every = lambda n: bool(n) and step % int(n) == 0
-      while step < end:
-        local = next(stream)
-        batch = to_global(local)
-        t_step = step
-        state, metrics = train_step(state, batch)
-        step += 1
-        if pending is not None:
-          _check_finite(pending[0], checkpointing.to_host(pending[1]), ckpt)
-        pending = (t_step, metrics)
-        n_log += 1
-        bar.update(1)
-        due_ckpt = every(config.checkpoint_every) or step == end
-        due_log = every(config.log_every) or step == end
-        due_eval = every(config.eval_every)
-        stop = preemption.agreed()
-        if due_log or due_ckpt or due_eval or stop:
-          host = checkpointing.to_host(metrics)
-          _check_finite(t_step, host, ckpt)
-          pending = None
-        if due_log:
-          now = time.time()
-          ips = n_log * global_batch / max(now - t_log, 1e-9)
-          last_logged = {f'train/{k}': float(v) for k, v in host.items()}
-          last_logged['train/images_per_sec'] = ips
-          writer.scalars(step, last_logged)
-          bar.set_postfix({'loss': f"{host['total']:.4g}", 'hm': f"{host['heatmap4'] + host['heatmap2']:.3g}",
-                           'push': f"{host['push']:.2g}", 'pull': f"{host['pull']:.2g}",
-                           'img/s': f'{ips:.1f}'}, refresh=False)
-          t_log, n_log = time.time(), 0
-        if every(config.image_summary_every):
-          n = min(3, len(local['image']))
-          # Host copies: a process-local forward pass, also when the state spans several hosts.
-          out4, _ = forward(checkpointing.to_host(state.variables()),
-                            normalize.model_input(local['image'][:n]))
-          panels = summary.prediction_panels(local['image'][:n], local['heatmaps4'][:n],
-                                             np.asarray(out4[..., :info.num_joints], np.float32))
-          writer.images(step, 'train/image_gt_pred', panels)
-        if due_ckpt or stop:
-          ckpt.save(state)
-        if due_eval:
-          last_eval = run_eval(step)
-        if stop:
-          preempted = True
-          if is_main:
-            bar.write(f'litepose train: {preemption.requested or "preemption"} received: saved '
-                      f'step {step} to {ckpt.directory}; rerun the same command to resume')
-          break
-      if pending is not None:
-        _check_finite(pending[0], checkpointing.to_host(pending[1]), ckpt)
-      if not preempted and step == total_steps and config.eval.enabled and not due_eval:
-        last_eval = run_eval(step)
+      state = _train_loop(run, state, stream, end, _TrainLog(run.writer, bar, run.global_batch),
+                          progress, preemption)
+      # The final evaluation, unless the last step already had one.
+      if (not progress.preempted and progress.step == run.total_steps and config.eval.enabled
+          and progress.evaluated_step != progress.step):
+        progress.evaluation = run.evaluate(state, progress.step)
   finally:
     bar.close()
-    writer.close()
-    ckpt.close()
-  return {'step': step, 'preempted': preempted, 'metrics': last_logged, 'eval': last_eval,
-          'state': state}
+    run.writer.close()
+    run.ckpt.close()
+  return {'step': progress.step, 'preempted': progress.preempted, 'metrics': progress.logged,
+          'eval': progress.evaluation, 'state': state}

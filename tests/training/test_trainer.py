@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from litepose_jax import checkpoints
-from litepose_jax.training import checkpointing
+from litepose_jax.training import train_checkpoints
 from litepose_jax.training import data as data_lib
 from litepose_jax.training import trainer
 
@@ -59,7 +59,7 @@ def test_resume_reproduces_uninterrupted_run(tiny_config, tmp_path):
   (junk / 'train_state').mkdir(parents=True)
   (junk / 'train_state' / 'partial').write_bytes(b'\0' * 10)
   assert checkpoints.find_checkpoint(tmp_path / 'resumed').endswith(os.path.join('checkpoints', '4'))
-  ck = checkpointing.Checkpointer(str(tmp_path / 'resumed'), model_cfg, 3)
+  ck = train_checkpoints.Checkpointer(str(tmp_path / 'resumed'), model_cfg, 3)
   assert ck.latest_step() == 4
   ck.close()
 
@@ -81,7 +81,7 @@ def test_sigterm_saves_and_exits_cleanly(tiny_config, tmp_path):
   before = signal.getsignal(signal.SIGTERM)
   result = trainer.train_and_evaluate(cfg, str(tmp_path), data_fn=data_fn)
   assert result['preempted'] and result['step'] == 2
-  ck = checkpointing.Checkpointer(str(tmp_path), {}, 3)
+  ck = train_checkpoints.Checkpointer(str(tmp_path), {}, 3)
   assert ck.all_steps() == [2]
   ck.close()
   assert signal.getsignal(signal.SIGTERM) is before  # the trainer's handler is removed again
@@ -91,7 +91,7 @@ def test_sigterm_saves_and_exits_cleanly(tiny_config, tmp_path):
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
   cfg = _config(tiny_config, checkpoint_every=1)
-  cfg.data.fake_nan_step = 2
+  cfg.data.fake.nan_at_step = 2
   with pytest.raises(trainer.NonFiniteLossError, match='non-finite loss at step 2') as err:
     trainer.train_and_evaluate(cfg, str(tmp_path))
   assert 'last good checkpoint is step 2' in str(err.value)
@@ -103,7 +103,7 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
 def test_best_by_ap_export(tiny_config, tmp_path):
   cfg = _config(tiny_config)
   result = trainer.train_and_evaluate(cfg, str(tmp_path), max_steps=1)
-  ck = checkpointing.Checkpointer(str(tmp_path), json.load(
+  ck = train_checkpoints.Checkpointer(str(tmp_path), json.load(
       open(tmp_path / 'checkpoints' / '1' / 'model.json')), 3)
   assert ck.maybe_save_best(result['state'], 1, 0.25)
   assert not ck.maybe_save_best(result['state'], 2, 0.2)

@@ -1,4 +1,7 @@
-"""Training checkpoints: orbax CheckpointManager under WORKDIR/checkpoints/<step>/.
+"""Train-state checkpoints (resume, best/): orbax CheckpointManager under WORKDIR/checkpoints/.
+
+Not to be confused with litepose_jax/checkpoints.py, the self-describing model checkpoints
+(model.json + variables) that every inference command loads; this module writes those too.
 
 Each step directory holds
   train_state/  the full TrainState (params, batch_stats, optimizer state, EMA, step)
@@ -21,7 +24,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from litepose_jax import checkpoints as model_ckpt
+from litepose_jax import checkpoints
+from litepose_jax.errors import UserError
 from litepose_jax.training import optim
 
 
@@ -46,7 +50,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, model_config: dict, keep: int = 3):
     if keep < 1:
-      raise ValueError(f'keep_checkpoints must be >= 1, got {keep}')
+      raise UserError(f'keep_checkpoints must be >= 1, got {keep}')
     self.workdir = os.path.abspath(workdir)
     self.directory = os.path.join(self.workdir, 'checkpoints')
     self.model_config = dict(model_config)
@@ -73,10 +77,10 @@ class Checkpointer:
     self.manager.wait_until_finished()
     if jax.process_index() == 0:
       step_dir = os.path.join(self.directory, str(step))
-      tmp = os.path.join(step_dir, model_ckpt.MODEL_JSON + '.tmp')
+      tmp = os.path.join(step_dir, checkpoints.MODEL_JSON + '.tmp')
       with open(tmp, 'w') as f:
         json.dump(dict(self.model_config, step=step), f, indent=2)
-      os.replace(tmp, os.path.join(step_dir, model_ckpt.MODEL_JSON))
+      os.replace(tmp, os.path.join(step_dir, checkpoints.MODEL_JSON))
     return step
 
   def restore(self, state: optim.TrainState, step: int | None = None) -> optim.TrainState:
@@ -117,7 +121,7 @@ class Checkpointer:
       tmp = os.path.join(self.workdir, 'best.tmp')
       final = os.path.join(self.workdir, 'best')
       shutil.rmtree(tmp, ignore_errors=True)
-      model_ckpt.save_model(tmp, variables, dict(self.model_config, step=step, **{name: metric}))
+      checkpoints.save_model(tmp, variables, dict(self.model_config, step=step, **{name: metric}))
       old = os.path.join(self.workdir, 'best.old')
       shutil.rmtree(old, ignore_errors=True)
       if os.path.exists(final):
