@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from litepose_jax import models
+from litepose_jax.errors import UserError
 
 MODEL_JSON = 'model.json'
 VARIABLES_DIR = 'variables'
@@ -38,7 +39,7 @@ def model_from_config(cfg: Mapping[str, Any], **overrides: Any) -> models.LitePo
   """Builds the LitePose module a checkpoint's model.json describes."""
   for key in ('arch', 'num_joints'):
     if key not in cfg:
-      raise ValueError(f'{MODEL_JSON} lacks the field {key!r} (have {sorted(cfg)})')
+      raise UserError(f'{MODEL_JSON} lacks the field {key!r} (have {sorted(cfg)})')
   spec = models.arch_from_dict(cfg['arch'], name=cfg.get('name', 'custom'))
   return models.create_model(spec, cfg['num_joints'], fusion=cfg.get('fusion', True), **overrides)
 
@@ -89,7 +90,7 @@ def load_model(path: str | os.PathLike, **overrides: Any):
     try:
       cfg = json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f'{os.path.join(ckpt, MODEL_JSON)} is not valid JSON: {e}') from e
+      raise UserError(f'{os.path.join(ckpt, MODEL_JSON)} is not valid JSON: {e}') from e
   module = model_from_config(cfg, **overrides)
   vdir = os.path.join(ckpt, VARIABLES_DIR)
   if not os.path.isdir(vdir):
@@ -102,5 +103,5 @@ def load_model(path: str | os.PathLike, **overrides: Any):
     try:
       variables = ckptr.restore(vdir, abstract)
     except (ValueError, KeyError) as e:
-      raise ValueError(f'{vdir} does not match the architecture in {MODEL_JSON}: {e}') from e
+      raise UserError(f'{vdir} does not match the architecture in {MODEL_JSON}: {e}') from e
   return module, jax.tree.map(np.asarray, variables), cfg

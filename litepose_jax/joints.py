@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from litepose_jax.errors import UserError
 
-# The official grouping visits joint types in this order (COCO indices): the face, shoulders,
-# elbows, wrists, then the hips before the knees and ankles (official lib/core/group.py,
-# HeatmapParser.match_by_tag: joint_order).
+# The official grouping visits joint types in this order (official lib/core/group.py,
+# HeatmapParser.match_by_tag, joint_order): for COCO the face, shoulders and hips first, then
+# elbows, wrists, knees, ankles. Other joint sets get it cut to their joint count, whatever their
+# joints mean (see default_group_order).
 COCO_GROUP_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 
 
@@ -87,11 +89,11 @@ def get_joint_set(name_or_num: str | int) -> JointSet:
     for js in JOINT_SETS.values():
       if js.num_joints == name_or_num:
         return js
-    raise ValueError(f'no built-in joint set has {name_or_num} joints '
-                     f'(known: {", ".join(f"{k}={v.num_joints}" for k, v in JOINT_SETS.items())})')
+    raise UserError(f'no built-in joint set has {name_or_num} joints '
+                    f'(known: {", ".join(f"{k}={v.num_joints}" for k, v in JOINT_SETS.items())})')
   key = str(name_or_num).lower()
   if key not in JOINT_SETS:
-    raise ValueError(f'unknown joint set {name_or_num!r}; choose one of {sorted(JOINT_SETS)}')
+    raise UserError(f'unknown joint set {name_or_num!r}; choose one of {sorted(JOINT_SETS)}')
   return JOINT_SETS[key]
 
 
@@ -101,12 +103,12 @@ def custom_joint_set(names: Sequence[str], flip_index: Sequence[int],
   """Builds a validated JointSet for a custom COCO-format data set (0-based skeleton)."""
   j = len(names)
   if sorted(flip_index) != list(range(j)):
-    raise ValueError(f'flip_index must be a permutation of 0..{j - 1}, got {list(flip_index)}')
+    raise UserError(f'flip_index must be a permutation of 0..{j - 1}, got {list(flip_index)}')
   for a, b in skeleton:
     if not (0 <= a < j and 0 <= b < j):
-      raise ValueError(f'skeleton edge ({a}, {b}) is outside 0..{j - 1}')
+      raise UserError(f'skeleton edge ({a}, {b}) is outside 0..{j - 1}')
   sig = tuple(sigmas) if sigmas is not None else (0.089,) * j
   if len(sig) != j:
-    raise ValueError(f'sigmas has {len(sig)} entries for {j} joints')
+    raise UserError(f'sigmas has {len(sig)} entries for {j} joints')
   return JointSet(name, tuple(names), tuple(flip_index), tuple(tuple(e) for e in skeleton), sig,
                   tuple(range(j)))

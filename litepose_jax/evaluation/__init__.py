@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 
 METRIC_NAMES = {
     'crowdpose': ('AP', 'AP50', 'AP75', 'AR', 'AR50', 'AR75', 'AP_easy', 'AP_medium', 'AP_hard'),
@@ -33,29 +34,29 @@ def _load_results(results) -> list[dict]:
       try:
         results = json.load(f)
       except json.JSONDecodeError as e:
-        raise ValueError(f'{path} is not valid JSON: {e}') from e
+        raise UserError(f'{path} is not valid JSON: {e}') from e
     if not isinstance(results, list):
-      raise ValueError(f'{path} must hold a JSON list of COCO result dicts')
+      raise UserError(f'{path} must hold a JSON list of COCO result dicts')
   return list(results)
 
 
 def _check_results(results: Sequence[dict], gt, num_joints: int) -> None:
   if not results:
-    raise ValueError('no results to evaluate (empty list): the model found no people at all')
+    raise UserError('no results to evaluate (empty list): the model found no people at all')
   known = set(gt.getImgIds())
   unknown = set()
   for i, r in enumerate(results):
     for key in ('image_id', 'keypoints', 'score'):
       if key not in r:
-        raise ValueError(f'result {i} lacks the field {key!r} (has {sorted(r)})')
+        raise UserError(f'result {i} lacks the field {key!r} (has {sorted(r)})')
     if len(r['keypoints']) != 3 * num_joints:
-      raise ValueError(f'result {i} (image_id {r["image_id"]}) has {len(r["keypoints"])} keypoint '
-                       f'values; expected {3 * num_joints} (x, y, score for {num_joints} joints)')
+      raise UserError(f'result {i} (image_id {r["image_id"]}) has {len(r["keypoints"])} keypoint '
+                      f'values; expected {3 * num_joints} (x, y, score for {num_joints} joints)')
     if r['image_id'] not in known:
       unknown.add(r['image_id'])
   if unknown:
-    raise ValueError(f'{len(unknown)} result image id(s) are not in the ground truth, e.g. '
-                     f'{sorted(unknown, key=str)[:5]}')
+    raise UserError(f'{len(unknown)} result image id(s) are not in the ground truth, e.g. '
+                    f'{sorted(unknown, key=str)[:5]}')
 
 
 def load_gt(gt_json_path, dataset: str):
@@ -68,7 +69,7 @@ def load_gt(gt_json_path, dataset: str):
   elif dataset == 'coco':
     from pycocotools.coco import COCO
   else:
-    raise ValueError(f"dataset must be 'crowdpose' or 'coco', got {dataset!r}")
+    raise UserError(f"dataset must be 'crowdpose' or 'coco', got {dataset!r}")
   with contextlib.redirect_stdout(io.StringIO()):
     return COCO(path)
 
@@ -76,7 +77,7 @@ def load_gt(gt_json_path, dataset: str):
 def evaluate_keypoints(gt_json_path, results, dataset: str, *, verbose: bool = True) -> dict:
   """COCO-format results (list or json path) -> {metric name: value}; prints a table."""
   if dataset not in METRIC_NAMES:
-    raise ValueError(f"dataset must be 'crowdpose' or 'coco', got {dataset!r}")
+    raise UserError(f"dataset must be 'crowdpose' or 'coco', got {dataset!r}")
   gt = load_gt(gt_json_path, dataset)
   results = _load_results(results)
   joint_set = joints_lib.get_joint_set(dataset)

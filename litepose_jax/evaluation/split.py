@@ -1,4 +1,5 @@
-"""Predict an annotated split and score it: the loop `litepose eval` and training's evaluation share.
+"""Predict an annotated split and score it: the loop of `litepose eval` and of training's
+periodic evaluation.
 
   images = split_images(gt, image_dir, limit)          # or SplitImage(id, path) from records
   metrics, results = evaluate_split(predictor, ann_file, images, 'crowdpose', out_prefix=...)

@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from litepose_jax.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--tflite', required=True, help='exported .tflite (with its sidecar json)')
@@ -37,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def time_ms(fn: Callable[[], object], runs: int, warmup: int) -> dict[str, float]:
   """min / median / max wall time of fn() in milliseconds."""
   if runs < 1 or warmup < 0:
-    raise ValueError(f'--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}')
+    raise UserError(f'--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}')
   for _ in range(warmup):
     fn()
   times = []
@@ -82,7 +84,7 @@ def _fmt(t: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
   if args.threads < 1:
-    raise ValueError(f'--threads must be >= 1, got {args.threads}')
+    raise UserError(f'--threads must be >= 1, got {args.threads}')
   from litepose_jax.data import images as image_files  # pylint: disable=g-import-not-at-top
   image = image_files.read_rgb(args.image, '--image') if args.image else None
   r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e,

@@ -16,6 +16,7 @@ import os
 from typing import Any, Callable
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 from litepose_jax.export import tflite, tflite_ops
 from litepose_jax.inference import litert, sidecar
 
@@ -55,14 +56,8 @@ def load_source(args: argparse.Namespace):
   from litepose_jax.export import fold
   if args.checkpoint:
     if args.init:
-      raise ValueError('--init random is only for --arch (a checkpoint has trained weights)')
-    try:
-      module, variables, cfg = checkpoints.load_model(args.checkpoint)
-    except Exception as e:
-      if isinstance(e, (FileNotFoundError, ValueError)):
-        raise
-      # orbax raises assorted types for damaged files; report them as one clear line.
-      raise ValueError(f'cannot load checkpoint {args.checkpoint}: {type(e).__name__}: {e}') from e
+      raise UserError('--init random is only for --arch (a checkpoint has trained weights)')
+    module, variables, cfg = checkpoints.load_model(args.checkpoint)
     name = cfg.get('joint_set', 'custom')
     if name in joints_lib.JOINT_SETS:
       joint_set = joints_lib.get_joint_set(name)
@@ -73,7 +68,7 @@ def load_source(args: argparse.Namespace):
       joint_set = joints_lib.get_joint_set(module.num_joints)
     return module, variables, cfg, joint_set, os.path.abspath(args.checkpoint), False
   if args.init != 'random':
-    raise ValueError('--arch needs --init random (to export trained weights use --checkpoint)')
+    raise UserError('--arch needs --init random (to export trained weights use --checkpoint)')
   joint_set = joints_lib.get_joint_set(args.joints)
   module = models.create_model(args.arch, joint_set.num_joints, depthwise_impl='lax')
   size = args.size or module.arch.img_size
@@ -84,7 +79,7 @@ def load_source(args: argparse.Namespace):
 
 def _check_size(size: int) -> int:
   if size <= 0 or size % 16:
-    raise ValueError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
+    raise UserError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
   return size
 
 
@@ -96,13 +91,13 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
   """Exports `module`/`variables` to `out` (+ sidecar); returns the sidecar dict."""
   _check_size(size)
   if quantize not in tflite.QUANTIZE_MODES:
-    raise ValueError(f'--quantize must be one of {tflite.QUANTIZE_MODES}, got {quantize!r}')
+    raise UserError(f'--quantize must be one of {tflite.QUANTIZE_MODES}, got {quantize!r}')
   if num_calibration < 1:
-    raise ValueError(f'--num-calibration must be >= 1, got {num_calibration}')
+    raise UserError(f'--num-calibration must be >= 1, got {num_calibration}')
   joint_set = joint_set or joints_lib.get_joint_set(module.num_joints)
   if joint_set.num_joints != module.num_joints:
-    raise ValueError(f'joint set {joint_set.name} has {joint_set.num_joints} joints, the model '
-                     f'{module.num_joints}')
+    raise UserError(f'joint set {joint_set.name} has {joint_set.num_joints} joints, the model '
+                    f'{module.num_joints}')
   count = num_calibration if quantize == 'int8' else PARITY_IMAGES
   images = tflite.calibration_images(calibration, size, count, warn=quantize == 'int8')
   log(f'converting {model_cfg.get("name", "model") if model_cfg else "model"} at {size}x{size}, '
@@ -128,7 +123,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
     _log_parity(stats, log)
     bound_msg = _parity_problem(stats, quantize)
     if bound_msg and quantize in ('none', 'fp16') and not force:
-      raise ValueError(f'{bound_msg}; refusing to write {out} (use --force to write it anyway)')
+      raise UserError(f'{bound_msg}; refusing to write {out} (use --force to write it anyway)')
     if bound_msg:
       log(f'WARNING: {bound_msg}')
     meta['parity'] = stats
@@ -173,7 +168,7 @@ def _log_parity(stats: dict, log) -> None:
 
 def run(args: argparse.Namespace) -> int:
   if args.arch and args.init is None:
-    raise ValueError('--arch needs --init random (to export trained weights use --checkpoint)')
+    raise UserError('--arch needs --init random (to export trained weights use --checkpoint)')
   if args.size is not None:
     _check_size(args.size)
   if args.calibration and not os.path.isdir(args.calibration):

@@ -18,6 +18,7 @@ import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
+from litepose_jax.errors import UserError
 from litepose_jax.export import dynamic_range, fold
 from litepose_jax.inference import sidecar
 
@@ -55,7 +56,7 @@ def calibration_images(directory: str | os.PathLike | None, size: int, count: in
   files = sorted(f for f in glob.glob(os.path.join(directory, '**', '*'), recursive=True)
                  if f.lower().endswith(IMAGE_EXTS))
   if not files:
-    raise ValueError(f'--calibration folder {directory} holds no images ({", ".join(IMAGE_EXTS)})')
+    raise UserError(f'--calibration folder {directory} holds no images ({", ".join(IMAGE_EXTS)})')
   images = []
   for f in files[:count]:
     images.append(preprocess_image(image_files.read_rgb(f, 'calibration image'), size))
@@ -83,9 +84,9 @@ def convert(fn: Callable, size: int, quantize: str = 'none',
   """A pure JAX fn(images [1,S,S,3]) -> (heatmaps4, tags4, heatmaps2) -> .tflite bytes."""
   import tensorflow as tf
   if quantize not in QUANTIZE_MODES:
-    raise ValueError(f'--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}')
+    raise UserError(f'--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}')
   if size % 16 or size <= 0:
-    raise ValueError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
+    raise UserError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
   if quantize == 'int8' and not representative:
     raise ValueError('int8 quantisation needs representative inputs')
   with tempfile.TemporaryDirectory(prefix='litepose_savedmodel_') as tmp:

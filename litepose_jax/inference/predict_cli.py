@@ -43,7 +43,7 @@ def _frames(source: str, max_frames: int | None):
       raise FileNotFoundError(f'--source: video not found: {source}')
     cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not cap.isOpened():
-      raise ValueError(f'--source: cannot open video / webcam {source!r}')
+      raise UserError(f'--source: cannot open video / webcam {source!r}')
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     try:
       i = 0
@@ -59,7 +59,7 @@ def _frames(source: str, max_frames: int | None):
   if os.path.isdir(source):
     files = sorted(f for f in os.listdir(source) if f.lower().endswith(IMAGE_EXTS))
     if not files:
-      raise ValueError(f'--source: no images ({", ".join(IMAGE_EXTS)}) in {source}')
+      raise UserError(f'--source: no images ({", ".join(IMAGE_EXTS)}) in {source}')
     paths = [os.path.join(source, f) for f in files]
   elif os.path.isfile(source):
     paths = [source]
@@ -97,7 +97,7 @@ class _Outputs:
     if fps is None:
       path = os.path.join(args.out, os.path.splitext(name)[0] + '_poses.jpg')
       if not cv2.imwrite(path, bgr):
-        raise ValueError(f'cannot write {path}')
+        raise UserError(f'cannot write {path}')
       return
     if self.writer is None:
       stem = 'webcam' if args.source.isdigit() else os.path.splitext(
@@ -162,7 +162,7 @@ def run(args) -> int:
     raise
   out_json = outputs.close()
   if t_start is None:
-    raise ValueError(f'--source {args.source!r} gave no frames')
+    raise UserError(f'--source {args.source!r} gave no frames')
   wall = time.perf_counter() - t_start
   print(f'first frame (includes compilation): ' +
         ', '.join(f'{k} {1000 * v:.1f} ms' for k, v in warm.items()))

@@ -20,6 +20,7 @@ import numpy as np
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import normalize as normalize_lib
+from litepose_jax.errors import UserError
 from litepose_jax.inference import fusion, litert, transforms
 from litepose_jax.inference.parser import parse_poses
 
@@ -89,8 +90,8 @@ class JaxBackend:
     except ValueError:
       joint_set = joints_lib.get_joint_set(module.num_joints)
     if joint_set.num_joints != module.num_joints:
-      raise ValueError(f'{path}: joint set {joint_set.name} has {joint_set.num_joints} joints but '
-                       f'the model predicts {module.num_joints}')
+      raise UserError(f'{path}: joint set {joint_set.name} has {joint_set.num_joints} joints but '
+                      f'the model predicts {module.num_joints}')
     return cls(module, variables, joint_set, size or int(module.arch.img_size))
 
   def __call__(self, images):
@@ -159,13 +160,13 @@ class Predictor:
                detection_threshold: float = 0.1, tag_threshold: float = 1.0, adjust: bool = True,
                refine: bool = True, keep_maps: bool = False):
     if group_at not in ('input', 'stride2'):
-      raise ValueError(f"group_at must be 'input' or 'stride2', got {group_at!r}")
+      raise UserError(f"--group-at must be 'input' or 'stride2', got {group_at!r}")
     scales = tuple(sorted((float(s) for s in scales), reverse=True))
     if not scales or min(scales) <= 0:
-      raise ValueError(f'scales must be positive, got {scales}')
+      raise UserError(f'--scales must be positive, got {scales}')
     if backend.input_shape is not None and scales != (1.0,):
-      raise ValueError(f'this model has a fixed input shape {backend.input_shape}: only scale 1 '
-                       'is supported')
+      raise UserError(f'this model has a fixed input shape {backend.input_shape}: only scale 1 '
+                      'is supported')
     self.backend = backend
     self.joint_set = backend.joint_set
     self.size = int(size or getattr(backend, 'size'))

@@ -32,3 +32,54 @@ def test_missing_sources_are_named(tmp_path):
     eval_cli._data_args(_args(dataset='coco'))
   with pytest.raises(FileNotFoundError, match='config file not found'):
     eval_cli._data_args(_args(config=str(tmp_path / 'nope.py')))
+
+
+@pytest.fixture(scope='module')
+def xs_checkpoint(tmp_path_factory):
+  """A random-weight LitePose-XS checkpoint (the eval command needs one to start)."""
+  from litepose_jax import checkpoints, models
+  module = models.create_model('XS', 14)
+  path = tmp_path_factory.mktemp('ckpt') / 'xs'
+  checkpoints.save_model(path, models.init_variables(module, 64),
+                         checkpoints.model_config(module.arch, 14))
+  return path
+
+
+def _eval_argv(xs_checkpoint, sample_data, tmp_path, *extra):
+  data = sample_data / 'crowdpose_sample'
+  return ['eval', '--checkpoint', str(xs_checkpoint), '--ann', str(data / 'annotations.json'),
+          '--images', str(data), '--dataset', 'crowdpose', '--size', '64', '--out',
+          str(tmp_path / 'ev'), *extra]
+
+
+def test_a_bug_inside_eval_keeps_its_traceback(xs_checkpoint, sample_data, tmp_path, monkeypatch):
+  from litepose_jax import cli
+  from litepose_jax.errors import UserError
+  from litepose_jax.inference import predictor as predictor_lib
+
+  def broken_maps(self, images, flip_index):
+    raise ValueError('operands could not be broadcast together with shapes (8,) (9,)')
+  monkeypatch.setattr(predictor_lib.JaxBackend, 'maps', broken_maps)
+  with pytest.raises(ValueError, match='broadcast') as info:
+    cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path))
+  assert not isinstance(info.value, UserError)
+  monkeypatch.setattr(predictor_lib.JaxBackend, 'maps', lambda self, images, fi: None)
+  with pytest.raises(TypeError):  # a TypeError from deep inside propagates too
+    cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path))
+
+
+def test_a_bad_flag_is_one_line_and_debug_raises(xs_checkpoint, sample_data, tmp_path, capsys,
+                                                 monkeypatch):
+  from litepose_jax import cli
+  from litepose_jax.errors import UserError
+  monkeypatch.delenv('LITEPOSE_DEBUG', raising=False)
+  assert cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path, '--scales', '1,x')) == 2
+  err = capsys.readouterr().err
+  assert err.strip().count('\n') == 0 and '--scales must be comma-separated' in err
+  assert cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path, '--scales', '-1')) == 2
+  assert '--scales must be positive' in capsys.readouterr().err
+  assert cli.main(['eval', '--checkpoint', str(tmp_path / 'nope'), '--dataset', 'coco']) == 2
+  assert 'missing --ann, --images' in capsys.readouterr().err
+  monkeypatch.setenv('LITEPOSE_DEBUG', '1')
+  with pytest.raises(UserError, match='--scales'):
+    cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path, '--scales', '1,x'))

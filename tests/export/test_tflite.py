@@ -1,13 +1,10 @@
-"""TFLite export: builtin-only ops, folded BN, parity bounds, sidecar, quantised variants, errors."""
-import json
-
+"""TFLite export: builtin-only ops, folded BN, parity bounds, sidecar, quantised variants."""
 import numpy as np
 import pytest
 
-from litepose_jax import cli as litepose_cli
 from litepose_jax import joints
-from litepose_jax.export import cli, runtime, tflite, tflite_ops
-from litepose_jax.inference import sidecar
+from litepose_jax.export import cli, tflite, tflite_ops
+from litepose_jax.inference import litert, sidecar
 
 SIZE = 64
 
@@ -74,7 +71,7 @@ def test_fp32_parity_and_sidecar(xs_fp32, xs_model):
   assert meta['parity']['max_abs'] < 1e-4
   assert meta['gpu_compatible'] is True
 
-  model = runtime.TFLiteModel(xs_fp32)
+  model = litert.TFLiteModel(xs_fp32)
   x = np.random.default_rng(5).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
   out4, out2 = model(x)
   ref4, ref2 = module.apply(variables, x)
@@ -98,7 +95,7 @@ def test_quantized_variants_within_documented_bounds(xs_model, tmp_path, sample_
     assert meta['parity']['max_rel'] < tflite.RELATIVE_BOUNDS[mode], mode
     assert meta['parity']['max_abs'] > 0  # really quantised
     sizes[mode] = out.stat().st_size
-    model = runtime.TFLiteModel(out)
+    model = litert.TFLiteModel(out)
     assert model.raw(np.zeros((1, SIZE, SIZE, 3), np.float32))['tags4'].dtype == np.float32
   assert meta['ops'].get('QUANTIZE', 0) >= 1  # int8 (last): float interface, integer body
   assert sizes['fp16'] > sizes['dynamic'] and sizes['fp16'] > sizes['int8']
@@ -135,47 +132,6 @@ def test_calibration_images_are_what_predict_feeds(sample_data):
   np.testing.assert_allclose(back[:2], [10 / k + w / 2 - 64 / (2 * k), 20 / k + h / 2 - 64 / (2 * k)])
 
 
-def _main(argv, capsys):
-  rc = litepose_cli.main(argv)
-  return rc, capsys.readouterr().err
-
-
-def test_cli_errors(tmp_path, capsys):
-  broken = tmp_path / 'broken'
-  broken.mkdir()
-  (broken / 'model.json').write_text('{not json')
-  rc, err = _main(['export', '--checkpoint', str(broken), '--out', str(tmp_path / 'm.tflite')],
-                  capsys)
-  assert rc == 2 and 'not valid JSON' in err
-  (broken / 'model.json').write_text(json.dumps({'arch': 'XS'}))
-  rc, err = _main(['export', '--checkpoint', str(broken), '--out', str(tmp_path / 'm.tflite')],
-                  capsys)
-  assert rc == 2 and 'num_joints' in err
-  rc, err = _main(['export', '--checkpoint', str(tmp_path / 'nope'), '--out', 'x.tflite'], capsys)
-  assert rc == 2 and 'not found' in err
-  rc, err = _main(['export', '--arch', 'XS', '--init', 'random', '--size', '100', '--out',
-                   str(tmp_path / 'm.tflite')], capsys)
-  assert rc == 2 and 'multiple of 16' in err
-  rc, err = _main(['export', '--arch', 'XS', '--out', str(tmp_path / 'm.tflite')], capsys)
-  assert rc == 2 and '--init random' in err
-  with pytest.raises(SystemExit):
-    litepose_cli.main(['export', '--arch', 'XS', '--init', 'random', '--quantize', 'int4',
-                       '--out', 'm.tflite'])
-  assert not (tmp_path / 'm.tflite').exists()
-
-
-def test_cli_export_random_arch(tmp_path, capsys):
-  out = tmp_path / 'xs.tflite'
-  rc = litepose_cli.main(['export', '--arch', 'XS', '--init', 'random', '--size', '64',
-                          '--out', str(out)])
-  printed = capsys.readouterr().out
-  assert rc == 0, printed
-  assert 'DEPTHWISE_CONV_2D' in printed and 'parity vs JAX' in printed
-  assert 'benchmarking only' in printed
-  meta = sidecar.read(out)
-  assert meta['model']['name'] == 'XS' and meta['random_init'] is True
-
-
 def _one_person_maps(shift=0):
   """Network-like outputs with one person: a peak per joint in out2, zero tags."""
   out4 = np.zeros((1, 16, 16, 28), np.float32)
@@ -192,19 +148,3 @@ def test_keypoint_shift_counts_moved_joints():
   assert tflite._keypoint_shift(ref, _one_person_maps(shift=2), joints.CROWDPOSE) == (14, 14)
   empty = (np.zeros_like(ref[0]), np.zeros_like(ref[1]))
   assert tflite._keypoint_shift(ref, empty, joints.CROWDPOSE) == (14, 14)
-
-
-def test_cli_export_from_checkpoint(xs_model, tmp_path, capsys):
-  from litepose_jax import checkpoints
-  module, variables = xs_model
-  ckpt = checkpoints.save_model(tmp_path / 'ckpt', variables,
-                                checkpoints.model_config(module.arch, 14))
-  out = tmp_path / 'from_ckpt.tflite'
-  rc = litepose_cli.main(['export', '--checkpoint', str(ckpt), '--size', '64', '--out', str(out),
-                          '--threads', '1'])
-  printed = capsys.readouterr().out
-  assert rc == 0, printed
-  assert 'decoded keypoints moved > 1 px' in printed
-  meta = sidecar.read(out)
-  assert meta['random_init'] is False and meta['source'] == str(ckpt)
-  assert meta['parity']['keypoints_moved_gt_1px'] == 0.0
