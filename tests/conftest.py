@@ -1,4 +1,5 @@
-"""Shared fixtures: the real sample data beside the repo (../shared/data or $LITEPOSE_SAMPLE_DATA)."""
+"""Shared fixtures (the real sample data beside the repo: ../shared/data or $LITEPOSE_SAMPLE_DATA)
+and the `slow` marker."""
 import os
 import pathlib
 
@@ -30,3 +31,40 @@ def sample_data() -> pathlib.Path:
 @pytest.fixture(scope='session')
 def reference_dir() -> pathlib.Path:
   return reference_root()
+
+
+# The `slow` marker: `bash scripts/test.sh -m "not slow"` is the fast loop, `.ci/run` runs
+# everything. Tests are marked here, by what they do (training loops and subprocesses, multi-host,
+# TFLite conversion, PyTorch parity), so that test files need no decorator; tests/test_conftest.py
+# fails when a name below no longer exists.
+SLOW_FILES = {
+    'test_multihost.py',  # two training processes joined by jax.distributed
+    'test_sharding.py',  # a training subprocess on 8 forced host devices vs 1
+    'test_trainer.py',  # whole train_and_evaluate loops: resume, SIGTERM, NaN guard, EMA
+    'test_real_data.py',  # training with periodic evaluation on generated image files
+    'test_torch_import.py',  # PyTorch parity of the checkpoint importer (imports torch)
+    'test_dynamic_range.py',  # TFLite conversions (toy graphs and an XS export)
+}
+SLOW_FIXTURES = {
+    'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS
+}
+SLOW_TESTS = {  # test function names, without parameters
+    'test_quantized_variants_within_documented_bounds',  # three TFLite exports
+    'test_cli_export_random_arch',  # `litepose export` end to end
+    'test_cli_export_from_checkpoint',  # `litepose export` end to end
+    'test_tensorflow_import_is_quiet',  # two fresh processes importing TensorFlow
+}
+
+
+def is_slow(item: pytest.Item) -> bool:
+  """True for a test that the lists above mark slow."""
+  return (item.path.name in SLOW_FILES
+          or getattr(item, 'originalname', item.name) in SLOW_TESTS
+          or not SLOW_FIXTURES.isdisjoint(getattr(item, 'fixturenames', ())))
+
+
+def pytest_collection_modifyitems(config, items):
+  del config  # unused
+  for item in items:
+    if is_slow(item):
+      item.add_marker(pytest.mark.slow)
