@@ -1,7 +1,10 @@
-"""Skeleton drawing with OpenCV (also used by training summaries).
+"""Skeleton drawing with OpenCV (`litepose predict`).
 
 Joint and limb colours by side (left / right / centre, from the joint names), limbs from the joint
-set's skeleton, a person id near the head; line widths scale with the image size.
+set's skeleton, a label near each person's head (its index in the image's results and its score);
+line widths scale with the image size. `draw_prediction` is what `litepose predict` writes: small
+images are upscaled first so that the skeletons and labels are legible, and people below a person
+score are left out.
 """
 from __future__ import annotations
 
@@ -12,6 +15,13 @@ from litepose_jax.joints import JointSet
 
 # RGB colours: left joints orange, right joints blue, centre green.
 SIDE_COLORS = {'left': (255, 140, 0), 'right': (30, 144, 255), 'center': (50, 205, 50)}
+# A person's score is the mean of its joints' heatmap values. A model that has found the people in
+# an image also returns stray groups of a few weak joints scored about 0.01-0.03 (quickstart XS);
+# drawn, their labels cover the real people's. The results json keeps everyone.
+MIN_PERSON_SCORE = 0.1
+# Drawings of smaller images are upscaled to this long side (px): on a 128-px image a skeleton
+# is a few pixels wide and its label unreadable.
+MIN_LONG_SIDE = 512
 
 
 def _limb_side(joint_set: JointSet, a: int, b: int) -> str:
@@ -19,41 +29,84 @@ def _limb_side(joint_set: JointSet, a: int, b: int) -> str:
   return sa if sa == sb else 'center'
 
 
+def _draw_person(img: np.ndarray, pose: np.ndarray, joint_set: JointSet, label: str,
+                 threshold: float) -> None:
+  """Draws one person (pose [J, 3]) and its label on img in place."""
+  h, w = img.shape[:2]
+  thick = max(1, int(round(min(h, w) / 200)))
+  radius = thick + 1
+  ok = pose[:, 2] > threshold
+  if not ok.any():
+    return
+  pts = np.round(pose[:, :2]).astype(int)
+  for a, b in joint_set.skeleton:
+    if ok[a] and ok[b]:
+      cv2.line(img, tuple(map(int, pts[a])), tuple(map(int, pts[b])),
+               SIDE_COLORS[_limb_side(joint_set, a, b)], thick, cv2.LINE_AA)
+  for j in np.flatnonzero(ok):
+    cv2.circle(img, tuple(map(int, pts[j])), radius, SIDE_COLORS[joint_set.side(j)], -1,
+               cv2.LINE_AA)
+  head = [j for j, name in enumerate(joint_set.names) if name in ('head', 'nose')]
+  top = head[0] if head and ok[head[0]] else int(np.flatnonzero(ok)[np.argmin(pose[ok, 1])])
+  x, y = pts[top]
+  origin = (int(x) + radius, max(int(y) - 2 * radius, 10))
+  scale = 0.4 * thick
+  # A white halo under black text: readable on dark and light backgrounds.
+  cv2.putText(img, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick + 1,
+              cv2.LINE_AA)
+  cv2.putText(img, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, thick - 1),
+              cv2.LINE_AA)
+
+
 def draw_poses(image: np.ndarray, poses: np.ndarray, joint_set: JointSet, *,
                scores: np.ndarray | None = None, threshold: float = 0.1,
                ids: list | None = None) -> np.ndarray:
   """Copy of RGB uint8 image [H, W, 3] with poses [N, J, 3] (x, y, value) drawn on it.
 
-  Joints whose value is <= threshold are not drawn (nor their limbs).
+  Joints whose value is <= threshold are not drawn (nor their limbs). Each person is labelled
+  with ids[n] (default n) and, with scores [N], its score.
   """
   img = np.ascontiguousarray(image, np.uint8).copy()
   poses = np.asarray(poses, np.float32)
   if poses.size and (poses.ndim != 3 or poses.shape[1] != joint_set.num_joints):
     raise ValueError(f'poses must be [N, {joint_set.num_joints}, 3] for joint set '
                      f'{joint_set.name}, got {poses.shape}')
-  h, w = img.shape[:2]
-  thick = max(1, int(round(min(h, w) / 200)))
-  radius = thick + 1
   for n, pose in enumerate(poses):
-    ok = pose[:, 2] > threshold
-    pts = np.round(pose[:, :2]).astype(int)
-    for a, b in joint_set.skeleton:
-      if ok[a] and ok[b]:
-        cv2.line(img, tuple(map(int, pts[a])), tuple(map(int, pts[b])),
-                 SIDE_COLORS[_limb_side(joint_set, a, b)], thick, cv2.LINE_AA)
-    for j in np.flatnonzero(ok):
-      cv2.circle(img, tuple(map(int, pts[j])), radius, SIDE_COLORS[joint_set.side(j)], -1,
-                 cv2.LINE_AA)
-    if ok.any():
-      label = str(ids[n] if ids is not None else n)
-      if scores is not None:
-        label += f' {float(scores[n]):.2f}'
-      head = [j for j, name in enumerate(joint_set.names) if name in ('head', 'nose')]
-      top = head[0] if head and ok[head[0]] else int(np.flatnonzero(ok)[np.argmin(pose[ok, 1])])
-      x, y = pts[top]
-      scale = 0.4 * thick
-      cv2.putText(img, label, (int(x) + radius, max(int(y) - 2 * radius, 10)),
-                  cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick + 1, cv2.LINE_AA)
-      cv2.putText(img, label, (int(x) + radius, max(int(y) - 2 * radius, 10)),
-                  cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, thick - 1), cv2.LINE_AA)
+    label = str(ids[n] if ids is not None else n)
+    if scores is not None:
+      label += f' {float(scores[n]):.2f}'
+    _draw_person(img, pose, joint_set, label, threshold)
   return img
+
+
+def upscale(image: np.ndarray, poses: np.ndarray,
+            min_long_side: int = MIN_LONG_SIDE) -> tuple[np.ndarray, np.ndarray]:
+  """(image, poses [N, J, 3]) resized so that the long side is at least min_long_side px.
+
+  Larger images are returned as they are. Keypoints move with the pixel centres.
+  """
+  h, w = image.shape[:2]
+  k = min_long_side / max(h, w)
+  if k <= 1.0:
+    return image, poses
+  size = (int(round(w * k)), int(round(h * k)))
+  big = cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
+  poses = np.array(poses, np.float32)  # a copy
+  if poses.size:
+    poses[..., 0] = (poses[..., 0] + 0.5) * size[0] / w - 0.5
+    poses[..., 1] = (poses[..., 1] + 0.5) * size[1] / h - 0.5
+  return big, poses
+
+
+def draw_prediction(image: np.ndarray, poses: np.ndarray, scores: np.ndarray,
+                    joint_set: JointSet, *, threshold: float = 0.1,
+                    min_score: float = MIN_PERSON_SCORE,
+                    min_long_side: int = MIN_LONG_SIDE) -> np.ndarray:
+  """The picture `litepose predict` writes: RGB image [H, W, 3] upscaled to a long side of at
+  least min_long_side, with the people whose score is >= min_score (labelled with their index
+  among all people of the image, as in the results json)."""
+  scores = np.asarray(scores, np.float32)
+  keep = np.flatnonzero(scores >= min_score)
+  big, moved = upscale(image, np.asarray(poses, np.float32)[keep], min_long_side)
+  return draw_poses(big, moved, joint_set, scores=scores[keep], threshold=threshold,
+                    ids=[int(i) for i in keep])

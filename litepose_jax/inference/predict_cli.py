@@ -1,6 +1,8 @@
 """`litepose predict`: poses on an image, a folder, a video file or a webcam.
 
 Writes drawn images (or an mp4), a COCO-format results json, and prints per-stage timings and FPS.
+Drawings of images smaller than 512 px are upscaled so that they are legible, and show the people
+scored at least --min-score (0.1); results.json holds every decoded person.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.errors import UserError
+from litepose_jax.inference import draw
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -32,6 +35,9 @@ def add_arguments(parser) -> None:
   parser.add_argument('--group-at', choices=('input', 'stride2'), default='input',
                       help='group at input resolution (official) or on the stride-2 maps')
   parser.add_argument('--threshold', type=float, default=0.1, help='min joint value to draw')
+  parser.add_argument('--min-score', type=float, default=draw.MIN_PERSON_SCORE,
+                      help='draw only people whose score (mean joint heatmap value) is at least '
+                           'this; results.json keeps everyone')
   parser.add_argument('--max-frames', type=int, default=None, help='stop after N frames/images')
   parser.add_argument('--show', action='store_true', help='show a window (needs a display)')
 
@@ -80,9 +86,8 @@ class _Outputs:
 
   def add(self, idx: int, name: str, rgb: np.ndarray, fps, pred, show: bool) -> bool:
     """Draws and writes frame idx; returns False when the window asked to stop."""
-    from litepose_jax.inference.draw import draw_poses
-    drawn = draw_poses(rgb, pred.poses, self.joint_set, scores=pred.scores,
-                       threshold=self.args.threshold)
+    drawn = draw.draw_prediction(rgb, pred.poses, pred.scores, self.joint_set,
+                                 threshold=self.args.threshold, min_score=self.args.min_score)
     bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
     self._write(name, bgr, fps)
     self.results += pred.to_coco(idx, image_name=name)

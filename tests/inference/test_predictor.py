@@ -10,7 +10,6 @@ from litepose_jax import checkpoints, models
 from litepose_jax.data.targets import render_heatmaps
 from litepose_jax.joints import CROWDPOSE
 from litepose_jax.inference import Predictor, transforms
-from litepose_jax.inference.draw import draw_poses
 
 IMG_H, IMG_W = 120, 160
 
@@ -108,18 +107,6 @@ def test_transforms_round_trip():
   np.testing.assert_allclose(m[0, 0], 448 / 425)
 
 
-def test_draw_poses_changes_pixels():
-  img = np.zeros((64, 64, 3), np.uint8)
-  pose = np.zeros((1, 14, 3), np.float32)
-  pose[0, :, 0] = np.linspace(10, 50, 14)
-  pose[0, :, 1] = 30
-  pose[0, :, 2] = 1
-  out = draw_poses(img, pose, CROWDPOSE, scores=np.array([0.9]))
-  assert out.shape == img.shape and out.any() and not img.any()
-  with pytest.raises(ValueError, match='poses'):
-    draw_poses(img, np.zeros((1, 17, 3)), CROWDPOSE)
-
-
 @pytest.fixture(scope='module')
 def xs_checkpoint(tmp_path_factory):
   # XS with 3x3 kernels: the same code paths, a much smaller graph to compile on CPU.
@@ -151,6 +138,20 @@ def test_predict_cli_on_images_and_video(xs_checkpoint, sample_data, tmp_path, c
     assert len(r['keypoints']) == 42 and r['category_id'] == 1 and r['image_id'] in (0, 1)
   text = capsys.readouterr().out
   assert 'network' in text and 'decode' in text and 'FPS' in text
+
+  # A small image is drawn upscaled; --min-score changes the drawing, never the results.
+  small = tmp_path / 'small'
+  small.mkdir()
+  rgb = cv2.imread(str(sample_data / 'crowdpose_sample' / '103319.jpg'))
+  cv2.imwrite(str(small / 'a.png'), cv2.resize(rgb, (128, 96), interpolation=cv2.INTER_AREA))
+  kept = {}
+  for min_score in ('0', '1e9'):
+    sout = tmp_path / f'small_out_{min_score}'
+    assert cli.main(['predict', '--checkpoint', str(xs_checkpoint), '--source', str(small),
+                     '--out', str(sout), '--size', '64', '--min-score', min_score]) == 0
+    assert cv2.imread(str(sout / 'a_poses.jpg')).shape == (384, 512, 3)
+    kept[min_score] = json.loads((sout / 'results.json').read_text())
+  assert kept['0'] == kept['1e9']
 
   vout = tmp_path / 'video'
   rc = cli.main(['predict', '--checkpoint', str(xs_checkpoint), '--source',

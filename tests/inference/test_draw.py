@@ -1,0 +1,53 @@
+"""Skeleton drawing: legible pictures of small images, weak people left out."""
+import numpy as np
+import pytest
+
+from litepose_jax.inference import draw
+from litepose_jax.inference.draw import draw_poses
+from litepose_jax.joints import CROWDPOSE
+
+
+def test_draw_poses_changes_pixels():
+  img = np.zeros((64, 64, 3), np.uint8)
+  pose = np.zeros((1, 14, 3), np.float32)
+  pose[0, :, 0] = np.linspace(10, 50, 14)
+  pose[0, :, 1] = 30
+  pose[0, :, 2] = 1
+  out = draw_poses(img, pose, CROWDPOSE, scores=np.array([0.9]))
+  assert out.shape == img.shape and out.any() and not img.any()
+  with pytest.raises(ValueError, match='poses'):
+    draw_poses(img, np.zeros((1, 17, 3)), CROWDPOSE)
+
+
+def _person(x0, y0, value=1.0):
+  pose = np.zeros((14, 3), np.float32)
+  pose[:, 0] = np.linspace(x0, x0 + 40, 14)
+  pose[:, 1] = y0 + np.arange(14) % 3
+  pose[:, 2] = value
+  return pose
+
+
+def test_small_images_are_upscaled_with_their_keypoints():
+  img = np.zeros((96, 128, 3), np.uint8)
+  img[40, 100] = 255
+  pose = np.zeros((1, 14, 3), np.float32)
+  pose[0, 0] = (100, 40, 1)
+  big, moved = draw.upscale(img, pose, 512)
+  assert big.shape == (384, 512, 3) and pose[0, 0, 0] == 100  # the input is not changed
+  y, x = np.unravel_index(np.argmax(big[..., 0]), big.shape[:2])
+  assert abs(moved[0, 0, 0] - x) <= 1 and abs(moved[0, 0, 1] - y) <= 1
+  same, unmoved = draw.upscale(np.zeros((480, 640, 3), np.uint8), pose, 512)
+  assert same.shape == (480, 640, 3) and np.array_equal(unmoved, pose)
+
+
+def test_people_below_the_person_score_are_not_drawn():
+  img = np.full((96, 128, 3), 90, np.uint8)
+  strong, weak = _person(10, 20), _person(60, 50, 0.5)
+  both = draw.draw_prediction(img, np.stack([strong, weak]), np.array([0.6, 0.02]), CROWDPOSE)
+  alone = draw.draw_prediction(img, strong[None], np.array([0.6]), CROWDPOSE)
+  assert both.shape == (384, 512, 3)
+  np.testing.assert_array_equal(both, alone)
+  every = draw.draw_prediction(img, np.stack([strong, weak]), np.array([0.6, 0.02]), CROWDPOSE,
+                               min_score=0.0)
+  assert (every != alone).any()
+  assert draw.MIN_PERSON_SCORE == 0.1
