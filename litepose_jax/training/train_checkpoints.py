@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any
 
 import flax.serialization
 import jax
@@ -45,6 +44,18 @@ def _state_tree(state: optim.TrainState) -> dict:
   return tree
 
 
+def _shape_differences(saved, target) -> list[str]:
+  """'path: how it differs' for each array that the saved and the target trees disagree on."""
+  def shapes(tree):
+    return {jax.tree_util.keystr(path): tuple(x.shape)
+            for path, x in jax.tree_util.tree_leaves_with_path(tree)}
+  old, new = shapes(saved), shapes(target)
+  return ([f'{k} only in the checkpoint' for k in sorted(old.keys() - new.keys())]
+          + [f'{k} not in the checkpoint' for k in sorted(new.keys() - old.keys())]
+          + [f'{k} saved {old[k]}, now {new[k]}' for k in sorted(old.keys() & new.keys())
+             if old[k] != new[k]])
+
+
 class Checkpointer:
   """Periodic keep-N checkpoints, resume, and best-by-AP model export for one workdir."""
 
@@ -59,7 +70,9 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                              enable_async_checkpointing=False,
                                              cleanup_tmp_directories=True),
-        item_names=('train_state', 'variables'))
+        # Explicit handlers (the ones StandardSave uses anyway) make item_metadata readable.
+        item_handlers={'train_state': ocp.StandardCheckpointHandler(),
+                       'variables': ocp.StandardCheckpointHandler()})
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -92,12 +105,15 @@ class Checkpointer:
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, 'sharding', None)),
         target)
-    try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          train_state=ocp.args.StandardRestore(abstract)))
-    except (ValueError, KeyError) as e:
-      raise ValueError(f'checkpoint {self.directory}/{step} does not match this config (model, '
-                       f'optimizer or EMA setting changed?): {e}') from e
+    saved = self.manager.item_metadata(step)['train_state']
+    differences = _shape_differences(saved, target)
+    if differences:
+      raise UserError(
+          f'checkpoint {self.directory}/{step} does not match this config (model, optimizer or '
+          f'EMA setting changed?): {"; ".join(differences[:3])}'
+          + (f' and {len(differences) - 3} more' if len(differences) > 3 else ''))
+    restored = self.manager.restore(step, args=ocp.args.Composite(
+        train_state=ocp.args.StandardRestore(abstract)))
     tree = dict(restored['train_state'])
     if state.ema_params is None:
       tree['ema_params'] = None

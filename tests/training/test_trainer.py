@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from litepose_jax import checkpoints
+from litepose_jax.errors import UserError
 from litepose_jax.training import train_checkpoints
 from litepose_jax.training import data as data_lib
 from litepose_jax.training import trainer
@@ -108,6 +109,10 @@ def test_best_by_ap_export(tiny_config, tmp_path):
   assert ck.maybe_save_best(result['state'], 1, 0.25)
   assert not ck.maybe_save_best(result['state'], 2, 0.2)
   assert ck.maybe_save_best(result['state'], 3, 0.3)
+  # Resuming with another setting (here EMA switched on) names the arrays that differ.
+  with_ema = result['state'].replace(ema_params=result['state'].params)
+  with pytest.raises(UserError, match=r"does not match this config .*\['ema_params'\]"):
+    ck.restore(with_ema)
   ck.close()
   assert json.load(open(tmp_path / 'best.json')) == {'step': 3, 'AP': 0.3}
   _, _, model_cfg = checkpoints.load_model(tmp_path / 'best')
