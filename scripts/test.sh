@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Sets up .venv (with test extras) if needed and runs the whole test suite. Extra args go to pytest.
+# Sets up .venv (with test extras) if needed and runs the whole test suite. Extra args go to pytest:
+#   bash scripts/test.sh -m "not slow"     the fast loop (no training loops, TFLite export, torch)
+#   bash scripts/test.sh tests/models -x   one folder
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh dev
