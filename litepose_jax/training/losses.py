@@ -1,15 +1,19 @@
-"""LitePose / HigherHRNet training losses (spec section 2), vectorised over the batch.
+"""LitePose / HigherHRNet training losses, vectorised over the batch.
 
 Heatmap loss per image: mean over (H, W, J) of mask * (pred - gt)^2 (masked pixels stay in the
 denominator, as in the official code). Associative-embedding loss on the stage-0 tags: pull draws
 a person's tags to their mean, push drives the means of different people apart. All functions
-return per-image values [B]; the trainer averages over the batch.
+return per-image values [B]; the trainer averages over the batch. The per-person loops they replace
+are official lib/core/loss.py (HeatmapLoss, AELoss.singleTagLoss); docs/OFFICIAL.md, "Targets and
+loss".
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 import jax.numpy as jnp
+
+from litepose_jax.errors import UserError
 
 AE_LOSS_TYPES = ('exp', 'max')
 
@@ -32,7 +36,8 @@ def ae_loss(tags, joints, loss_type: str = 'exp'):
   the layout of the official JointsGenerator; slots with visible == 0 are ignored.
   """
   if loss_type not in AE_LOSS_TYPES:
-    raise ValueError(f'ae loss type must be one of {AE_LOSS_TYPES}, got {loss_type!r}')
+    raise UserError(f'ae loss type (loss.ae_type) must be one of {AE_LOSS_TYPES}, got '
+                    f'{loss_type!r}')
   if joints.ndim != 4 or joints.shape[-1] != 2 or joints.shape[0] != tags.shape[0]:
     raise ValueError(f'joints must be [B={tags.shape[0]}, P, J, 2], got {joints.shape}')
   b = tags.shape[0]

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from litepose_jax.errors import UserError
+
 SCHEDULES = ('multistep', 'cosine', 'constant')
 
 
@@ -28,10 +30,11 @@ class TrainState(flax.struct.PyTreeNode):
 def make_schedule(optim, steps_per_epoch: int, total_steps: int) -> Callable[[Any], Any]:
   """Learning rate per step (step counts from 0) from config.optim; milestones are in epochs."""
   if optim.schedule not in SCHEDULES:
-    raise ValueError(f'optim.schedule must be one of {SCHEDULES}, got {optim.schedule!r}')
-  if steps_per_epoch <= 0 or total_steps <= 0:
-    raise ValueError(f'steps_per_epoch ({steps_per_epoch}) and total_steps ({total_steps}) must be '
-                     'positive')
+    raise UserError(f'optim.schedule must be one of {SCHEDULES}, got {optim.schedule!r}')
+  if total_steps <= 0:
+    raise UserError(f'the run has {total_steps} steps: set total_steps or num_epochs > 0')
+  if steps_per_epoch <= 0:
+    raise ValueError(f'steps_per_epoch must be positive, got {steps_per_epoch}')
   lr = float(optim.lr)
   warmup = int(round(float(optim.warmup_epochs) * steps_per_epoch))
   if optim.schedule == 'multistep':
@@ -57,9 +60,9 @@ def make_optimizer(optim, schedule) -> optax.GradientTransformation:
   if optim.name == 'adamw':
     parts.append(optax.add_decayed_weights(float(optim.weight_decay)))
   elif optim.name != 'adam':
-    raise ValueError(f"optim.name must be 'adam' or 'adamw', got {optim.name!r}")
+    raise UserError(f"optim.name must be 'adam' or 'adamw', got {optim.name!r}")
   elif optim.weight_decay:
-    raise ValueError('optim.weight_decay is ignored by Adam (as in the official code); use '
+    raise UserError('optim.weight_decay is ignored by Adam (as in the official code); use '
                      "optim.name='adamw' to decay weights")
   parts.append(optax.scale_by_learning_rate(schedule))
   return optax.chain(*parts)

@@ -1,9 +1,10 @@
-"""Loss tests against hand-computed values and a per-person loop written from the spec."""
+"""Loss tests against hand-computed values and a per-person loop like the official one."""
 import math
 
 import numpy as np
 import pytest
 
+from litepose_jax.errors import UserError
 from litepose_jax.training import losses
 
 H, W, J = 2, 3, 2
@@ -57,7 +58,7 @@ def test_ae_max_close_means():
 
 
 def _reference(tags, joints, kind):
-  """HigherHRNet's per-image loop (singleTagLoss), transcribed from the spec."""
+  """The per-image loop of official lib/core/loss.py (AELoss.singleTagLoss), in numpy."""
   flat = np.transpose(tags, (0, 3, 1, 2)).reshape(tags.shape[0], -1)
   pushes, pulls = [], []
   for b in range(tags.shape[0]):
@@ -132,7 +133,7 @@ def test_litepose_loss_factors_and_total():
 
 
 def test_bad_inputs_raise():
-  with pytest.raises(ValueError, match='ae loss type'):
+  with pytest.raises(UserError, match='ae loss type'):
     losses.ae_loss(_tags({}), _joints([]), 'sum')
   with pytest.raises(ValueError, match='mask shape'):
     losses.heatmap_loss(np.zeros((1, 2, 2, 1)), np.zeros((1, 2, 2, 1)), np.zeros((1, 3, 2)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from litepose_jax import config_files
+from litepose_jax.errors import UserError
 from litepose_jax.training import optim
 
 
@@ -35,8 +36,10 @@ def test_warmup_and_cosine():
   assert float(sched(10)) == pytest.approx(4e-3)  # cosine starts after the warm-up
   assert float(sched(60)) == pytest.approx(4e-3 * (0.1 + 0.9 * 0.5), rel=1e-5)
   assert float(sched(110)) == pytest.approx(4e-4, rel=1e-5)
-  with pytest.raises(ValueError, match='optim.schedule'):
+  with pytest.raises(UserError, match='optim.schedule'):
     optim.make_schedule(_optim(schedule='step'), 10, 100)
+  with pytest.raises(UserError, match='total_steps or num_epochs'):
+    optim.make_schedule(_optim(), 10, 0)
 
 
 def test_adam_has_no_weight_decay_and_clipping_works():
@@ -50,7 +53,7 @@ def test_adam_has_no_weight_decay_and_clipping_works():
   tx = optim.make_optimizer(_optim(name='adamw', weight_decay=0.5), const)
   upd, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(np.asarray(upd['w']), [-1.5, -1.5, -0.5], atol=5e-5)
-  with pytest.raises(ValueError, match='weight_decay is ignored by Adam'):
+  with pytest.raises(UserError, match='weight_decay is ignored by Adam'):
     optim.make_optimizer(_optim(weight_decay=1e-4), const)
   # Clipping to norm 1 scales (3, 4) to (0.6, 0.8) before Adam; with b2 = 0 and eps = 1 the update
   # is g / (|g| + 1), which is not scale-free, so it shows the clipped values.
