@@ -95,6 +95,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 
 
 def _sizes(cfg) -> tuple[int, ...]:
+  """The input sizes the stream draws from (one unless data.input_sizes is set)."""
   sizes = tuple(int(s) for s in (cfg.input_sizes or (cfg.input_size,)))
   for s in sizes:
     if s <= 0 or s % 16:
@@ -263,6 +264,7 @@ def _index_stream(n: int, cfg, start: int) -> tf.data.Dataset:
   per-dataset cost of flat_map on every epoch; epoch e's permutation is argsort of stateless
   uniform keys drawn from (seed, chunk) row e % E, a pure function of (seed, n, e).
   """
+  # Imported here like in make_train_dataset (configs and fake-data runs skip TensorFlow).
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   seed = cfg.seed
   per_chunk = -(-4096 // n)
@@ -295,7 +297,8 @@ def _local_batch(cfg, process_index: int, process_count: int) -> int:
 
 def _load_batch(loader: _Loader, source: datasets.KeypointDataset, cfg, local_batch: int):
   """tf function (positions [B], record indices [B]) -> the batch dict, via the NumPy loader."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  # Imported here like in make_train_dataset (configs and fake-data runs skip TensorFlow).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   image_ids = tf.constant([r.image_id for r in source.records], tf.int64)
   j, b, max_people = source.joint_set.num_joints, local_batch, cfg.max_people
   sizes = loader.sizes
@@ -324,7 +327,8 @@ def _load_batch(loader: _Loader, source: datasets.KeypointDataset, cfg, local_ba
 
 def _finish_batch(cfg):
   """tf function: float masks, and the image normalised on the host if image_dtype 'float32'."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  # Imported here like in make_train_dataset (configs and fake-data runs skip TensorFlow).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if cfg.image_dtype not in ('float32', 'uint8'):
     raise UserError(f"data.image_dtype must be 'float32' or 'uint8', got {cfg.image_dtype!r}")
   as_bytes = cfg.image_dtype == 'uint8'
@@ -342,7 +346,8 @@ def _finish_batch(cfg):
 
 def _options(cfg) -> tf.data.Options:
   """Deterministic order; parallelism from the parallel map only."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  # lazy: see make_train_dataset
+  # Imported here like in make_train_dataset (configs and fake-data runs skip TensorFlow).
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   opts = tf.data.Options()
   opts.deterministic = True
   if cfg.threads:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from litepose_jax.data import datasets
 from litepose_jax.data import normalize
 from litepose_jax.data import pipeline
 
@@ -56,7 +57,6 @@ def draw_sample(batch: dict, i: int, joint_set) -> np.ndarray:
 
 def make_grid(cfg, num: int = 8, cols: int = 4) -> tuple[np.ndarray, str]:
   """(grid image uint8 BGR, bad-data summary) of the first `num` samples of the stream."""
-  from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
   cfg = cfg.copy_and_resolve_references()
   cfg.batch_size = num
   source = datasets.open_from_config(cfg)
