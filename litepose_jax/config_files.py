@@ -9,10 +9,11 @@ a silently added field.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 import importlib.util
 import os
 import types
-from typing import Any, Sequence
+from typing import Any
 
 import ml_collections
 

@@ -61,6 +61,7 @@ def bench_ours(data_dir: str, size: int, seconds: float, threads: int,
   (<= 40 images, 3 batches), so the timed batches read the cache instead of decoding.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = 16
   ds = pipeline.make_train_dataset(_cfg(data_dir, size, batch, threads, image_dtype, cache_dir))
@@ -78,7 +79,9 @@ def bench_ours(data_dir: str, size: int, seconds: float, threads: int,
 def bench_reference(data_dir: str, size: int, seconds: float) -> float:
   """Images per second of the official loader's per-image work, re-implemented plainly."""
   import cv2  # pylint: disable=g-import-not-at-top
-  from litepose_jax.data import augment, datasets  # pylint: disable=g-import-not-at-top
+
+  from litepose_jax.data import augment  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
   cv2.setNumThreads(1)
   src = datasets.open_dataset('crowdpose', data_dir, 'train')
   flip_index = list(src.joint_set.flip_index)
@@ -154,7 +157,7 @@ def _run(mode: str, data_dir: str, size: int, seconds: float, pin: bool) -> floa
   if pin:
     env.update(OMP_NUM_THREADS='1', TF_NUM_INTRAOP_THREADS='1', TF_NUM_INTEROP_THREADS='1')
   out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-  line = [l for l in out.stdout.splitlines() if l.startswith('RESULT')]
+  line = [ln for ln in out.stdout.splitlines() if ln.startswith('RESULT')]
   if not line:
     raise RuntimeError(f'benchmark child failed:\n{out.stdout}\n{out.stderr}')
   return float(line[-1].split()[1])
@@ -198,7 +201,7 @@ def main() -> None:
     one32 = _run('ours-f32', d, args.size, args.seconds, True)
     cached = _run('ours-cache', d, args.size, args.seconds, True)
     allc = _run('ours', d, args.size, args.seconds, False)
-    vs = lambda v: f'({v / ref:.2f}x reference, {v / OFFICIAL:.2f}x official)'
+    vs = lambda v, ref=ref: f'({v / ref:.2f}x reference, {v / OFFICIAL:.2f}x official)'
     print(f'{name}:\n  reference (official-style work), 1 core: {ref:7.1f}\n'
           f'  ours, uint8 images (default), 1 core:   {one:7.1f} {vs(one)}\n'
           f'  ours, float32 images,         1 core:   {one32:7.1f} {vs(one32)}\n'

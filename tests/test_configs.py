@@ -88,7 +88,7 @@ def test_sweep_print_command(capsys, tmp_path):
                  '--print', '--config.total_steps=10'])
   assert rc == 0
   lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 4 and all('--config.total_steps=10' in l for l in lines)
+  assert len(lines) == 4 and all('--config.total_steps=10' in ln for ln in lines)
   assert 'kernel_size=3' in lines[0] and 'litepose_s.py:dataset=crowdpose' in lines[0]
   with pytest.raises(ValueError, match="unknown config field 'nope'"):
     sweep.expand(str(CONFIGS / 'sweep_width.py'), str(tmp_path), ['nope=1'])

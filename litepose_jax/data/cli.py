@@ -67,6 +67,7 @@ def _show_config(args):
 
 def _run_tfds(args) -> int:
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   from litepose_jax.data import tfds_crowdpose  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(args.manual_dir):
     raise FileNotFoundError(f'manual dir not found: {args.manual_dir}. '
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
     return synthetic.run_synth(args)
   import cv2  # pylint: disable=g-import-not-at-top
+
   from litepose_jax.data import show  # pylint: disable=g-import-not-at-top
   if args.num < 1 or args.cols < 1:
     raise UserError('--num and --cols must be >= 1')

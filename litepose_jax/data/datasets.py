@@ -8,13 +8,13 @@ image id, counted in `BadDataLog`, and skipped; with strict=True it raises inste
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import contextlib
 import dataclasses
 import io
 import logging
 import os
 import threading
-from typing import Sequence
 
 import numpy as np
 

@@ -31,6 +31,7 @@ contributes nothing to the loss and the stream positions (resume) stay exact. st
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import cv2
 import ml_collections
@@ -43,6 +44,9 @@ from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.data import targets
 from litepose_jax.errors import UserError
+
+if TYPE_CHECKING:  # annotations only: TensorFlow is imported where a dataset is built
+  import tensorflow as tf
 
 
 def default_data_config() -> ml_collections.ConfigDict:

@@ -9,9 +9,9 @@ Returns (iterator of this host's batches as numpy dicts, info). Two sources:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 import dataclasses
 import os
-from typing import Iterator
 
 import numpy as np
 
@@ -69,7 +69,8 @@ def _ensure_synthetic(cfg, process_count: int) -> None:
   if cfg.synthetic_images <= 0:
     return
   # Imported here: the generator (and its rendering code) is needed only when data are missing.
-  from litepose_jax.data import datasets, synthetic  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import synthetic  # pylint: disable=g-import-not-at-top
   ann, _ = datasets.expected_paths(cfg.dataset, cfg.data_dir, cfg.split)
   if os.path.isfile(ann):
     return
@@ -95,7 +96,8 @@ def make_data(config, process_index: int = 0, process_count: int = 1, start_step
   if cfg.source != 'files':
     raise UserError(f"data.source must be 'files' or 'fake', got {cfg.source!r}")
   # Imported here: fake-data runs (GPU benchmarks, tests) skip OpenCV and the data readers.
-  from litepose_jax.data import datasets, pipeline  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   _ensure_synthetic(cfg, process_count)
   source = datasets.open_from_config(cfg, is_train=True)
   ds = pipeline.make_train_dataset(cfg, process_index=process_index, process_count=process_count,

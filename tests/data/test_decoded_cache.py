@@ -4,9 +4,11 @@ import types
 
 import numpy as np
 
-from litepose_jax.data import decoded_cache, pipeline
+from litepose_jax.data import decoded_cache
+from litepose_jax.data import pipeline
 from tests.data.helpers import copy_sample
-from tests.data.test_pipeline import _cfg, _take
+from tests.data.test_pipeline import _cfg
+from tests.data.test_pipeline import _take
 
 
 def _rec(path, h=4, w=5):

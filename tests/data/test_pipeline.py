@@ -6,7 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from litepose_jax.data import augment, datasets, normalize, pipeline, targets
+from litepose_jax.data import augment
+from litepose_jax.data import datasets
+from litepose_jax.data import normalize
+from litepose_jax.data import pipeline
+from litepose_jax.data import targets
 from tests.data.helpers import copy_sample
 
 

@@ -33,7 +33,7 @@ def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path):
   result = trainer.train_and_evaluate(cfg, str(tmp_path))
   assert result['step'] == 2
   assert result['eval'] is not None and 0.0 <= result['eval']['AP'] <= 1.0
-  rows = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')]
+  rows = [json.loads(ln) for ln in open(tmp_path / 'metrics.jsonl')]
   assert any('eval/AP' in r for r in rows) and rows[0]['train/total'] > 0
   # The tag-separation diagnostics ride along (NaN when the val images hold one person each).
   ev = next(r for r in rows if 'eval/AP' in r)
