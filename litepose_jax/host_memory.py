@@ -21,10 +21,10 @@ Set LITEPOSE_NO_HUGEPAGES=1 to keep the process as started.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 import os
 import platform
 import sys
-from typing import Mapping
 
 TUNABLES = ('glibc.malloc.hugetlb=1', 'glibc.malloc.mmap_threshold=33554432',
             'glibc.malloc.trim_threshold=67108864')

@@ -16,6 +16,7 @@ images evenly and gives floor(num_images * f) of them).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 import contextlib
 import dataclasses
 import json
@@ -23,17 +24,17 @@ import math
 import multiprocessing
 import pathlib
 import time
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import cv2
 import numpy as np
-import tqdm
 from pycocotools import mask as coco_mask
+import tqdm
 
 from litepose_jax import joints as joints_lib
-from litepose_jax.errors import UserError
 from litepose_jax.data import synthetic_figure as sf
 from litepose_jax.data import synthetic_render as sr
+from litepose_jax.errors import UserError
 
 MAX_PEOPLE_LIMIT = 99  # annotation ids are image_id * 100 + k
 

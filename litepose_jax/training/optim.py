@@ -1,7 +1,8 @@
 """TrainState, the optimizer (Adam, official multi-step schedule, warm-up / cosine options), EMA."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.struct
 import jax

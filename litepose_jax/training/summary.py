@@ -1,10 +1,10 @@
 """Training logs: metrics.jsonl, TensorBoard scalars / images, and the prediction panels."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 import math
 import os
-from typing import Mapping
 
 import cv2
 import numpy as np
@@ -50,6 +50,7 @@ class MetricWriter:
       _truncate_after(path, int(resume_step))
     self._jsonl = open(path, 'a')
     if tensorboard:
+      # Imported here: TensorFlow takes seconds to import and only process 0 writes.
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
       self._tf = tf
       self._tb = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
@@ -82,7 +83,8 @@ class MetricWriter:
 
   def _metadata(self, plugin: str):
     # Written with the core tf.summary.write op so that the tensorboard package (which provides
-    # tf.summary.scalar / image) is not needed to write the logs, only to view them.
+    # tf.summary.scalar / image) is not needed to write the logs, only to view them. Imported
+    # here with TensorFlow (see __init__).
     from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
     meta = summary_pb2.SummaryMetadata()
     meta.plugin_data.plugin_name = plugin

@@ -11,16 +11,19 @@ optimizer, step) and restarting the stream at that step reproduces the uninterru
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 import dataclasses
 import os
 import signal
 import time
-from typing import Any, Callable, Iterator
 
 import jax
-import jax.numpy as jnp
+from jax._src import compilation_cache  # no public API resets the cache's directory
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import ml_collections
 import numpy as np
 import optax
@@ -52,7 +55,6 @@ def enable_compilation_cache(path: str = '') -> str:
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
   # The cache is set up at the first compile of the process; a later directory needs a reset.
-  from jax._src import compilation_cache  # pylint: disable=g-import-not-at-top
   if compilation_cache.is_initialized():
     compilation_cache.reset_cache()
   return path
@@ -268,7 +270,8 @@ def _save_config(config, workdir: str) -> None:
   os.replace(path + '.tmp', path)
 
 
-def _setup(config, workdir: str, info: data_lib.DataInfo, devices) -> tuple[_Run, Any]:
+def _setup(config, workdir: str, info: data_lib.DataInfo,
+           devices) -> tuple[_Run, optim.TrainState]:
   """The run (model, optimizer, jitted step, checkpointer) and its step-0 state."""
   devices = np.array(jax.devices() if devices is None else devices)
   mesh = Mesh(devices, ('data',))

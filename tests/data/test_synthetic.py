@@ -8,8 +8,8 @@ import pathlib
 
 import cv2
 import numpy as np
-import pytest
 from pycocotools.coco import COCO as PyCOCO
+import pytest
 from xtcocotools.coco import COCO as XtCOCO
 
 from litepose_jax import joints as joints_lib

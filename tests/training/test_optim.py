@@ -2,14 +2,12 @@
 import pathlib
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from litepose_jax import config_files
 from litepose_jax.errors import UserError
 from litepose_jax.training import optim
-
 
 XS = str(pathlib.Path(__file__).resolve().parents[2] / 'configs' / 'litepose_xs.py')
 

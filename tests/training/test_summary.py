@@ -7,7 +7,7 @@ from litepose_jax.training import summary
 
 
 def _steps(path):
-  return [json.loads(l)['step'] for l in path.read_text().splitlines()]
+  return [json.loads(line)['step'] for line in path.read_text().splitlines()]
 
 
 def test_resume_drops_lines_after_the_restored_step(tmp_path):
