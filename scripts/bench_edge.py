@@ -11,14 +11,13 @@ min) and, for the arches in --e2e-archs, end to end for one image (`litepose ben
 without and with flip test. The bars (official PyTorch, network only, 2 threads, on the CPU of
 the official figures in docs/BENCHMARKS.md): XS 31 ms, S 130 ms, M 152 ms, L 286 ms. Machines
 differ and shared ones are noisy, so --torch also times the reference PyTorch model
-(tests/models/torch_litepose.py, eager fp32, needs torch) interleaved run by run with each arch's
-TFLite models: a same-machine, same-load ratio.
+(litepose_jax/reference/torch_litepose.py, eager fp32, needs torch) interleaved run by run with
+each arch's TFLite models: a same-machine, same-load ratio.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import statistics
 import sys
 import tempfile
@@ -29,16 +28,16 @@ PYTORCH_MS = {'XS': 31, 'S': 130, 'M': 152, 'L': 286}
 
 def interleaved_vs_torch(module, size: int, paths: dict, threads: int, runs: int,
                          image=None) -> str:
-  """One line: medians (ms) of the reference PyTorch model and of each .tflite, timed alternately
-  (with `image`, also each model's end to end with flip test: the issue's bar is one PyTorch pass)."""
+  """One line: medians (ms) of the reference PyTorch model and of each .tflite, timed
+  alternately (with `image`, also each model's end to end with flip test: the bar is one PyTorch
+  pass)."""
   import numpy as np
   try:
     import torch
   except ImportError as e:
     raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-  from tests.models.torch_litepose import TorchLitePose
   from litepose_jax.inference import litert
+  from litepose_jax.reference.torch_litepose import TorchLitePose
   torch.set_num_threads(threads)
   net = TorchLitePose(module.arch.to_json_dict(), module.num_joints).eval()
   x = torch.randn(1, 3, size, size)

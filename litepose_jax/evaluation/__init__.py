@@ -1,4 +1,4 @@
-"""Keypoint evaluation with the official protocols (spec 7).
+"""Keypoint evaluation with the official protocols (docs/OFFICIAL.md, "Evaluation").
 
 `evaluate_keypoints(gt_json_path, results, dataset)`:
 - 'crowdpose': xtcocotools COCOeval, iouType 'keypoints_crowd', CrowdPose sigmas, use_area=False
@@ -64,6 +64,7 @@ def load_gt(gt_json_path, dataset: str):
   path = os.fspath(gt_json_path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f'ground-truth annotations not found: {path}')
+  # Each protocol imports its own library, only when it is used.
   if dataset == 'crowdpose':
     from xtcocotools.coco import COCO
   elif dataset == 'coco':
@@ -86,7 +87,7 @@ def evaluate_keypoints(gt_json_path, results, dataset: str, *, verbose: bool = T
   log = io.StringIO()
   with contextlib.redirect_stdout(log):
     dt = gt.loadRes(results)
-    if dataset == 'crowdpose':
+    if dataset == 'crowdpose':  # the protocol's own library, imported when used (as load_gt)
       from xtcocotools.cocoeval import COCOeval
       ev = COCOeval(gt, dt, 'keypoints_crowd', np.array(joint_set.sigmas), use_area=False)
     else:

@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import os
 
+from litepose_jax import config_files
+from litepose_jax.data import datasets
 from litepose_jax.errors import UserError
+from litepose_jax.evaluation import format_table, load_gt
+from litepose_jax.evaluation import split as split_lib
+from litepose_jax.inference.predict_cli import parse_scales
 
 
 def add_arguments(parser) -> None:
@@ -32,8 +37,6 @@ def _data_args(args):
   ann, images, dataset = args.ann, args.images, args.dataset
   if args.config:
     # A training config: its data section and eval split name the ground truth.
-    from litepose_jax import config_files  # pylint: disable=g-import-not-at-top
-    from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
     cfg = config_files.load_config(args.config)
     data = cfg.data
     split = cfg.get('eval', {}).get('split', '') or data.get('split', '')
@@ -61,9 +64,7 @@ def _out_prefix(args, dataset: str) -> str:
 
 
 def run(args) -> int:
-  from litepose_jax.evaluation import format_table, load_gt
-  from litepose_jax.evaluation import split as split_lib
-  from litepose_jax.inference.predict_cli import parse_scales
+  # JAX and the decoder take seconds to import: not for `litepose eval --help`.
   from litepose_jax.inference.predictor import Predictor
   ann, image_dir, dataset = _data_args(args)
   scales = parse_scales(args.scales)

@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any, Callable, Sequence
 
+import tqdm
+
 from litepose_jax.data import images as image_files
 from litepose_jax.evaluation import METRIC_NAMES, evaluate_keypoints
 
@@ -59,7 +61,6 @@ def predict_split(predictor, images: Sequence[SplitImage], *, desc: str = 'eval'
 
   on_prediction(image, prediction) sees each Prediction (e.g. its kept maps) as it is made.
   """
-  import tqdm  # only the evaluation commands draw a progress bar
   results = []
   for image in tqdm.tqdm(images, desc=desc, unit='img', leave=leave, disable=not progress):
     rgb = image_files.read_rgb(image.path, f'image (id {image.image_id})', ignore_orientation=True)

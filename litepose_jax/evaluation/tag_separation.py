@@ -1,6 +1,6 @@
 """How well the associative-embedding tags tell people apart, read at the ground-truth joints.
 
-Grouping (spec 6.3) accepts a joint for a person only when its tag is within tag_threshold (1.0)
+Grouping (inference/parser.py) accepts a joint for a person only when its tag is within tag_threshold (1.0)
 of the person's mean tag, and prefers the person whose rounded distance is smallest. When the tags
 of different people in one image are closer than that, people get merged however good the
 heatmaps are: the AP stalls while the heatmap loss keeps falling. These numbers make that visible

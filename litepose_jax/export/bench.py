@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from litepose_jax.data import images as image_files
 from litepose_jax.errors import UserError
 
 
@@ -54,6 +55,7 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
               image: np.ndarray | None = None, e2e: bool = True,
               group_at: str = 'input') -> dict:
   """Latency figures (ms) of the .tflite at `path`; see the module docstring."""
+  # JAX and the decoder take seconds to import: not for `litepose bench --help`.
   from litepose_jax.inference import predictor as predictor_lib
   # One interpreter for both figures: the Predictor's backend wraps the same LiteRT model.
   backend = predictor_lib.load_backend(path, num_threads=threads)
@@ -85,7 +87,6 @@ def _fmt(t: dict) -> str:
 def run(args: argparse.Namespace) -> int:
   if args.threads < 1:
     raise UserError(f'--threads must be >= 1, got {args.threads}')
-  from litepose_jax.data import images as image_files  # pylint: disable=g-import-not-at-top
   image = image_files.read_rgb(args.image, '--image') if args.image else None
   r = benchmark(args.tflite, args.threads, args.runs, args.warmup, image, not args.no_e2e,
                 args.group_at)

@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_source(args: argparse.Namespace):
   """(module, variables, model_cfg, joint_set, source, random_init) from --checkpoint / --arch."""
+  # Checkpoint loading (orbax) is slow to import: only when a model is loaded.
   from litepose_jax import checkpoints, models
   from litepose_jax.export import fold
   if args.checkpoint:

@@ -14,13 +14,14 @@ import tempfile
 import warnings
 from typing import Any, Callable, Sequence
 
+import jax
 import numpy as np
 
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
 from litepose_jax.export import dynamic_range, fold
-from litepose_jax.inference import sidecar
+from litepose_jax.inference import sidecar, transforms
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -31,7 +32,6 @@ def preprocess_image(rgb: np.ndarray, size: int) -> np.ndarray:
   fitted and centred with black borders (transforms.fit_image), then ImageNet-normalised."""
   if rgb.ndim != 3 or rgb.shape[-1] != 3:
     raise ValueError(f'expected an RGB image [h, w, 3], got shape {rgb.shape}')
-  from litepose_jax.inference import transforms
   fitted, _, _ = transforms.fit_image(rgb, (size, size))
   return normalize.normalize_images(fitted)[None]
 
@@ -49,7 +49,6 @@ def calibration_images(directory: str | os.PathLike | None, size: int, count: in
                     'scales calibrated on them are poor', stacklevel=2)
     rng = np.random.default_rng(seed)
     return [rng.normal(size=(1, size, size, 3)).astype(np.float32) for _ in range(count)]
-  import cv2
   directory = os.fspath(directory)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f'--calibration folder not found: {directory}')
@@ -65,6 +64,7 @@ def calibration_images(directory: str | os.PathLike | None, size: int, count: in
 
 def _saved_model(fn: Callable, size: int, directory: str) -> None:
   """jax2tf-converts `fn(images) -> (h4, t4, h2)` and saves it with named outputs."""
+  # TensorFlow and jax2tf take seconds to import: only when a model is converted.
   import tensorflow as tf
   from jax.experimental import jax2tf
   tf_fn = jax2tf.convert(fn, native_serialization_platforms=('cpu',), with_gradient=False)
@@ -82,7 +82,7 @@ def _saved_model(fn: Callable, size: int, directory: str) -> None:
 def convert(fn: Callable, size: int, quantize: str = 'none',
             representative: Sequence[np.ndarray] | None = None) -> bytes:
   """A pure JAX fn(images [1,S,S,3]) -> (heatmaps4, tags4, heatmaps2) -> .tflite bytes."""
-  import tensorflow as tf
+  import tensorflow as tf  # slow import: see _saved_model
   if quantize not in QUANTIZE_MODES:
     raise UserError(f'--quantize must be one of {QUANTIZE_MODES}, got {quantize!r}')
   if size % 16 or size <= 0:
@@ -131,7 +131,6 @@ def parity(model, module, variables, images: Sequence[np.ndarray],
   decode: also group both outputs into people (litepose_jax.inference) and report the fraction of
   decoded keypoints that move by more than 1 input pixel (meaningful for trained weights only).
   """
-  import jax
   apply = jax.jit(lambda x: module.apply(variables, x, train=False))
   j = module.num_joints
   errs: dict[str, list] = {n: [] for n in sidecar.OUTPUT_NAMES}
@@ -170,6 +169,7 @@ def _keypoint_shift(ref_out, got_out, joint_set) -> tuple[int, int]:
 
   People are matched by the Hungarian assignment on their mean keypoint distance.
   """
+  # The decoder (numba, scipy) adds a second to `litepose export --help`: only when used.
   from scipy.optimize import linear_sum_assignment
   from litepose_jax.inference import fusion, parse_poses
 

@@ -1,4 +1,7 @@
-"""From network outputs to the maps the parser groups (spec 6.2): stages, flip test, scales.
+"""From network outputs to the maps the parser groups: stages, flip test, scales.
+
+As the official lib/core/inference.py (get_multi_stage_outputs, aggregate_results); see
+docs/OFFICIAL.md, "Inference and grouping".
 
 The official math (bilinear resize with align_corners=False as torch.nn.functional.interpolate):
 `resize_bilinear` follows torch's float32 arithmetic exactly (the parser's lazy tag reads do the
@@ -118,7 +121,7 @@ def unflip(x: np.ndarray, perm: Sequence[int]) -> np.ndarray:
 
 
 def fuse_flip_pair(out4, out2, out4_flip, out2_flip, num_joints: int, flip_index: Sequence[int]):
-  """Official flip-test maps of an image and its width-flipped copy (spec 6.2): out4 [H/4, W/4, 2J],
+  """Official flip-test maps of an image and its width-flipped copy: out4 [H/4, W/4, 2J],
   out2 [H/2, W/2, J] each -> (heatmaps [H/2, W/2, J], tags [H/2, W/2, J, 2]).
 
   Heatmaps are the mean of both stages of both passes, tags the stride-4 tags of the image and of

@@ -1,9 +1,9 @@
-"""Fast associative-embedding grouping: the HigherHRNet parser of spec 6.3.
+"""Fast associative-embedding grouping: the HigherHRNet parser (official lib/core/group.py).
 
 `parse_poses(heatmaps [H, W, J], tags [h, w, J, T])` returns (poses [N, J, 3], scores [N]) with
 poses holding x, y in heatmap pixels and the heatmap value; missing joints are (0, 0, 0).
 
-Same rules as the official HeatmapParser (NMS by 5x5 max, top-k per joint, matching in the spec's
+Same rules as the official HeatmapParser (NMS by 5x5 max, top-k per joint, matching in the official
 joint order with a Hungarian assignment, adjust, person score, refine) with these implementation
 choices, none of which changes the answer on maps without exact ties:
 - NMS and top-k only look at pixels above the detection threshold (the official code takes the

@@ -1,4 +1,5 @@
-"""Peak search of the HigherHRNet parser (spec 6.3): NMS by 5x5 max and top-k per joint, compiled.
+"""Peak search of the HigherHRNet parser (official lib/core/group.py): NMS by 5x5 max and top-k
+per joint, compiled.
 
 The official code max-pools each whole heatmap (5x5, stride 1), keeps the pixels equal to their
 pooled value, takes the top k of every joint map and drops values <= the detection threshold. The

@@ -133,6 +133,7 @@ def parse_scales(text: str) -> list[float]:
 
 
 def run(args) -> int:
+  # JAX and the decoder take seconds to import: not for `litepose predict --help`.
   from litepose_jax.inference.predictor import Predictor
   scales = parse_scales(args.scales)
   predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,

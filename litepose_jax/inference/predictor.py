@@ -1,4 +1,7 @@
-"""Images -> people in image pixels: resize (spec 6.1), network, fusion (6.2), grouping (6.3), map back.
+"""Images -> people in image pixels: resize, network, fusion, grouping, map back.
+
+The official test pipeline (docs/OFFICIAL.md, "Inference and grouping"): transforms.py resizes
+and maps back, fusion.py fuses stages / flip / scales, parser.py groups.
 
 A backend is anything with
   joint_set: JointSet
@@ -16,6 +19,8 @@ import time
 from typing import Any, Sequence
 
 import cv2
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax import joints as joints_lib
@@ -74,15 +79,13 @@ class JaxBackend:
   input_shape = None
 
   def __init__(self, module, variables, joint_set: joints_lib.JointSet, size: int):
-    import jax
     self.module, self.variables, self.joint_set, self.size = module, variables, joint_set, size
     self._apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
     self._maps = {}
-    self._jax = jax
 
   @classmethod
   def from_checkpoint(cls, path: str | os.PathLike, size: int | None = None) -> 'JaxBackend':
-    from litepose_jax import checkpoints
+    from litepose_jax import checkpoints  # orbax: slow to import, and a .tflite needs none
     module, variables, cfg = checkpoints.load_model(path)
     name = cfg.get('joint_set') or module.num_joints
     try:
@@ -105,10 +108,10 @@ class JaxBackend:
 
       def fn(v, x):
         if fi is not None:
-          x = self._jax.numpy.concatenate([x, x[:, :, ::-1]], axis=0)
+          x = jnp.concatenate([x, x[:, :, ::-1]], axis=0)
         out4, out2 = module.apply(v, x, train=False)
         return fusion.fuse_outputs_jax(out4, out2, j, fi)
-      self._maps[key] = self._jax.jit(fn)
+      self._maps[key] = jax.jit(fn)
     heat, tags = self._maps[key](self.variables, images)
     return np.asarray(heat), np.asarray(tags)
 
@@ -120,7 +123,7 @@ def load_backend(path: str | os.PathLike, size: int | None = None, *, num_thread
     return _TFLiteBackend(litert.TFLiteModel(path, num_threads=num_threads))
   # One backend (and its compiled functions) per checkpoint in a process: repeated commands or
   # predictors on the same model do not recompile.
-  from litepose_jax import checkpoints
+  from litepose_jax import checkpoints  # orbax: see JaxBackend.from_checkpoint
   ckpt = checkpoints.find_checkpoint(path)
   key = (ckpt, size, os.path.getmtime(os.path.join(ckpt, checkpoints.MODEL_JSON)))
   if key not in _BACKENDS:

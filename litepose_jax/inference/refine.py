@@ -1,4 +1,5 @@
-"""refine of the HigherHRNet parser (spec 6.3) as an exact branch and bound over map tiles.
+"""refine of the HigherHRNet parser (official lib/core/group.py) as an exact branch and bound
+over map tiles.
 
 For every missing (person, joint) pair the official code scores every pixel of the joint's map:
 heatmap - round(||tag - person mean tag||), and keeps the argmax. Here a compiled loop (numba)
@@ -95,6 +96,9 @@ def _refine_pairs(hm, tags, same, rows, rows1, row_w, cols, cols1, col_w, size, 
                   src_rows, src_cols, margin, person_pix, num_buckets):
   """(person [Q], joint [Q], best pixel [Q]) of the missing pairs of person_pix [N, J]. Tiles are
   visited hottest first (num_buckets value buckets per joint). See refine()."""
+  # A numba kernel, longer than the ~80 lines of the rest of the package on purpose: the person
+  # means, the tile order and the bound-and-scan loop share their arrays inside one compiled call,
+  # and read top to bottom in the order refine()'s docstring describes them.
   height, width = hm.shape[0], hm.shape[1]
   num_joints, ntiles = hmax.shape
   dim = tags.shape[3]

@@ -1,4 +1,6 @@
-"""Resizing images for the network and mapping keypoints back (spec 6.1 and 6.4).
+"""Resizing images for the network and mapping keypoints back (official lib/utils/transforms.py,
+get_multi_scale_size / resize_align_multi_scale / get_final_preds; docs/OFFICIAL.md, "Inference
+and grouping").
 
 The official code builds every map with get_affine_transform(centre, scale, 0, size); without
 rotation that is the isotropic similarity x_out = (x - cx) * k + W_out / 2 (same for y with H_out),

@@ -34,7 +34,7 @@ def test_fuse_stages_is_official_average():
 
 
 def _official_flip_pair(out4, out2, out4_flip, out2_flip, flip_index):
-  """Spec 6.2 written out: fuse each pass (torch resize), unflip the mirror, average / stack."""
+  """The official fusion: fuse each pass (torch resize), unflip the mirror, average / stack."""
   def fuse(o4, o2):
     up = _torch_resize(o4, o2.shape[:2])
     return (up[..., :14] + o2) / 2, up[..., 14:, None]
