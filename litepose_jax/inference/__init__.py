@@ -1,4 +1,5 @@
-"""Inference: decoding network maps into people, the image -> people Predictor, drawing.
+"""Inference: decoding network maps into people, the image -> people Predictor (JAX or LiteRT
+backend), drawing.
 
 `parse_poses(heatmaps [H, W, J], tags [H, W, J, T])` -> (poses [N, J, 3], scores [N]).
 `Predictor.from_path(checkpoint_or_tflite)` -> callable on images returning people in image pixels.
