@@ -12,6 +12,7 @@ LITEPOSE_VERBOSE=1 is given; errors always show.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.abc
 import os
@@ -108,25 +109,40 @@ class _FilteringLoader(importlib.abc.Loader):
       self._inner.exec_module(module)
 
 
-class _filtered_stderr:  # pylint: disable=invalid-name
-  """Context manager: fd 2 goes to a temporary file, written back without import noise on exit."""
-
-  def __enter__(self):
-    sys.stderr.flush()
-    self._saved = os.dup(2)
-    self._file = tempfile.TemporaryFile()
-    os.dup2(self._file.fileno(), 2)
-
-  def __exit__(self, *exc):
-    sys.stderr.flush()
-    os.dup2(self._saved, 2)
-    os.close(self._saved)
-    self._file.seek(0)
-    kept = filter_import_noise(self._file.read())
-    self._file.close()
+@contextlib.contextmanager
+def _filtered_stderr():
+  """fd 2 goes to a temporary file meanwhile, written back without the import noise."""
+  try:
+    capture = tempfile.TemporaryFile()
+  except OSError:  # no temporary directory: leave stderr alone
+    capture = None
+  try:
+    saved = os.dup(2) if capture else None
+  except OSError:  # no stderr at all
+    saved = None
+  if saved is None:
+    if capture is not None:
+      capture.close()
+    yield
+    return
+  _flush_stderr()
+  os.dup2(capture.fileno(), 2)
+  try:
+    yield
+  finally:
+    _flush_stderr()
+    os.dup2(saved, 2)
+    os.close(saved)
+    capture.seek(0)
+    kept = filter_import_noise(capture.read())
+    capture.close()
     if kept:
       os.write(2, kept)
-    return False
+
+
+def _flush_stderr() -> None:
+  if sys.stderr is not None:
+    sys.stderr.flush()
 
 
 def silence_library_logs() -> None:
