@@ -10,9 +10,10 @@ Layout of a model checkpoint directory:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 
 import jax
 import numpy as np

@@ -5,8 +5,8 @@ drawing, the export sidecar) reads them from here so that they cannot drift apar
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
-from typing import Sequence
 
 from litepose_jax.errors import UserError
 

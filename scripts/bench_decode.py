@@ -117,14 +117,14 @@ def main():
       ref_maps = {'stride 2': (heat, tags), 'input': (heat_big, tags_big)}
       ref_ms = {}
       for name, maps, ref_key in cases:
-        ms = bench(lambda: parse_poses(*maps), args.repeats)
+        ms = bench(lambda maps=maps: parse_poses(*maps), args.repeats)
         found = parse_poses(*maps)[0].shape[0]
         official = OFFICIAL.get((name, flip), {}).get(n)
         line = (f'{name + (", flip" if flip else ""):44s} {n:6d} {ms:10.2f} {found:6d} '
                 + (f'{official:9d} {official / ms:7.1f}x' if official else f'{"":9s} {"":8s}'))
         if reference:
           if ref_key not in ref_ms:
-            ref_ms[ref_key] = bench(lambda: reference(*ref_maps[ref_key]),
+            ref_ms[ref_key] = bench(lambda m=ref_maps[ref_key]: reference(*m),
                                     max(args.repeats // 5, 1))
           line += f' {ref_ms[ref_key]:9.1f} {ref_ms[ref_key] / ms:7.1f}x'
         print(line)

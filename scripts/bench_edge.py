@@ -86,9 +86,12 @@ def main(argv=None) -> int:
                  help='also time the reference PyTorch model interleaved with the TFLite ones')
   args = p.parse_args(argv)
 
-  from litepose_jax import checkpoints, joints
-  from litepose_jax.export import bench, cli, fold
+  from litepose_jax import checkpoints
+  from litepose_jax import joints
   from litepose_jax.data import images as image_files
+  from litepose_jax.export import bench
+  from litepose_jax.export import cli
+  from litepose_jax.export import fold
   from litepose_jax.models import create_model
 
   image = image_files.read_rgb(args.image, '--image') if args.image else None
@@ -111,7 +114,7 @@ def main(argv=None) -> int:
       cli.export_model(module, variables, path, size=size, quantize=q,
                        calibration=args.calibration, model_cfg=cfg, joint_set=js,
                        source=f'random init {arch}', random_init=True, threads=args.threads,
-                       log=lambda s: print(f'  [{arch} {q}] {s}', file=sys.stderr))
+                       log=lambda s, tag=f'{arch} {q}': print(f'  [{tag}] {s}', file=sys.stderr))
       r = bench.benchmark(path, args.threads, args.runs, args.warmup, image,
                           e2e=arch in args.e2e_archs, group_at=args.group_at)
       net = r['network']

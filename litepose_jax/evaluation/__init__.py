@@ -8,11 +8,11 @@ The numbers are exactly what the libraries return; their own printout is replace
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import contextlib
 import io
 import json
 import os
-from typing import Sequence
 
 import numpy as np
 

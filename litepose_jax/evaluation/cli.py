@@ -13,7 +13,8 @@ import os
 from litepose_jax import config_files
 from litepose_jax.data import datasets
 from litepose_jax.errors import UserError
-from litepose_jax.evaluation import format_table, load_gt
+from litepose_jax.evaluation import format_table
+from litepose_jax.evaluation import load_gt
 from litepose_jax.evaluation import split as split_lib
 from litepose_jax.inference.predict_cli import parse_scales
 

@@ -11,15 +11,17 @@ empty result list. Every file is written atomically (a complete file or none).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import dataclasses
 import json
 import os
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import tqdm
 
 from litepose_jax.data import images as image_files
-from litepose_jax.evaluation import METRIC_NAMES, evaluate_keypoints
+from litepose_jax.evaluation import METRIC_NAMES
+from litepose_jax.evaluation import evaluate_keypoints
 
 
 @dataclasses.dataclass(frozen=True)

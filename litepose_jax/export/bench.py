@@ -14,9 +14,9 @@ back).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import statistics
 import time
-from typing import Callable
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
   for key, flip in (('e2e', False), ('e2e_flip', True)):
     predict = predictor_lib.Predictor(backend, flip=flip, group_at=group_at)
     stages = []
-    result[key] = time_ms(lambda: stages.append(predict(image).timings), runs, warmup)
+    result[key] = time_ms(lambda p=predict, s=stages: s.append(p(image).timings), runs, warmup)
     result[key + '_stages'] = {name: 1e3 * statistics.median(t[name] for t in stages[warmup:])
                                for name in stages[0]}
   return result

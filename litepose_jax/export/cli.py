@@ -12,13 +12,16 @@ error exceeds its bound is not written unless --force.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import os
-from typing import Any, Callable
+from typing import Any
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.errors import UserError
-from litepose_jax.export import tflite, tflite_ops
-from litepose_jax.inference import litert, sidecar
+from litepose_jax.export import tflite
+from litepose_jax.export import tflite_ops
+from litepose_jax.inference import litert
+from litepose_jax.inference import sidecar
 
 PARITY_IMAGES = 4
 
@@ -53,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_source(args: argparse.Namespace):
   """(module, variables, model_cfg, joint_set, source, random_init) from --checkpoint / --arch."""
   # Checkpoint loading (orbax) is slow to import: only when a model is loaded.
-  from litepose_jax import checkpoints, models
+  from litepose_jax import checkpoints
+  from litepose_jax import models
   from litepose_jax.export import fold
   if args.checkpoint:
     if args.init:

@@ -7,12 +7,13 @@ the model runs on XNNPACK and the GPU delegate.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 import functools
 import glob
 import os
 import tempfile
+from typing import Any
 import warnings
-from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -20,8 +21,10 @@ import numpy as np
 from litepose_jax.data import images as image_files
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
-from litepose_jax.export import dynamic_range, fold
-from litepose_jax.inference import sidecar, transforms
+from litepose_jax.export import dynamic_range
+from litepose_jax.export import fold
+from litepose_jax.inference import sidecar
+from litepose_jax.inference import transforms
 
 QUANTIZE_MODES = ('none', 'fp16', 'dynamic', 'int8')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
@@ -65,8 +68,8 @@ def calibration_images(directory: str | os.PathLike | None, size: int, count: in
 def _saved_model(fn: Callable, size: int, directory: str) -> None:
   """jax2tf-converts `fn(images) -> (h4, t4, h2)` and saves it with named outputs."""
   # TensorFlow and jax2tf take seconds to import: only when a model is converted.
-  import tensorflow as tf
   from jax.experimental import jax2tf
+  import tensorflow as tf
   tf_fn = jax2tf.convert(fn, native_serialization_platforms=('cpu',), with_gradient=False)
 
   @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32,
@@ -171,7 +174,9 @@ def _keypoint_shift(ref_out, got_out, joint_set) -> tuple[int, int]:
   """
   # The decoder (numba, scipy) adds a second to `litepose export --help`: only when used.
   from scipy.optimize import linear_sum_assignment
-  from litepose_jax.inference import fusion, parse_poses
+
+  from litepose_jax.inference import fusion
+  from litepose_jax.inference import parse_poses
 
   def people(out):
     heat, tags = fusion.fuse_stages(out[0][0], out[1][0], joint_set.num_joints)

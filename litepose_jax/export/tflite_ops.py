@@ -6,7 +6,7 @@ rewiring (dynamic_range.py) and `litepose export`'s report.
 from __future__ import annotations
 
 import collections
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 # Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
 # stem's symmetric stride-2 padding; SLICE is allowed for graphs of other arches); fp16 adds
@@ -55,6 +55,7 @@ def gpu_compatible(tflite_bytes: bytes) -> tuple[bool, str]:
   """(ok, message) of TFLite's static GPU-delegate compatibility analysis of the graph."""
   import contextlib
   import io
+
   import tensorflow as tf  # heavy: see builtin_op_name
   buf = io.StringIO()
   with contextlib.redirect_stdout(buf):

@@ -11,8 +11,8 @@ stride-2 maps leave the device.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import functools
-from typing import Sequence
 
 import cv2
 import jax.numpy as jnp

@@ -29,7 +29,7 @@ choices, none of which changes the answer on maps without exact ties:
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numba
 import numpy as np

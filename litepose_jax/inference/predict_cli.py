@@ -170,7 +170,7 @@ def run(args) -> int:
   if t_start is None:
     raise UserError(f'--source {args.source!r} gave no frames')
   wall = time.perf_counter() - t_start
-  print(f'first frame (includes compilation): ' +
+  print('first frame (includes compilation): ' +
         ', '.join(f'{k} {1000 * v:.1f} ms' for k, v in warm.items()))
   if n:
     avg = {k: 1000 * v / n for k, v in totals.items()}

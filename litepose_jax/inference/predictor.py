@@ -13,10 +13,11 @@ and optionally `maps(images, flip_index)` returning fused (heatmaps [B, h, w, J]
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
 import os
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import jax
@@ -26,7 +27,9 @@ import numpy as np
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import normalize as normalize_lib
 from litepose_jax.errors import UserError
-from litepose_jax.inference import fusion, litert, transforms
+from litepose_jax.inference import fusion
+from litepose_jax.inference import litert
+from litepose_jax.inference import transforms
 from litepose_jax.inference.parser import parse_poses
 
 
@@ -84,7 +87,7 @@ class JaxBackend:
     self._maps = {}
 
   @classmethod
-  def from_checkpoint(cls, path: str | os.PathLike, size: int | None = None) -> 'JaxBackend':
+  def from_checkpoint(cls, path: str | os.PathLike, size: int | None = None) -> JaxBackend:
     from litepose_jax import checkpoints  # orbax: slow to import, and a .tflite needs none
     module, variables, cfg = checkpoints.load_model(path)
     name = cfg.get('joint_set') or module.num_joints
@@ -172,7 +175,7 @@ class Predictor:
                       'is supported')
     self.backend = backend
     self.joint_set = backend.joint_set
-    self.size = int(size or getattr(backend, 'size'))
+    self.size = int(size or backend.size)
     self.flip, self.scales, self.group_at = flip, scales, group_at
     self.keep_maps = keep_maps
     self.parse_kw = dict(max_people=max_people, detection_threshold=detection_threshold,
@@ -180,7 +183,7 @@ class Predictor:
                          joint_order=self.joint_set.group_order)
 
   @classmethod
-  def from_path(cls, path: str | os.PathLike, *, size: int | None = None, **kwargs) -> 'Predictor':
+  def from_path(cls, path: str | os.PathLike, *, size: int | None = None, **kwargs) -> Predictor:
     """Picks the backend by extension: .tflite -> LiteRT, anything else -> JAX checkpoint."""
     return cls(load_backend(path, size), size=size, **kwargs)
 

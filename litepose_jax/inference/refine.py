@@ -18,8 +18,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from litepose_jax.inference.peaks import BLOCK, block_max
-from litepose_jax.inference.tags import TagMaps, tag_at
+from litepose_jax.inference.peaks import BLOCK
+from litepose_jax.inference.peaks import block_max
+from litepose_jax.inference.tags import TagMaps
+from litepose_jax.inference.tags import tag_at
 
 # Refine works on the peak search's 5x5 blocks (small enough that a tile's maximum bounds its
 # pixels tightly), grouped 2x2 on large maps so that the per-pair tile order stays short.

@@ -10,9 +10,10 @@ here so that the format is described once.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 import json
 import os
-from typing import Any, Mapping
+from typing import Any
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.data import normalize

@@ -37,7 +37,8 @@ def test_missing_sources_are_named(tmp_path):
 @pytest.fixture(scope='module')
 def xs_checkpoint(tmp_path_factory):
   """A random-weight LitePose-XS checkpoint (the eval command needs one to start)."""
-  from litepose_jax import checkpoints, models
+  from litepose_jax import checkpoints
+  from litepose_jax import models
   module = models.create_model('XS', 14)
   path = tmp_path_factory.mktemp('ckpt') / 'xs'
   checkpoints.save_model(path, models.init_variables(module, 64),

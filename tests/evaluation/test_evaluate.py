@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from litepose_jax import joints
-from litepose_jax.evaluation import METRIC_NAMES, evaluate_keypoints
+from litepose_jax.evaluation import METRIC_NAMES
+from litepose_jax.evaluation import evaluate_keypoints
 
 
 def _gt_as_results(path):

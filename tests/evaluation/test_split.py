@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from litepose_jax.evaluation import METRIC_NAMES
-from litepose_jax.evaluation import split as split_lib
 from litepose_jax.evaluation import load_gt
+from litepose_jax.evaluation import split as split_lib
 from litepose_jax.inference.predictor import Prediction
 
 

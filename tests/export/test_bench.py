@@ -1,5 +1,4 @@
 """`litepose bench`: timing helper and the command on a small exported model."""
-import numpy as np
 import pytest
 
 from litepose_jax import cli as litepose_cli

@@ -4,7 +4,9 @@ import collections
 import numpy as np
 import pytest
 
-from litepose_jax.export import dynamic_range, runtime, tflite_ops
+from litepose_jax.export import dynamic_range
+from litepose_jax.export import runtime
+from litepose_jax.export import tflite_ops
 
 
 def _interpreter(data: bytes):

@@ -3,8 +3,11 @@ import numpy as np
 import pytest
 
 from litepose_jax import joints
-from litepose_jax.export import cli, tflite, tflite_ops
-from litepose_jax.inference import litert, sidecar
+from litepose_jax.export import cli
+from litepose_jax.export import tflite
+from litepose_jax.export import tflite_ops
+from litepose_jax.inference import litert
+from litepose_jax.inference import sidecar
 
 SIZE = 64
 

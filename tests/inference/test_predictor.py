@@ -6,10 +6,12 @@ import jax
 import numpy as np
 import pytest
 
-from litepose_jax import checkpoints, models
+from litepose_jax import checkpoints
+from litepose_jax import models
 from litepose_jax.data.targets import render_heatmaps
+from litepose_jax.inference import Predictor
+from litepose_jax.inference import transforms
 from litepose_jax.joints import CROWDPOSE
-from litepose_jax.inference import Predictor, transforms
 
 IMG_H, IMG_W = 120, 160
 
@@ -166,6 +168,7 @@ def test_predict_cli_on_images_and_video(xs_checkpoint, sample_data, tmp_path, c
 def test_predict_cli_keeps_finished_frames_when_stopped(xs_checkpoint, sample_data, tmp_path,
                                                          capsys, monkeypatch):
   import shutil
+
   from litepose_jax import cli
   from litepose_jax.inference import predictor as predictor_lib
   # A folder whose last image is broken: a clear error, the first two images' outputs kept.
@@ -203,6 +206,7 @@ def test_predict_cli_keeps_finished_frames_when_stopped(xs_checkpoint, sample_da
 def test_predict_cli_failing_save_does_not_hide_the_error(xs_checkpoint, sample_data, tmp_path,
                                                           capsys, monkeypatch):
   import shutil
+
   from litepose_jax import cli
   from litepose_jax.inference import predict_cli
   src = tmp_path / 'src'
