@@ -34,7 +34,6 @@ from litepose_jax import models
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
 from litepose_jax.training import data as data_lib
-from litepose_jax.training import eval_impl
 from litepose_jax.training import losses
 from litepose_jax.training import optim
 from litepose_jax.training import summary
@@ -298,6 +297,9 @@ def _setup(config, workdir: str, info: data_lib.DataInfo,
       ckpt=train_checkpoints.Checkpointer(workdir, checkpoint_model_config(config, model, info),
                                           config.keep_checkpoints))
   if config.eval.enabled and run.is_main:
+    # Imported here: the evaluation stack (COCO API, decoder) adds ~0.8 s to the start of every
+    # run, which fake-data runs and benchmarks do not need.
+    from litepose_jax.training import eval_impl  # pylint: disable=g-import-not-at-top
     run.evaluator = eval_impl.make_evaluator(config, info, workdir)
   return run, jax.device_put(state, repl)
 
