@@ -42,7 +42,7 @@ def data_for(dataset: str) -> ml_collections.ConfigDict:
   data.data_dir, data.split, _ = DATASETS[dataset]
   data.source = 'files'  # 'files' (the tf.data pipeline) | 'fake' (in-memory random batches)
   data.synthetic_images = 0  # > 0: generate this many synthetic images into data_dir if missing
-  # Read only by the fake-data path (litepose_jax/training/data.py), for tests and benchmarks.
+  # Read only by the fake-data path (litepose_jax/training/input_pipeline.py), for tests and benchmarks.
   data.fake = ml_collections.ConfigDict({
       'num_images': 256,  # the "epoch" length of the fake stream (sets steps per epoch)
       'people': 4,  # people per fake image (joints drawn uniformly over the S/4 map)

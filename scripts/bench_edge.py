@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
   from litepose_jax import checkpoints
   from litepose_jax import joints
-  from litepose_jax.data import images as image_files
+  from litepose_jax.data import image_files
   from litepose_jax.export import bench
   from litepose_jax.export import cli
   from litepose_jax.export import fold

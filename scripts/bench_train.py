@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 from litepose_jax import models  # noqa: E402
 from litepose_jax.training import cli as train_cli  # noqa: E402
-from litepose_jax.training import data as data_lib  # noqa: E402
+from litepose_jax.training import input_pipeline  # noqa: E402
 from litepose_jax.training import optim  # noqa: E402
 from litepose_jax.training import trainer  # noqa: E402
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
   devices = np.array(jax.devices())
   mesh = Mesh(devices, ('data',))
   repl, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  stream, info = data_lib.make_data(config, 0, 1, 0)
+  stream, info = input_pipeline.make_data(config, 0, 1, 0)
   model = trainer.model_for_training(config, info.num_joints)
   schedule = optim.make_schedule(config.optim, 1000, 100000)
   tx = optim.make_optimizer(config.optim, schedule)

@@ -9,7 +9,6 @@ from litepose_jax import config_files
 from litepose_jax.data import pipeline
 from litepose_jax.errors import UserError
 from litepose_jax.training import cli as train_cli
-from litepose_jax.training import config_lib
 from litepose_jax.training import sweep
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -152,9 +151,4 @@ def test_fake_knobs_live_only_in_the_fake_sub_dict():
   package = pathlib.Path(pipeline.__file__).resolve().parents[1]
   readers = sorted(str(p.relative_to(package)) for p in package.rglob('*.py')
                    if re.search(r'\.fake\b|fake_(num_images|people|nan)', p.read_text()))
-  assert readers == ['training/data.py'], readers
-
-
-def test_config_lib_is_an_alias_of_config_files():
-  assert config_lib.load_config is config_files.load_config
-  assert config_lib.apply_overrides is config_files.apply_overrides
+  assert readers == ['training/input_pipeline.py'], readers

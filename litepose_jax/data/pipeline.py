@@ -40,7 +40,7 @@ import numpy as np
 from litepose_jax.data import augment
 from litepose_jax.data import datasets
 from litepose_jax.data import decoded_cache
-from litepose_jax.data import images as image_files
+from litepose_jax.data import image_files
 from litepose_jax.data import normalize
 from litepose_jax.data import targets
 from litepose_jax.errors import UserError

@@ -19,7 +19,7 @@ from typing import Any
 
 import tqdm
 
-from litepose_jax.data import images as image_files
+from litepose_jax.data import image_files
 from litepose_jax.evaluation import METRIC_NAMES
 from litepose_jax.evaluation import evaluate_keypoints
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from litepose_jax.data import images as image_files
+from litepose_jax.data import image_files
 from litepose_jax.errors import UserError
 
 

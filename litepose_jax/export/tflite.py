@@ -18,7 +18,7 @@ import warnings
 import jax
 import numpy as np
 
-from litepose_jax.data import images as image_files
+from litepose_jax.data import image_files
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
 from litepose_jax.export import dynamic_range

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from litepose_jax.data import images as image_files
+from litepose_jax.data import image_files
 from litepose_jax.errors import UserError
 from litepose_jax.inference import draw
 

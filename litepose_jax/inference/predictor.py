@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax import joints as joints_lib
-from litepose_jax.data import normalize as normalize_lib
+from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
 from litepose_jax.inference import fusion
 from litepose_jax.inference import litert
@@ -220,7 +220,7 @@ class Predictor:
       for i, im in enumerate(images):
         t = time.perf_counter()
         resized, center, sc = self._resize(im, s)
-        x = normalize_lib.normalize_images(np.asarray(resized))
+        x = normalize.normalize_images(np.asarray(resized))
         t_pre[i] += time.perf_counter() - t
         groups.setdefault(x.shape, []).append((i, x, center, sc))
       for items in groups.values():

@@ -33,7 +33,7 @@ from litepose_jax import checkpoints
 from litepose_jax import models
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
-from litepose_jax.training import data as data_lib
+from litepose_jax.training import input_pipeline
 from litepose_jax.training import losses
 from litepose_jax.training import optim
 from litepose_jax.training import summary
@@ -82,7 +82,7 @@ def model_for_training(config, num_joints: int) -> models.LitePose:
                              conv_impl=m.conv_impl)
 
 
-def checkpoint_model_config(config, model, info: data_lib.DataInfo) -> dict:
+def checkpoint_model_config(config, model, info: input_pipeline.DataInfo) -> dict:
   """model.json content for the checkpoints of this run (fp32 inference model)."""
   return checkpoints.model_config(model.arch, info.num_joints, fusion=config.model.fusion,
                                   joint_set=info.joint_set, input_size=config.data.input_size)
@@ -224,7 +224,7 @@ class _Run:
   config: ml_collections.ConfigDict
   workdir: str
   is_main: bool
-  info: data_lib.DataInfo
+  info: input_pipeline.DataInfo
   model: models.LitePose
   global_batch: int
   total_steps: int
@@ -269,7 +269,7 @@ def _save_config(config, workdir: str) -> None:
   os.replace(path + '.tmp', path)
 
 
-def _setup(config, workdir: str, info: data_lib.DataInfo,
+def _setup(config, workdir: str, info: input_pipeline.DataInfo,
            devices) -> tuple[_Run, optim.TrainState]:
   """The run (model, optimizer, jitted step, checkpointer) and its step-0 state."""
   devices = np.array(jax.devices() if devices is None else devices)
@@ -372,7 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   pidx, pcount = jax.process_index(), jax.process_count()
   if pidx == 0:
     _save_config(config, workdir)
-  make_data = data_fn or data_lib.make_data
+  make_data = data_fn or input_pipeline.make_data
   # The data position is the step: the stream is reopened at the restored step below (opening
   # is lazy, nothing is read before the first batch is requested).
   stream, info = make_data(config, pidx, pcount, 0)

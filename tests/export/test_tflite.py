@@ -111,7 +111,7 @@ def test_random_calibration_warns():
 
 
 def test_calibration_images_are_what_predict_feeds(sample_data):
-  from litepose_jax.data import images as image_files
+  from litepose_jax.data import image_files
   from litepose_jax.data import normalize
   from litepose_jax.inference import transforms
   images = tflite.calibration_images(sample_data / 'crowdpose_sample', 64, count=1)

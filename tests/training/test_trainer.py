@@ -10,7 +10,7 @@ import pytest
 from litepose_jax import checkpoints
 from litepose_jax import models
 from litepose_jax.errors import UserError
-from litepose_jax.training import data as data_lib
+from litepose_jax.training import input_pipeline
 from litepose_jax.training import optim
 from litepose_jax.training import train_checkpoints
 from litepose_jax.training import trainer
@@ -72,7 +72,7 @@ def test_sigterm_saves_and_exits_cleanly(tiny_config, tmp_path):
   cfg.total_steps = 6
 
   def data_fn(config, pidx, pcount, start):
-    stream, info = data_lib.make_data(config, pidx, pcount, start)
+    stream, info = input_pipeline.make_data(config, pidx, pcount, start)
 
     def gen():
       for i, batch in enumerate(stream):
@@ -143,7 +143,7 @@ def test_mixed_precision_gradients_and_their_norm_are_fp32(tiny_config):
   # optax.tree.norm sums in the leaves' dtype: the logged grad_norm is exact because the grads of
   # the fp32 master params stay fp32 under bf16 compute.
   cfg = _config(tiny_config, mixed_precision=True)
-  stream, info = data_lib.make_data(cfg, 0, 1, 0)
+  stream, info = input_pipeline.make_data(cfg, 0, 1, 0)
   model = trainer.model_for_training(cfg, info.num_joints)
   tx = optim.make_optimizer(cfg.optim, lambda step: 1e-3)
   state = optim.create_state(models.init_variables(model, cfg.data.input_size, 0), tx, ema=False)

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
-from litepose_jax.data import images
+from litepose_jax.data import image_files
 
 
 def test_read_rgb_returns_rgb(tmp_path):
@@ -11,21 +11,21 @@ def test_read_rgb_returns_rgb(tmp_path):
   bgr[..., 0] = 255  # blue in OpenCV's BGR order
   path = str(tmp_path / 'blue.png')
   cv2.imwrite(path, bgr)
-  rgb = images.read_rgb(path)
+  rgb = image_files.read_rgb(path)
   assert rgb.shape == (4, 6, 3) and (rgb[..., 2] == 255).all() and (rgb[..., 0] == 0).all()
 
 
 def test_read_rgb_names_the_argument(tmp_path):
   with pytest.raises(FileNotFoundError, match='cannot read --image .*missing.jpg'):
-    images.read_rgb(str(tmp_path / 'missing.jpg'), '--image')
+    image_files.read_rgb(str(tmp_path / 'missing.jpg'), '--image')
 
 
 def test_undecodable_file_names_the_argument(tmp_path):
   path = tmp_path / 'broken.jpg'
   path.write_bytes(b'not a jpeg')
   with pytest.raises(FileNotFoundError, match='cannot read --image .*broken.jpg.*decode'):
-    images.read_rgb(str(path), '--image')
-  assert images.decode_rgb(b'not a jpeg') is None
+    image_files.read_rgb(str(path), '--image')
+  assert image_files.decode_rgb(b'not a jpeg') is None
 
 
 def test_rgb_decode_equals_opencv_bgr_decode_swapped(tmp_path):
@@ -34,8 +34,8 @@ def test_rgb_decode_equals_opencv_bgr_decode_swapped(tmp_path):
   ok, jpg = cv2.imencode('.jpg', bgr)
   assert ok
   want = cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]
-  np.testing.assert_array_equal(images.decode_rgb(jpg.tobytes()), want)
-  np.testing.assert_array_equal(images.decode_rgb(jpg.tobytes(), ignore_orientation=True), want)
+  np.testing.assert_array_equal(image_files.decode_rgb(jpg.tobytes()), want)
+  np.testing.assert_array_equal(image_files.decode_rgb(jpg.tobytes(), ignore_orientation=True), want)
 
 
 def _with_exif_orientation(jpg: bytes, orientation: int) -> bytes:
@@ -53,5 +53,5 @@ def test_data_set_images_ignore_exif_rotation(tmp_path):
   bgr[:8, :8] = 255
   ok, jpg = cv2.imencode('.jpg', bgr)
   rotated = _with_exif_orientation(jpg.tobytes(), 6)  # "rotate 90 degrees clockwise to view"
-  assert images.decode_rgb(rotated, ignore_orientation=True).shape == (32, 48, 3)
-  assert images.decode_rgb(rotated).shape == (48, 32, 3)  # photos for predict are turned upright
+  assert image_files.decode_rgb(rotated, ignore_orientation=True).shape == (32, 48, 3)
+  assert image_files.decode_rgb(rotated).shape == (48, 32, 3)  # photos for predict are turned upright
