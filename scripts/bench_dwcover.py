@@ -1,10 +1,11 @@
 """Which split of a 7x7 (or 9x9) depthwise conv into small sub-convs runs fastest under TFLite.
 
 XNNPACK (ai-edge-litert 2.3) runs depthwise kernels of up to 4, 9 or 25 taps with fast
-single-pass micro-kernels and a 49-tap one ~25x slower, so the export (litepose_jax/export/fold.py)
-sums 'SAME'-padded dilated sub-convs whose taps partition the 7x7 kernel. This script finds every
-such partition (exact cover search over the rectangles that 'SAME' padding can place, stride 1 or
-stride 2 on even sizes, zero taps allowed outside the kernel), ranks them with a cost model
+single-pass micro-kernels and a 49-tap one ~25x slower, so the export's depthwise_impl='split'
+(litepose_jax/models/depthwise_split.py) sums 'SAME'-padded dilated sub-convs whose taps
+partition the 7x7 kernel. This script finds every such partition (exact cover search over the
+rectangles that 'SAME' padding can place, stride 1 or stride 2 on even sizes, zero taps allowed
+outside the kernel), ranks them with a cost model
 (micro-kernel size of each sub-conv plus one ADD per extra sub-conv), and times the best few and
 the export's own cover on the LitePose-S block shapes (JAX -> jax2tf -> TFLite; each graph is the
 sub-convs + bias + ReLU6 of one block, 2 threads, median).
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from litepose_jax.export import fold
+from litepose_jax.models import depthwise_split
 
 # The LitePose-S @448 depthwise inputs: (shape, number of such layers) per stage.
 S_SHAPES = {1: [((1, 112, 112, 96), 5), ((1, 56, 56, 192), 7), ((1, 28, 28, 288), 9),
@@ -38,7 +39,7 @@ def axis_sets(k: int, stride: int, size: int) -> dict[tuple[int, ...], tuple[int
   out = {}
   for n in range(1, k + 2):
     for d in range(1, k + 2) if n > 1 else (1,):
-      offsets = fold._same_offsets(n, d, size, stride)
+      offsets = depthwise_split.same_offsets(n, d, size, stride)
       real = tuple(o for o in offsets if -(k // 2) <= o <= k // 2)
       if real and (real not in out or out[real][0] > n):
         out[real] = (n, d)
@@ -84,7 +85,8 @@ def block_fn(cover, k: int, stride: int, channels: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   kernel = rng.normal(0, 0.1, (k, k, 1, channels)).astype(np.float32)
   bias = rng.normal(0, 0.1, channels).astype(np.float32)
-  return lambda x: jnp.clip(fold._depthwise_split(x, kernel, stride, bias, (cover,)), 0.0, 6.0)
+  return lambda x: jnp.clip(
+      depthwise_split.split_depthwise(x, kernel, stride, bias, (cover,)), 0.0, 6.0)
 
 
 def to_tflite(fn, shape, quantize: str) -> bytes:
@@ -123,8 +125,9 @@ def describe(cover, k: int, stride: int) -> str:
   """'taps t r[row offsets] x c[column offsets] + ...' of a cover on an even input size."""
   parts = []
   for (nr, dr), (nc, dc) in cover:
-    rows = [o for o in fold._same_offsets(nr, dr, 2 * k, stride) if abs(o) <= k // 2]
-    cols = [o for o in fold._same_offsets(nc, dc, 2 * k, stride) if abs(o) <= k // 2]
+    offsets = depthwise_split.same_offsets
+    rows = [o for o in offsets(nr, dr, 2 * k, stride) if abs(o) <= k // 2]
+    cols = [o for o in offsets(nc, dc, 2 * k, stride) if abs(o) <= k // 2]
     parts.append(f'{nr * nc}t r{rows}x c{cols}')
   return ' + '.join(parts).replace(' ', '')
 
@@ -146,8 +149,8 @@ def main():
   print(f'{len(ranked)} exact covers of {k}x{k} stride {args.stride} with <= {args.max_pieces} '
         'sub-convs')
   chosen = {}
-  if (k, args.stride) in fold._PIECES:
-    chosen[tuple(sorted(fold._PIECES[(k, args.stride)][0]))] = 'export'
+  if (k, args.stride) in depthwise_split.PIECES:
+    chosen[tuple(sorted(depthwise_split.PIECES[(k, args.stride)][0]))] = 'export'
   for m in range(2, args.max_pieces + 1):  # the model's best few of each size
     for _, cover in [c for c in ranked if len(c[1]) == m][:args.top]:
       chosen.setdefault(tuple(sorted(cover)), f'{m} pieces')

@@ -5,8 +5,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from litepose_jax.errors import UserError
 from litepose_jax.models.arch import (ArchLike, ArchSpec, PRESET_NAMES, Preset, arch_from_dict,
                                       get_preset, make_divisible, resolve_arch)
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
@@ -25,11 +25,11 @@ def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
   (out_stride4 [B, H/4, W/4, 2J], out_stride2 [B, H/2, W/2, J]).
   """
   if isinstance(num_joints, bool) or not isinstance(num_joints, int) or num_joints <= 0:
-    raise ValueError(f'num_joints must be a positive integer, got {num_joints!r}')
+    raise UserError(f'num_joints must be a positive integer, got {num_joints!r}')
   if depthwise_impl not in DEPTHWISE_IMPLS:
-    raise ValueError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
+    raise UserError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
   if conv_impl not in layers.CONV_IMPLS:
-    raise ValueError(f'conv_impl must be one of {layers.CONV_IMPLS}, got {conv_impl!r}')
+    raise UserError(f'conv_impl must be one of {layers.CONV_IMPLS}, got {conv_impl!r}')
   spec = resolve_arch(arch)
   if kernel_size is not None or width_mult != 1.0:
     spec = spec.replace(kernel_size=kernel_size, width_mult=width_mult)
@@ -41,9 +41,21 @@ def init_variables(model: LitePose, size: int | tuple[int, int] | None = None, s
   if size is None:
     size = model.arch.img_size
   h, w = (size, size) if isinstance(size, int) else size
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jax.ShapeDtypeStruct((1, h, w, 3), jnp.float32))
   return numpy_init(dict(shapes), seed)
 
 
-__all__ = ['init_variables', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
+def variable_shapes(model: LitePose) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{(collection, *module path, leaf name): shape} of every variable `model.init` creates.
+
+  Shapes do not depend on the input size; traced abstractly (no compilation, no arrays).
+  """
+  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+  shapes = jax.eval_shape(model.clone(folded=False).init, jax.random.PRNGKey(0), x)
+  return {tuple(p.key for p in path): tuple(s.shape)
+          for path, s in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]}
+
+
+__all__ = ['init_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
            'get_preset', 'make_divisible', 'resolve_arch']

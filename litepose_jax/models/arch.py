@@ -15,10 +15,12 @@ from importlib import resources
 from typing import Any, Mapping, Union
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.errors import UserError
 
 PRESET_NAMES = ('XS', 'S', 'M', 'L')
 ALLOWED_KERNELS = (3, 5, 7, 9)
-# Fixed by the official model (spec 1.3 / 1.5 / 1.6).
+# Fixed by the official model: a 32-channel stem, four stages, three deconv levels
+# (docs/OFFICIAL.md, "Architecture").
 STEM_CHANNELS = 32
 NUM_STAGES = 4
 NUM_DECONVS = 3
@@ -73,9 +75,9 @@ class ArchSpec:
   def replace(self, *, kernel_size: int | None = None, width_mult: float = 1.0) -> 'ArchSpec':
     """Applies the ablation overrides: a global depthwise kernel and a width multiplier."""
     if kernel_size is not None and kernel_size not in ALLOWED_KERNELS:
-      raise ValueError(f'kernel_size must be one of {ALLOWED_KERNELS}, got {kernel_size}')
+      raise UserError(f'kernel_size must be one of {ALLOWED_KERNELS}, got {kernel_size}')
     if not width_mult > 0:
-      raise ValueError(f'width_mult must be positive, got {width_mult}')
+      raise UserError(f'width_mult must be positive, got {width_mult}')
     stages = tuple(
         StageSpec(make_divisible(s.channels * width_mult), s.stride,
                   tuple(BlockSpec(b.expansion, kernel_size or b.kernel) for b in s.blocks))
@@ -86,62 +88,62 @@ class ArchSpec:
 
 def _field(d: Mapping[str, Any], key: str, where: str) -> Any:
   if key not in d:
-    raise ValueError(f'{where}: missing field {key!r} (have {sorted(d)})')
+    raise UserError(f'{where}: missing field {key!r} (have {sorted(d)})')
   return d[key]
 
 
 def _positive_int(v: Any, where: str) -> int:
   if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-    raise ValueError(f'{where} must be a positive integer, got {v!r}')
+    raise UserError(f'{where} must be a positive integer, got {v!r}')
   return v
 
 
 def arch_from_dict(d: Mapping[str, Any], name: str = 'custom') -> ArchSpec:
   """Validates a dict in the official JSON schema and returns an ArchSpec."""
   if not isinstance(d, Mapping):
-    raise ValueError(f'{name}: architecture must be a JSON object, got {type(d).__name__}')
+    raise UserError(f'{name}: architecture must be a JSON object, got {type(d).__name__}')
   img = _positive_int(_field(d, 'img_size', name), f'{name}: img_size')
   if img % 16:
-    raise ValueError(f'{name}: img_size must be a multiple of 16, got {img}')
+    raise UserError(f'{name}: img_size must be a multiple of 16, got {img}')
   c0 = _positive_int(_field(d, 'input_channel', name), f'{name}: input_channel')
   deconv = _field(d, 'deconv_setting', name)
   if not isinstance(deconv, (list, tuple)) or len(deconv) != NUM_DECONVS:
-    raise ValueError(f'{name}: deconv_setting must be a list of {NUM_DECONVS} channel counts, '
+    raise UserError(f'{name}: deconv_setting must be a list of {NUM_DECONVS} channel counts, '
                      f'got {deconv!r}')
   deconv = tuple(_positive_int(c, f'{name}: deconv_setting[{i}]') for i, c in enumerate(deconv))
   backbone = _field(d, 'backbone_setting', name)
   if not isinstance(backbone, (list, tuple)) or len(backbone) != NUM_STAGES:
-    raise ValueError(f'{name}: backbone_setting must list {NUM_STAGES} stages, got '
+    raise UserError(f'{name}: backbone_setting must list {NUM_STAGES} stages, got '
                      f'{len(backbone) if isinstance(backbone, (list, tuple)) else backbone!r}')
   stages = []
   for si, st in enumerate(backbone):
     w = f'{name}: backbone_setting[{si}]'
     if not isinstance(st, Mapping):
-      raise ValueError(f'{w} must be an object, got {st!r}')
+      raise UserError(f'{w} must be an object, got {st!r}')
     ch = _positive_int(_field(st, 'channel', w), f'{w}.channel')
     stride = _field(st, 'stride', w)
     if stride not in (1, 2):
-      raise ValueError(f'{w}.stride must be 1 or 2, got {stride!r}')
+      raise UserError(f'{w}.stride must be 1 or 2, got {stride!r}')
     blocks = _field(st, 'block_setting', w)
     n = _positive_int(_field(st, 'num_blocks', w), f'{w}.num_blocks')
     if not isinstance(blocks, (list, tuple)) or len(blocks) != n:
-      raise ValueError(f'{w}.block_setting must have num_blocks={n} entries, got '
+      raise UserError(f'{w}.block_setting must have num_blocks={n} entries, got '
                        f'{len(blocks) if isinstance(blocks, (list, tuple)) else blocks!r}')
     specs = []
     for bi, b in enumerate(blocks):
       if not isinstance(b, (list, tuple)) or len(b) != 2:
-        raise ValueError(f'{w}.block_setting[{bi}] must be [expansion, kernel], got {b!r}')
+        raise UserError(f'{w}.block_setting[{bi}] must be [expansion, kernel], got {b!r}')
       t = _positive_int(b[0], f'{w}.block_setting[{bi}] expansion')
       k = b[1]
       if k not in ALLOWED_KERNELS:
-        raise ValueError(f'{w}.block_setting[{bi}] kernel must be one of {ALLOWED_KERNELS}, '
+        raise UserError(f'{w}.block_setting[{bi}] kernel must be one of {ALLOWED_KERNELS}, '
                          f'got {k!r}')
       specs.append(BlockSpec(t, k))
     stages.append(StageSpec(ch, stride, tuple(specs)))
   # The head adds stage outputs of equal size: total stride must be 16 with stages 2 and 3 equal.
   strides = [s.stride for s in stages]
   if strides != [2, 2, 2, 1]:
-    raise ValueError(f'{name}: stage strides must be [2, 2, 2, 1] (the fusion head needs feature '
+    raise UserError(f'{name}: stage strides must be [2, 2, 2, 1] (the fusion head needs feature '
                      f'strides 4, 8, 16, 16), got {strides}')
   return ArchSpec(img, c0, deconv, tuple(stages), name=name)
 
@@ -150,7 +152,7 @@ def load_preset_dict(name: str) -> dict:
   """The official JSON of a preset ('XS', 'S', 'M', 'L') as a dict."""
   key = name.upper()
   if key not in PRESET_NAMES:
-    raise ValueError(f'unknown preset {name!r}; choose one of {list(PRESET_NAMES)}')
+    raise UserError(f'unknown preset {name!r}; choose one of {list(PRESET_NAMES)}')
   text = resources.files('litepose_jax.models').joinpath(f'presets/litepose-{key}.json').read_text()
   return json.loads(text)
 
@@ -175,9 +177,9 @@ def resolve_arch(arch: ArchLike) -> ArchSpec:
         with open(s) as f:
           d = json.load(f)
       except json.JSONDecodeError as e:
-        raise ValueError(f'{s}: not valid JSON ({e})') from e
+        raise UserError(f'{s}: not valid JSON ({e})') from e
       return arch_from_dict(d, name=s)
-    raise ValueError(f'unknown architecture {s!r}: use a preset ({", ".join(PRESET_NAMES)}), '
+    raise UserError(f'unknown architecture {s!r}: use a preset ({", ".join(PRESET_NAMES)}), '
                      'a path to an official architecture JSON, or a dict in that schema')
   raise TypeError(f'arch must be a preset name, JSON path, dict or ArchSpec, got {type(arch)}')
 

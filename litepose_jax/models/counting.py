@@ -3,7 +3,7 @@
 Every layer call is observed with flax's method interceptor during an abstract (shape-only) trace,
 so the count follows whatever the module actually builds, ablations included.
 
-Conventions (NUMBERS.md):
+Conventions (docs/OFFICIAL.md, "Architecture"):
 - 'true': Conv = output elements x (C_in / groups) x kh x kw; ConvTranspose = input elements x
   C_out x kh x kw; BN, activations and adds not counted.
 - 'paper': what the published 1.2 / 5.0 / 7.8 / 13.7 G come from (old ptflops 0.6): transposed
@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from litepose_jax.errors import UserError
 from litepose_jax.models import arch as arch_lib
 from litepose_jax.models import layers
 
@@ -40,7 +41,7 @@ class Counts:
       return self.conv_macs + self.deconv_macs
     if convention == 'paper':
       return self.conv_macs + self.deconv_out_macs + 2 * self.bn_elements + self.act_elements
-    raise ValueError(f'convention must be one of {CONVENTIONS}, got {convention!r}')
+    raise UserError(f'convention must be one of {CONVENTIONS}, got {convention!r}')
 
 
 def count(model: nn.Module, height: int, width: int | None = None) -> Counts:
@@ -105,7 +106,7 @@ def run(args) -> int:
   h = args.size or m.arch.img_size
   w = args.width or h
   if h % 16 or w % 16:
-    raise ValueError(f'--size/--width must be multiples of 16, got {h}x{w}')
+    raise UserError(f'--size/--width must be multiples of 16, got {h}x{w}')
   c = count(m, h, w)
   print(f'arch: {m.arch.name}  input: {h}x{w}  joints: {args.joints}')
   print(f'params: {c.params:,}')

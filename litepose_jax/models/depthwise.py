@@ -9,6 +9,8 @@ impl:
   'shift': shift-and-add over the k*k kernel offsets with a custom VJP, written so that XLA:CPU
            emits vectorised loop fusions instead of its slow grouped-convolution path. Numerically
            the same sums as 'lax' (only the summation order differs).
+  'split': 7x7 / 9x9 kernels as sums of small dilated 'SAME' sub-convs (depthwise_split.py), the
+           others as 'lax': the export's graph, fast under TFLite's XNNPACK.
   'auto':  'shift' on the CPU backend, 'lax' elsewhere.
 """
 from __future__ import annotations
@@ -19,7 +21,10 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-IMPLS = ('auto', 'lax', 'shift')
+from litepose_jax.errors import UserError
+from litepose_jax.models import depthwise_split
+
+IMPLS = ('auto', 'lax', 'shift', 'split')
 
 # Rows folded into one output element of the kernel-gradient fusion (see _kernel_grad): the
 # unrolled partial sum keeps the accumulator in registers; more terms compile slower.
@@ -195,11 +200,12 @@ def _shift_bwd(stride, res, g):
 _shift_depthwise.defvjp(_shift_fwd, _shift_bwd)
 
 
-def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
-                     impl: str = 'auto') -> jax.Array:
-  """Depthwise conv, symmetric k//2 padding: [B, H, W, C] x [k, k, 1, C] -> [B, H/s, W/s, C]."""
+def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1, impl: str = 'auto',
+                     bias: jax.Array | None = None) -> jax.Array:
+  """Depthwise conv, symmetric k//2 padding, plus an optional bias [C]:
+  [B, H, W, C] x [k, k, 1, C] -> [B, H/s, W/s, C]."""
   if impl not in IMPLS:
-    raise ValueError(f'depthwise impl must be one of {IMPLS}, got {impl!r}')
+    raise UserError(f'depthwise impl must be one of {IMPLS}, got {impl!r}')
   if x.ndim != 4:
     raise ValueError(f'depthwise_conv2d expects x of shape [B, H, W, C], got {x.shape}')
   k = kernel.shape[0]
@@ -210,6 +216,8 @@ def depthwise_conv2d(x: jax.Array, kernel: jax.Array, stride: int = 1,
     raise ValueError(f'depthwise stride must be 1 or 2, got {stride}')
   if impl == 'auto':
     impl = default_impl()
-  if impl == 'shift':
-    return _shift_depthwise(x, kernel, stride)
-  return _lax_depthwise(x, kernel, stride)
+  if impl == 'split' and depthwise_split.has_split(k, stride):
+    # The bias rides on the first sub-conv (a converter fuses it there).
+    return depthwise_split.split_depthwise(x, kernel, stride, bias)
+  y = _shift_depthwise(x, kernel, stride) if impl == 'shift' else _lax_depthwise(x, kernel, stride)
+  return y if bias is None else y + bias

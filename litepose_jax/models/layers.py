@@ -1,16 +1,28 @@
-"""Building blocks of LitePose (spec section 1): all NHWC, no biases, PyTorch-equivalent BN."""
+"""Building blocks of LitePose: NHWC, HWIO kernels, no conv biases, PyTorch-equivalent BN.
+
+The modules run in two modes over the same variables:
+- ordinary (`folded=False`): conv, then BatchNorm with batch (train) or running statistics;
+- folded (`folded=True`, inference only): every BN is folded into the conv(s) before it,
+  K' = K * s and bias = beta - mean * s with s = gamma / sqrt(var + eps), and the convs run as
+  plain lax ops with that bias: the graph the TFLite export traces (convs with fused biases).
+`conv_bn` is the one place where a conv+BN unit is wired, in either mode. The XLA:CPU kernels
+behind the 'matmul' conv impl and the BN gradient are in xla_cpu.py, the depthwise ones in
+depthwise.py.
+"""
 from __future__ import annotations
 
-import contextlib
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from litepose_jax.errors import UserError
 from litepose_jax.models import depthwise
+from litepose_jax.models import xla_cpu
 from litepose_jax.models.arch import make_divisible
 
 # PyTorch's default kaiming_uniform(a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -20,6 +32,9 @@ torch_conv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform
 torch_deconv_init = nn.initializers.variance_scaling(1.0 / 3.0, 'fan_out', 'uniform')
 
 Dtype = Any
+# A BN folded into a conv: kernel [..., C] -> (kernel * s, bias [C] or None); see BatchNorm.fold.
+Fold = Callable[[Any], tuple[Any, Any]]
+_DN = ('NHWC', 'HWIO', 'NHWC')
 
 
 class Activation(nn.Module):
@@ -36,51 +51,6 @@ def relu6(x):
 
 def relu(x):
   return Activation('relu')(x)
-
-
-def _bn_stats(x):
-  """Batch mean and (biased, fast) variance per channel, float32: [..., C] -> ([C], [C])."""
-  axes = tuple(range(x.ndim - 1))
-  xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
-  mean = jnp.mean(xf, axes)
-  # flax's use_fast_variance formula, clipped at zero like flax does.
-  var = jnp.maximum(0.0, jnp.mean(jnp.square(xf), axes) - jnp.square(mean))
-  return mean, var
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _bn_train(x, scale, bias, epsilon):
-  """Training-mode BN: x [..., C] -> (y [..., C] float32, batch mean [C], batch variance [C])."""
-  return _bn_train_fwd(x, scale, bias, epsilon)[0]
-
-
-def _bn_train_fwd(x, scale, bias, epsilon):
-  mean, var = _bn_stats(x)
-  inv = jax.lax.rsqrt(var + epsilon)
-  y = (x.astype(mean.dtype) - mean) * (inv * scale) + bias
-  # Only x (the conv output, materialised anyway) and per-channel vectors are kept: autodiff of
-  # flax's BN keeps x - mean, an extra full-size tensor written and read on XLA:CPU.
-  return (y, mean, var), (x, mean, inv, scale)
-
-
-def _bn_train_bwd(epsilon, res, cts):
-  del epsilon
-  x, mean, inv, scale = res
-  gy, gmean, gvar = cts
-  axes = tuple(range(x.ndim - 1))
-  n = x.size // x.shape[-1]
-  xc = x.astype(mean.dtype) - mean
-  gy = gy.astype(mean.dtype)
-  dbias = jnp.sum(gy, axes)
-  gxc = jnp.sum(gy * xc, axes)  # sum(gy * xhat) / inv
-  mul = inv * scale
-  # d/dx of y = xhat * scale + bias through xhat, mean and var, plus the cotangents of the
-  # returned statistics (d mean/dx = 1/n, d var/dx = 2 (x - mean)/n).
-  dx = mul * gy + (gmean - mul * dbias) / n + xc * ((2.0 * gvar - mul * inv * inv * gxc) / n)
-  return dx.astype(x.dtype), gxc * inv, dbias
-
-
-_bn_train.defvjp(_bn_train_fwd, _bn_train_bwd)
 
 
 class BatchNorm(nn.BatchNorm):
@@ -107,66 +77,99 @@ class BatchNorm(nn.BatchNorm):
     if use_ra:
       y = (x - ra_mean.value) * (jax.lax.rsqrt(ra_var.value + self.epsilon) * scale) + bias
     else:
-      y, mean, var = _bn_train(x, scale, bias, self.epsilon)
+      y, mean, var = xla_cpu.bn_train(x, scale, bias, self.epsilon)
       if not self.is_initializing():
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
     dtype = self.dtype if self.dtype is not None else jnp.result_type(x, scale, bias)
     return y.astype(dtype)
 
+  def fold(self, kernel, with_bias: bool = True):
+    """This BN (running statistics) folded into the conv before it: kernel [..., C] ->
+    (kernel * s [..., C], beta - mean * s [C], or None without the bias).
 
-def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
+    The scale goes on the kernel's last (output) axis, that of every HWIO kernel: dense,
+    depthwise and transposed. Reads the variables the ordinary mode created (a folded model has
+    no init of its own); numpy variables give numpy results, so an export traced over numpy
+    variables gets the folded kernels as constants.
+    """
+    names = (('params', 'scale'), ('params', 'bias'), ('batch_stats', 'mean'),
+             ('batch_stats', 'var'))
+    values = [self.get_variable(col, name) for col, name in names]
+    where = '/'.join(self.path)
+    if any(v is None for v in values):
+      raise ValueError(f'{where}: a folded model applies the variables of the unfolded one '
+                       '(it has no init of its own)')
+    gamma, beta, mean, var = values
+    xnp = np if all(isinstance(v, np.ndarray) for v in (kernel, *values)) else jnp
+    if xnp is np and np.any(var < 0):
+      raise UserError(f'batch_stats {where}/var has negative entries: the checkpoint is corrupt')
+    scale = gamma / xnp.sqrt(var + self.epsilon)
+    return kernel * scale, (beta - mean * scale) if with_bias else None
+
+
+def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> BatchNorm:
   """BN matching torch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5)."""
   return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
                    param_dtype=jnp.float32, name=name)
 
 
+def conv_bn(convs: Sequence[tuple[nn.Module, Any]], bn_name: str, train: bool, dtype: Dtype,
+            folded: bool):
+  """A conv+BN unit: sum_i conv_i(x_i), then BatchNorm `bn_name`: -> [B, H', W', C].
+
+  Called inside a parent's compact method, so the BN is the parent's child `bn_name` beside the
+  convs (the official module layout). Several convs are summed before one BN in the fusion head.
+  folded: the BN is folded into every conv (each kernel scaled, the bias added once, by the
+  first) and no BN runs. Every conv+BN of the network passes here: this is where a super-net's
+  per-unit channel mask would be applied (see litepose.py).
+  """
+  bn = batch_norm(train, dtype, bn_name)
+  y = None
+  for i, (conv, x) in enumerate(convs):
+    t = conv(x, fold=functools.partial(bn.fold, with_bias=i == 0)) if folded else conv(x)
+    y = t if y is None else y + t
+  return y if folded else bn(y)
+
+
 class DepthwiseConv(nn.Module):
-  """Depthwise k x k conv, stride s, symmetric padding k//2: [B, H, W, C] -> [B, H/s, W/s, C]."""
+  """Depthwise k x k conv, stride s, symmetric padding k//2: [B, H, W, C] -> [B, H/s, W/s, C].
+
+  `fold` (folded mode, see BatchNorm.fold) scales the kernel and adds a bias.
+  """
   kernel_size: int
   stride: int = 1
   impl: str = 'auto'
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, fold: Fold | None = None):
     c = x.shape[-1]
     k = self.kernel_size
     kernel = self.param('kernel', torch_conv_init, (k, k, 1, c), jnp.float32)
+    bias = None
+    if fold is not None:
+      kernel, bias = fold(kernel)
+      bias = bias.astype(self.dtype)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    return depthwise.depthwise_conv2d(x, kernel, self.stride, self.impl)
+    return depthwise.depthwise_conv2d(x, kernel, self.stride, self.impl, bias)
 
 
 # Dense convolutions: 'lax' is flax's nn.Conv / nn.ConvTranspose (XLA's convolution); 'matmul'
-# is an im2col + dot_general formulation of the same sums (XLA:CPU runs the weight gradients of
-# its convolutions with few input channels, and transposed convolutions, very slowly, while its
-# dots are fast); 'auto' picks 'matmul' on the CPU backend and 'lax' elsewhere.
+# is an im2col + dot_general formulation of the same sums (xla_cpu.py: XLA:CPU runs the weight
+# gradients of its convolutions with few input channels, and transposed convolutions, very
+# slowly, while its dots are fast); 'auto' picks 'matmul' on the CPU backend and 'lax' elsewhere.
 CONV_IMPLS = ('auto', 'lax', 'matmul')
-_forced_conv_impl: list[str] = []
 
 
 def default_conv_impl() -> str:
   """The implementation 'auto' resolves to for Conv and Deconv on the current backend."""
-  if _forced_conv_impl:
-    return _forced_conv_impl[-1]
   return 'matmul' if jax.default_backend() == 'cpu' else 'lax'
-
-
-@contextlib.contextmanager
-def force_conv_impl(impl: str):
-  """Within the block (at trace time), 'auto' Conv/Deconv layers use `impl` ('lax'|'matmul')."""
-  if impl not in CONV_IMPLS[1:]:
-    raise ValueError(f'conv impl must be one of {CONV_IMPLS[1:]}, got {impl!r}')
-  _forced_conv_impl.append(impl)
-  try:
-    yield
-  finally:
-    _forced_conv_impl.pop()
 
 
 def _resolve_conv_impl(impl: str) -> str:
   if impl not in CONV_IMPLS:
-    raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
+    raise UserError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
   return default_conv_impl() if impl == 'auto' else impl
 
 
@@ -183,105 +186,93 @@ class _Kernel(nn.Module):
     return self.param('kernel', self.init, (k, k, x.shape[-1], self.features), jnp.float32)
 
 
-def _shifted(xp, dy: int, dx: int, stride: int, out_h: int, out_w: int):
-  """xp[:, s*h + dy, s*w + dx, :] for h < out_h, w < out_w."""
-  b, _, _, c = xp.shape
-  return jax.lax.slice(xp, (0, dy, dx, 0),
-                       (b, dy + stride * (out_h - 1) + 1, dx + stride * (out_w - 1) + 1, c),
-                       (1, stride, stride, 1))
-
-
-def _dot2d(x, kmat):
-  # A rank-2 dot: XLA:CPU lowers the weight gradient of a rank-4 dot_general to a slow transpose
-  # plus generic dot, but that of [B*H*W, K] x [K, N] to its fast matmul path.
-  y = jnp.dot(x.reshape(-1, x.shape[-1]), kmat)
-  return y.reshape(x.shape[:-1] + (kmat.shape[-1],))
-
-
-def conv_matmul(x, kernel, stride: int):
-  """Same sums as Conv (symmetric padding k//2) as one dot: [B, H, W, Cin] -> [B, Ho, Wo, Cout]."""
-  k = kernel.shape[0]
-  b, h, w, cin = x.shape
-  ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-  if k == 1:
-    patches = x[:, ::stride, ::stride] if stride > 1 else x
-  else:
-    p = k // 2
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    # im2col in (dy, dx, cin) order, i.e. the row order of the HWIO kernel flattened.
-    patches = jnp.concatenate([_shifted(xp, dy, dx, stride, ho, wo)
-                               for dy in range(k) for dx in range(k)], axis=-1)
-  return _dot2d(patches, kernel.reshape(k * k * cin, kernel.shape[-1]))
-
-
-def deconv_matmul(x, kernel):
-  """Same sums as Deconv (4x4, stride 2, padding 2 on the dilated input) as one dot.
-
-  Output pixel (2m + py, 2n + px) only meets kernel taps (py + 2a, px + 2c), a, c in {0, 1}, at
-  input pixel (m + py + a - 1, n + px + c - 1): a 3x3 im2col of the input times a [9 Cin, 4 Cout]
-  matrix holding the 16 taps (zeros elsewhere) gives all four output phases at once.
-  """
-  b, h, w, cin = x.shape
-  cout = kernel.shape[-1]
-  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  patches = jnp.concatenate([_shifted(xp, dy, dx, 1, h, w) for dy in range(3) for dx in range(3)],
-                            axis=-1)
-  zero = jnp.zeros((cin, cout), kernel.dtype)
-  blocks = []
-  for dy in range(3):
-    for dx in range(3):
-      for py in range(2):
-        for px in range(2):
-          a, c = dy - py, dx - px
-          blocks.append(kernel[py + 2 * a, px + 2 * c] if a in (0, 1) and c in (0, 1) else zero)
-  wmat = jnp.stack(blocks).reshape(3, 3, 2, 2, cin, cout).transpose(0, 1, 4, 2, 3, 5)
-  y = _dot2d(patches, wmat.reshape(9 * cin, 4 * cout))
-  y = y.reshape(b, h, w, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5)
-  return y.reshape(b, 2 * h, 2 * w, cout)
+def _fold_and_split(kernel, fold: Fold | None, split: Sequence[int]):
+  """[(kernel, bias or None)]: the folded kernel, cut into output-channel groups of `split`."""
+  bias = None
+  if fold is not None:
+    kernel, bias = fold(kernel)
+  if not split:
+    return [(kernel, bias)]
+  bounds = np.cumsum((0,) + tuple(split))
+  if bounds[-1] != kernel.shape[-1]:
+    raise ValueError(f'split {tuple(split)} does not add up to {kernel.shape[-1]} channels')
+  return [(kernel[..., lo:hi], None if bias is None else bias[lo:hi])
+          for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 class Conv(nn.Module):
-  """Dense k x k conv, stride s, symmetric padding k//2, no bias."""
+  """Dense k x k conv, stride s, symmetric padding k//2, no bias:
+  [B, H, W, Cin] -> [B, H/s, W/s, features].
+
+  folded: plain lax ops (or the matmul kernel); `fold` scales the kernel and adds a bias, and
+  `split` (channel counts) returns one output per group of output channels, computed as separate
+  convs (no slice op in the exported graph).
+  """
   features: int
   kernel_size: int = 1
   stride: int = 1
   dtype: Dtype = jnp.float32
   impl: str = 'auto'
+  folded: bool = False
 
   @nn.compact
-  def __call__(self, x):
-    k, p = self.kernel_size, self.kernel_size // 2
-    if _resolve_conv_impl(self.impl) == 'lax':
-      return nn.Conv(self.features, (k, k), (self.stride, self.stride), padding=((p, p), (p, p)),
-                     use_bias=False, kernel_init=torch_conv_init, dtype=self.dtype,
-                     param_dtype=jnp.float32, name='conv')(x)
+  def __call__(self, x, fold: Fold | None = None, split: Sequence[int] = ()):
+    k, p, s, dt = self.kernel_size, self.kernel_size // 2, self.stride, self.dtype
+    impl = _resolve_conv_impl(self.impl)
+    if not self.folded and (fold is not None or split):
+      raise ValueError('Conv: fold / split apply to folded=True only')
+    if impl == 'lax' and not self.folded:
+      return nn.Conv(self.features, (k, k), (s, s), padding=((p, p), (p, p)), use_bias=False,
+                     kernel_init=torch_conv_init, dtype=dt, param_dtype=jnp.float32,
+                     name='conv')(x)
     kernel = _Kernel(k, self.features, torch_conv_init, name='conv')(x)
-    return conv_matmul(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+    x = x.astype(dt)
+    outs = []
+    for part, bias in _fold_and_split(kernel, fold, split):
+      part = part.astype(dt)
+      if impl == 'lax':
+        y = lax.conv_general_dilated(x, part, (s, s), ((p, p), (p, p)), dimension_numbers=_DN)
+      else:
+        y = xla_cpu.conv_matmul(x, part, s)
+      outs.append(y if bias is None else y + bias.astype(dt))
+    return tuple(outs) if split else outs[0]
 
 
 class Deconv(nn.Module):
   """Transposed conv 4x4, stride 2, torch padding 1: [B, H, W, Cin] -> [B, 2H, 2W, features].
 
   Kernel is HWIO [4, 4, Cin, features] used with transpose_kernel=False, i.e. a torch weight
-  W[in, out, kh, kw] maps to W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1) (spec 1.8 a).
+  W[in, out, kh, kw] maps to W[:, :, ::-1, ::-1].transpose(2, 3, 0, 1) (docs/OFFICIAL.md,
+  "Weight layout"). folded: plain lax ops; `fold` scales the kernel and adds a bias.
   """
   features: int
   dtype: Dtype = jnp.float32
   impl: str = 'auto'
+  folded: bool = False
 
   @nn.compact
-  def __call__(self, x):
-    if _resolve_conv_impl(self.impl) == 'lax':
+  def __call__(self, x, fold: Fold | None = None):
+    impl = _resolve_conv_impl(self.impl)
+    if not self.folded and fold is not None:
+      raise ValueError('Deconv: fold applies to folded=True only')
+    if impl == 'lax' and not self.folded:
       # Padding k-1-p = 2 on each side of the dilated input gives exactly 2x the input size.
       return nn.ConvTranspose(self.features, (4, 4), (2, 2), padding=((2, 2), (2, 2)),
                               use_bias=False, kernel_init=torch_deconv_init, dtype=self.dtype,
                               param_dtype=jnp.float32, name='deconv')(x)
     kernel = _Kernel(4, self.features, torch_deconv_init, name='deconv')(x)
-    return deconv_matmul(x.astype(self.dtype), kernel.astype(self.dtype))
+    [(kernel, bias)] = _fold_and_split(kernel, fold, ())
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    if impl == 'lax':
+      y = lax.conv_transpose(x, kernel, (2, 2), ((2, 2), (2, 2)), dimension_numbers=_DN)
+    else:
+      y = xla_cpu.deconv_matmul(x, kernel)
+    return y if bias is None else y + bias.astype(self.dtype)
 
 
 class InvertedResidual(nn.Module):
-  """MobileNetV2 block: 1x1 expand (BN, ReLU6) -> k x k depthwise (BN, ReLU6) -> 1x1 (BN)."""
+  """MobileNetV2 block: 1x1 expand (BN, ReLU6) -> k x k depthwise (BN, ReLU6) -> 1x1 (BN),
+  plus the input when stride is 1 and the width is unchanged."""
   features: int
   stride: int
   kernel_size: int
@@ -289,36 +280,42 @@ class InvertedResidual(nn.Module):
   depthwise_impl: str = 'auto'
   dtype: Dtype = jnp.float32
   conv_impl: str = 'auto'
+  folded: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
+    unit = functools.partial(conv_bn, train=train, dtype=self.dtype, folded=self.folded)
+    conv = functools.partial(Conv, dtype=self.dtype, impl=self.conv_impl, folded=self.folded)
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion), 8)
-    y = Conv(hidden, 1, dtype=self.dtype, impl=self.conv_impl, name='expand')(x)
-    y = relu6(batch_norm(train, self.dtype, 'expand_bn')(y))
-    y = DepthwiseConv(self.kernel_size, self.stride, self.depthwise_impl, self.dtype,
-                      name='depthwise')(y)
-    y = relu6(batch_norm(train, self.dtype, 'depthwise_bn')(y))
-    y = Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name='project')(y)
-    y = batch_norm(train, self.dtype, 'project_bn')(y)
+    y = relu6(unit([(conv(hidden, 1, name='expand'), x)], 'expand_bn'))
+    dw = DepthwiseConv(self.kernel_size, self.stride, self.depthwise_impl, self.dtype,
+                       name='depthwise')
+    y = relu6(unit([(dw, y)], 'depthwise_bn'))
+    y = unit([(conv(self.features, 1, name='project'), y)], 'project_bn')
     if self.stride == 1 and cin == self.features:
       y = y + x
     return y
 
 
 class SepConv(nn.Module):
-  """Output layer: depthwise 5x5 (BN, ReLU) -> 1x1 conv to `features`, no bias, no BN after."""
+  """Output layer: depthwise 5x5 (BN, ReLU) -> 1x1 conv to `features`, no bias, no BN after.
+
+  split (folded mode): the 1x1 conv's output channel groups, returned as separate tensors.
+  """
   features: int
   kernel_size: int = 5
   depthwise_impl: str = 'auto'
   dtype: Dtype = jnp.float32
   conv_impl: str = 'auto'
+  folded: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool):
-    y = DepthwiseConv(self.kernel_size, 1, self.depthwise_impl, self.dtype, name='depthwise')(x)
-    y = relu(batch_norm(train, self.dtype, 'depthwise_bn')(y))
-    return Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, name='pointwise')(y)
+  def __call__(self, x, train: bool, split: Sequence[int] = ()):
+    dw = DepthwiseConv(self.kernel_size, 1, self.depthwise_impl, self.dtype, name='depthwise')
+    y = relu(conv_bn([(dw, x)], 'depthwise_bn', train, self.dtype, self.folded))
+    return Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, folded=self.folded,
+                name='pointwise')(y, split=split)
 
 
 def numpy_init(variables_shape, seed: int = 0):

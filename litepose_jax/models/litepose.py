@@ -1,11 +1,29 @@
 """The LitePose network: MobileNetV2-style backbone with large-kernel depthwise convs and the
-Fusion Deconv Head (spec 1.3-1.6)."""
+Fusion Deconv Head (official lib/models/pose_mobilenet.py; docs/OFFICIAL.md, "Architecture").
+
+This module is the one description of the topology. Everything else derives from it:
+- training and evaluation apply it as is;
+- the export applies it with `folded=True` (every BN folded into its conv, plain lax ops,
+  depthwise_impl='split'), see export/fold.py;
+- the PyTorch importer (torch_import.py) maps the variable tree that `init` creates, path by
+  path, to the official state_dict keys;
+- op counting (counting.py) intercepts its layer calls.
+
+A weight-shared super-net (sub-nets are the first-k channels of each layer, as the official
+pose_supermobilenet.py / weight_transfer.py slice them) plugs in without a copy of this code:
+the super-net is this module built on the largest ArchSpec; a sampled sub-net is an ArchSpec with
+smaller widths, whose variables are the super-net's sliced leaf by leaf to the shapes its own
+`init` has (the leading channels of every axis; a smaller depthwise kernel takes the centred
+crop), so folding, export and import work on it unchanged. Training the super-net with masks
+adds one thing: a per-unit channel mask in `layers.conv_bn`, through which every conv+BN passes.
+"""
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Any
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from litepose_jax.models import layers
@@ -19,6 +37,9 @@ class LitePose(nn.Module):
   `fusion=False` is the plain deconv head ablation (no raw branches). depthwise_impl / conv_impl
   pick the depthwise and the dense / transposed conv implementations ('auto': best for the
   backend, see depthwise.py and layers.Conv).
+  folded=True: inference with every BN folded into the conv before it, over the same variables
+  (see layers.py); returns (heatmaps4, tags4, heatmaps2), the two halves of out4 computed by
+  separate 1x1 convs.
   """
   arch: ArchSpec
   num_joints: int = 14
@@ -26,6 +47,7 @@ class LitePose(nn.Module):
   depthwise_impl: str = 'auto'
   dtype: Any = jnp.float32
   conv_impl: str = 'auto'
+  folded: bool = False
 
   def check_input(self, x) -> None:
     """Raises a ValueError naming what is wrong with an input batch."""
@@ -42,39 +64,49 @@ class LitePose(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     self.check_input(x)
-    dt, impl, ci = self.dtype, self.depthwise_impl, self.conv_impl
-    bn = lambda name: layers.batch_norm(train, dt, name)
+    if self.folded and train:
+      raise ValueError('a folded LitePose runs inference only (train=False)')
+    dt, impl, ci, folded = self.dtype, self.depthwise_impl, self.conv_impl, self.folded
+    unit = functools.partial(layers.conv_bn, train=train, dtype=dt, folded=folded)
+    conv = functools.partial(layers.Conv, dtype=dt, impl=ci, folded=folded)
     x = x.astype(dt)
 
     # Stem: 3x3/2 conv (BN, ReLU6) -> dw 3x3 (BN, ReLU6) -> 1x1 (BN, linear).
-    y = layers.relu6(bn('stem_conv_bn')(layers.Conv(STEM_CHANNELS, 3, 2, dt, ci, name='stem_conv')(x)))
-    y = layers.relu6(bn('stem_dw_bn')(layers.DepthwiseConv(3, 1, impl, dt, name='stem_dw')(y)))
-    y = bn('stem_pw_bn')(layers.Conv(self.arch.input_channel, 1, dtype=dt, impl=ci, name='stem_pw')(y))
+    y = layers.relu6(unit([(conv(STEM_CHANNELS, 3, 2, name='stem_conv'), x)], 'stem_conv_bn'))
+    y = layers.relu6(unit([(layers.DepthwiseConv(3, 1, impl, dt, name='stem_dw'), y)],
+                          'stem_dw_bn'))
+    y = unit([(conv(self.arch.input_channel, 1, name='stem_pw'), y)], 'stem_pw_bn')
     feats = [y]
     for si, stage in enumerate(self.arch.stages):
       for bi, block in enumerate(stage.blocks):
         y = layers.InvertedResidual(stage.channels, stage.stride if bi == 0 else 1, block.kernel,
-                                    block.expansion, impl, dt, ci,
+                                    block.expansion, impl, dt, ci, folded,
                                     name=f'stage{si}_block{bi}')(y, train)
       feats.append(y)
+    return self._head(feats, train)
 
-    # Fusion Deconv Head: level i upsamples the refined path and adds the raw feature at that
-    # resolution (x_list[-(i+2)]); levels 1 and 2 feed the two output heads.
+  def _head(self, feats, train: bool):
+    """Fusion Deconv Head over [stem, stage0..3] features -> the outputs (see the class)."""
+    dt, impl, ci, folded = self.dtype, self.depthwise_impl, self.conv_impl, self.folded
+    branches = ('refined', 'raw') if self.fusion else ('refined',)
     j = self.num_joints
     outputs = []
     refined = feats[-1]
+    # Level i upsamples the refined path and adds the raw feature at that resolution
+    # (x_list[-(i+2)]); levels 1 and 2 feed the two output heads.
     for i, ch in enumerate(self.arch.deconv_setting):
-      raw = feats[-(i + 2)]
-      up = layers.Deconv(ch, dt, ci, name=f'deconv_refined{i}')(refined)
-      if self.fusion:
-        up = up + layers.Deconv(ch, dt, ci, name=f'deconv_raw{i}')(raw)
-      refined = layers.relu(bn(f'deconv_bn{i}')(up))
+      inputs = {'refined': refined, 'raw': feats[-(i + 2)]}
+      deconvs = [(layers.Deconv(ch, dt, ci, folded, name=f'deconv_{b}{i}'), inputs[b])
+                 for b in branches]
+      refined = layers.relu(layers.conv_bn(deconvs, f'deconv_bn{i}', train, dt, folded))
       if i == 0:
         continue
       out_ch = 2 * j if i == 1 else j
-      skip = feats[-(i + 3)]  # stage0 output (stride 4) for level 1, stem output for level 2
-      out = layers.SepConv(out_ch, 5, impl, dt, ci, name=f'final_refined{i - 1}')(refined, train)
-      if self.fusion:
-        out = out + layers.SepConv(out_ch, 5, impl, dt, ci, name=f'final_raw{i - 1}')(skip, train)
-      outputs.append(out.astype(jnp.float32))
+      # stage0 output (stride 4) for level 1, stem output for level 2.
+      inputs = {'refined': refined, 'raw': feats[-(i + 3)]}
+      split = (j, j) if folded and i == 1 else ()
+      heads = [layers.SepConv(out_ch, 5, impl, dt, ci, folded, name=f'final_{b}{i - 1}')(
+          inputs[b], train, split) for b in branches]
+      parts = zip(*[h if split else (h,) for h in heads])
+      outputs.extend(functools.reduce(operator.add, p).astype(jnp.float32) for p in parts)
     return tuple(outputs)

@@ -12,7 +12,7 @@ from litepose_jax.models import arch as arch_lib
 from litepose_jax.models import counting
 from litepose_jax.models import create_model, init_variables
 
-# Published accuracy (NUMBERS.md), for the table only.
+# Published accuracy (official README: CrowdPose test AP, COCO val AP), for the table only.
 PUBLISHED_AP = {'XS': (49.5, 40.6), 'S': (58.3, 56.8), 'M': (59.9, 59.8), 'L': (61.9, 62.5)}
 
 

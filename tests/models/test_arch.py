@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from litepose_jax.errors import UserError
 from litepose_jax.models import arch as arch_lib
 
 
@@ -33,7 +34,7 @@ def test_overrides():
   spec = arch_lib.resolve_arch('S').replace(kernel_size=3, width_mult=0.5)
   assert {b.kernel for s in spec.stages for b in s.blocks} == {3}
   assert spec.channels == (8, 8, 16, 24, 64)
-  with pytest.raises(ValueError, match='kernel_size must be one of'):
+  with pytest.raises(UserError, match='kernel_size must be one of'):
     arch_lib.resolve_arch('S').replace(kernel_size=4)
 
 
@@ -55,18 +56,18 @@ def _valid():
 def test_bad_arch_dicts_name_the_field(mutate, message):
   d = _valid()
   mutate(d)
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises(UserError, match=message):
     arch_lib.arch_from_dict(d)
 
 
 def test_bad_arch_names_and_files(tmp_path):
-  with pytest.raises(ValueError, match='unknown architecture'):
+  with pytest.raises(UserError, match='unknown architecture'):
     arch_lib.resolve_arch('XXL')
   with pytest.raises(FileNotFoundError, match='architecture file not found'):
     arch_lib.resolve_arch(str(tmp_path / 'nope.json'))
   bad = tmp_path / 'bad.json'
   bad.write_text('{"img_size": ')
-  with pytest.raises(ValueError, match='bad.json: not valid JSON'):
+  with pytest.raises(UserError, match='bad.json: not valid JSON'):
     arch_lib.resolve_arch(str(bad))
   with pytest.raises(TypeError):
     arch_lib.resolve_arch(3)

@@ -1,11 +1,12 @@
-"""Parameter and MAC counts against the official model (NUMBERS.md)."""
+"""Parameter and MAC counts against the official model (measured on the official code)."""
 import pytest
 
 from litepose_jax import cli
 from litepose_jax.models import counting
 from litepose_jax.models import create_model
 
-# NUMBERS.md: params, true GMACs and old-ptflops (published) GMACs for 14 and 17 joints.
+# Measured on the official PyTorch model: params, true GMACs and old-ptflops (published) GMACs
+# for 14 and 17 joints.
 OFFICIAL = {
     ('XS', 14): (1_675_552, 0.883, 1.202), ('XS', 17): (1_675_912, 0.886, 1.205),
     ('S', 14): (2_731_240, 3.614, 4.981), ('S', 17): (2_731_624, 3.624, 4.992),

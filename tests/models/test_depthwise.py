@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from litepose_jax.errors import UserError
 from litepose_jax.models import depthwise
 
 
@@ -102,7 +103,7 @@ def test_auto_equals_resolved_impl():
 
 def test_bad_arguments_raise_clear_errors():
   x, kernel, _ = make_inputs((1, 6, 6, 3), 3)
-  with pytest.raises(ValueError, match="impl must be one of .*'fast'"):
+  with pytest.raises(UserError, match="impl must be one of .*'fast'"):
     depthwise.depthwise_conv2d(x, kernel, 1, impl='fast')
   with pytest.raises(ValueError, match='stride must be 1 or 2'):
     depthwise.depthwise_conv2d(x, kernel, 3)

@@ -1,10 +1,12 @@
-"""The CPU matmul paths of Conv / Deconv and the BatchNorm gradient against their flax modules."""
+"""The layers: CPU matmul paths of Conv / Deconv and the BatchNorm gradient against their flax
+modules, and the folded (export) mode of a conv+BN unit."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from litepose_jax.errors import UserError
 from litepose_jax.models import layers
 
 CASES = {
@@ -43,20 +45,6 @@ def test_matmul_path_matches_flax_layer(case, shape):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_deconv_matmul_matches_conv_transpose_by_definition():
-  # Definition independent of flax: zero-insert (dilate) x by 2, pad 2, correlate with the kernel.
-  x = np.random.default_rng(0).standard_normal((1, 3, 4, 2)).astype(np.float32)
-  k = np.random.default_rng(1).standard_normal((4, 4, 2, 3)).astype(np.float32)
-  d = np.zeros((1, 2 * 3 - 1 + 4, 2 * 4 - 1 + 4, 2), np.float32)
-  d[:, 2:-2:2, 2:-2:2] = x
-  want = np.zeros((1, 6, 8, 3), np.float32)
-  for y in range(6):
-    for xx in range(8):
-      want[0, y, xx] = np.einsum('ijc,ijco->o', d[0, y:y + 4, xx:xx + 4], k)
-  np.testing.assert_allclose(layers.deconv_matmul(jnp.asarray(x), jnp.asarray(k)), want,
-                             rtol=1e-5, atol=1e-5)
-
-
 def test_bfloat16_matmul_path():
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 8, 8, 4))
   ref = layers.Conv(5, 3, 2, dtype=jnp.bfloat16, impl='lax')
@@ -68,19 +56,17 @@ def test_bfloat16_matmul_path():
                              rtol=2e-2, atol=2e-2)
 
 
-def test_default_conv_impl_follows_backend_and_can_be_forced(monkeypatch):
+def test_default_conv_impl_follows_backend(monkeypatch):
   assert layers.default_conv_impl() == ('matmul' if jax.default_backend() == 'cpu' else 'lax')
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert layers.default_conv_impl() == 'lax'
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
   assert layers.default_conv_impl() == 'matmul'
-  with layers.force_conv_impl('lax'):
-    assert layers.default_conv_impl() == 'lax'
-    # 'auto' layers traced here use flax's nn.Conv (its submodule is an nn.Conv).
-    x = jnp.zeros((1, 4, 4, 2))
-    bound = layers.Conv(3, 3).bind(layers.Conv(3, 3).init(jax.random.PRNGKey(0), x))
-    assert bound(x).shape == (1, 4, 4, 3)
-  assert layers.default_conv_impl() == 'matmul'
+  # An explicit impl wins over the backend: 'lax' layers use flax's nn.Conv.
+  x = jnp.zeros((1, 4, 4, 2))
+  conv = layers.Conv(3, 3, impl='lax')
+  bound = conv.bind(conv.init(jax.random.PRNGKey(0), x))
+  assert bound(x).shape == (1, 4, 4, 3)
 
 
 def test_auto_uses_flax_modules_off_cpu(monkeypatch):
@@ -98,11 +84,8 @@ def test_auto_uses_flax_modules_off_cpu(monkeypatch):
 
 def test_bad_conv_impl_raises():
   x = jnp.zeros((1, 4, 4, 2))
-  with pytest.raises(ValueError, match="conv impl must be one of .*'fast'"):
+  with pytest.raises(UserError, match="conv impl must be one of .*'fast'"):
     layers.Conv(3, 1, impl='fast').init(jax.random.PRNGKey(0), x)
-  with pytest.raises(ValueError, match='conv impl must be one of'):
-    with layers.force_conv_impl('auto'):
-      pass
 
 
 @pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
@@ -147,3 +130,46 @@ def test_batch_norm_eval_uses_running_statistics():
                'batch_stats': {'mean': jnp.full((4,), 1.0), 'var': jnp.full((4,), 4.0 - 1e-5)}}
   y = layers.batch_norm(False, jnp.float32).apply(variables, x)
   np.testing.assert_allclose(y, (x - 1.0) / 2.0 * 2.0 + 0.5, rtol=1e-5, atol=1e-6)
+
+
+def _random_bn(rng, c):
+  return ({'scale': rng.uniform(0.5, 1.5, c).astype(np.float32),
+           'bias': rng.normal(0, 0.1, c).astype(np.float32)},
+          {'mean': rng.normal(0, 0.1, c).astype(np.float32),
+           'var': rng.uniform(0.5, 2.0, c).astype(np.float32)})
+
+
+class _Fused(nn.Module):
+  """Two deconvs summed before one BN (the fusion head's unit), then a 1x1 conv split in two."""
+  folded: bool
+  impl: str = 'lax'
+
+  @nn.compact
+  def __call__(self, a, b):
+    deconvs = [(layers.Deconv(6, impl=self.impl, folded=self.folded, name=n), x)
+               for n, x in (('refined', a), ('raw', b))]
+    y = layers.conv_bn(deconvs, 'bn', False, jnp.float32, self.folded)
+    conv = layers.Conv(5, 1, impl=self.impl, folded=self.folded, name='head')
+    return conv(y, split=(2, 3)) if self.folded else conv(y)
+
+
+@pytest.mark.parametrize('impl', ['lax', 'matmul'])
+def test_folded_unit_equals_conv_then_bn(impl):
+  # Both deconv kernels scaled, the bias added once; the split 1x1 conv gives the two halves.
+  rng = np.random.default_rng(5)
+  a = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+  b = rng.normal(size=(2, 4, 5, 4)).astype(np.float32)
+  variables = jax.tree.map(np.asarray, _Fused(False, impl).init(jax.random.PRNGKey(0), a, b))
+  params, stats = _random_bn(rng, 6)
+  variables['params']['bn'], variables['batch_stats']['bn'] = params, stats
+  want = _Fused(False, impl).apply(variables, a, b)
+  got = _Fused(True, impl).apply(variables, a, b)
+  assert [g.shape for g in got] == [(2, 8, 10, 2), (2, 8, 10, 3)]
+  assert np.abs(want).max() > 0.1
+  np.testing.assert_allclose(np.concatenate(got, -1), want, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_needs_folded_mode():
+  x = jnp.zeros((1, 4, 4, 2))
+  with pytest.raises(ValueError, match='folded=True only'):
+    layers.Conv(3, 1).init(jax.random.PRNGKey(0), x, split=(1, 2))

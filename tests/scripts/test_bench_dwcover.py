@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from litepose_jax.export import fold
+from litepose_jax.models import depthwise_split
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -25,8 +25,8 @@ def test_every_cover_found_partitions_the_kernel(dwcover, k, stride, max_pieces)
   assert found and [c for c, _ in found] == sorted(c for c, _ in found)
   for _, cover in found:
     assert len(cover) <= max_pieces
-    taps = [(r, c) for rows, cols, _ in fold._cover(k, stride, 2 * k, 2 * k, (cover,))
-            for r in rows for c in cols if r >= 0 and c >= 0]
+    pieces = depthwise_split.cover(k, stride, 2 * k, 2 * k, (cover,))
+    taps = [(r, c) for rows, cols, _ in pieces for r in rows for c in cols if r >= 0 and c >= 0]
     assert sorted(taps) == [(r, c) for r in range(k) for c in range(k)]
 
 
@@ -36,7 +36,7 @@ def test_two_sub_convs_cannot_cover_7x7_and_the_export_cover_is_found(dwcover):
   assert dwcover.covers(7, 1, 2) == []
   for stride, m in ((1, 3), (2, 5)):
     found = {tuple(sorted(c)) for _, c in dwcover.covers(7, stride, m)}
-    assert tuple(sorted(fold._PIECES[(7, stride)][0])) in found
+    assert tuple(sorted(depthwise_split.PIECES[(7, stride)][0])) in found
 
 
 def test_split_with_a_searched_cover_equals_the_conv(dwcover):
@@ -47,5 +47,5 @@ def test_split_with_a_searched_cover_equals_the_conv(dwcover):
   ref = lax.conv_general_dilated(x, kernel, (1, 1), ((3, 3), (3, 3)),
                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=3)
   _, cover = dwcover.covers(7, 1, 5)[-1]  # the most expensive of up to 5 sub-convs
-  got = fold._depthwise_split(x, kernel, 1, None, (cover,))
+  got = depthwise_split.split_depthwise(x, kernel, 1, None, (cover,))
   np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-5)
