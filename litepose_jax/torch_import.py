@@ -1,23 +1,40 @@
 """Import official LitePose PyTorch checkpoints (`litepose import-torch`).
 
-Key names follow the official state_dict (spec 1.7, ../shared/reference/litepose-S-state-dict.txt);
-layouts are converted as spec 1.8 prescribes: conv OIHW -> HWIO, depthwise (C,1,k,k) -> (k,k,1,C),
-transposed conv IOHW -> spatially flipped HWIO (used with transpose_kernel=False).
+The official state_dict key of every variable is derived from the variable's path in the model's
+own variable tree (`models.variable_shapes`), by one naming rule per module kind below (official
+lib/models/pose_mobilenet.py module names; docs/OFFICIAL.md, "Weight layout"). Layouts: conv
+OIHW -> HWIO, depthwise (C, 1, k, k) -> (k, k, 1, C), transposed conv IOHW -> spatially flipped
+HWIO (used with transpose_kernel=False).
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+import re
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax import checkpoints
 from litepose_jax import models
+from litepose_jax.errors import UserError
 
-_BN = {'scale': ('params', 'weight'), 'bias': ('params', 'bias'),
-       'mean': ('batch_stats', 'running_mean'), 'var': ('batch_stats', 'running_var')}
+# Official module names of the children of each flax module kind: (flax name pattern, official
+# name, the table of its own children). SepConv is the official SepConv2d, whose `conv`
+# Sequential holds depthwise, BN, ReLU, 1x1 at indices 0, 1, 2, 3.
+_SEPCONV = ((r'depthwise', '0', ()), (r'depthwise_bn', '1', ()), (r'pointwise', '3', ()))
+_INVERTED_RESIDUAL = (
+    (r'expand', 'inv.0', ()), (r'expand_bn', 'inv.1', ()),
+    (r'depthwise', 'depth_conv.0', ()), (r'depthwise_bn', 'depth_conv.1', ()),
+    (r'project', 'point_conv.0', ()), (r'project_bn', 'point_conv.1', ()))
+_LITEPOSE = (
+    (r'stem_conv', 'first.0.0', ()), (r'stem_conv_bn', 'first.0.1', ()),
+    (r'stem_dw', 'first.1.0', ()), (r'stem_dw_bn', 'first.1.1', ()),
+    (r'stem_pw', 'first.2', ()), (r'stem_pw_bn', 'first.3', ()),
+    (r'stage(\d+)_block(\d+)', r'stage.\1.\2', _INVERTED_RESIDUAL),
+    (r'deconv_(refined|raw)(\d+)', r'deconv_\1.\2', ()),
+    (r'deconv_bn(\d+)', r'deconv_bnrelu.\1.0', ()),
+    (r'final_(refined|raw)(\d+)', r'final_\1.\2.conv', _SEPCONV))
 
 
 def _conv(w: np.ndarray) -> np.ndarray:
@@ -28,44 +45,45 @@ def _deconv(w: np.ndarray) -> np.ndarray:
   return w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1)
 
 
-def _key_map(model: models.LitePose) -> dict[tuple[str, ...], tuple[str, Any]]:
-  """(collection, *flax path) -> (torch key, layout transform) for every variable of `model`."""
-  m: dict[tuple[str, ...], tuple[str, Any]] = {}
+# Leaf rules by layer kind. A kernel directly in a module is a depthwise conv's; Conv and Deconv
+# hold theirs in a child 'conv' / 'deconv' (flax's nn.Conv / nn.ConvTranspose path), which has
+# no official counterpart. BN leaves map to the torch BatchNorm2d names.
+_KERNEL_LAYOUT = {'conv': _conv, 'deconv': _deconv, None: _conv}
+_BN_LEAVES = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean', 'var': 'running_var'}
 
-  def conv(flax_path, torch_prefix, fn=_conv):
-    m[('params',) + flax_path + ('kernel',)] = (f'{torch_prefix}.weight', fn)
+Layout = Callable[[np.ndarray], np.ndarray]
 
-  def bn(flax_path, torch_prefix):
-    for leaf, (col, tname) in _BN.items():
-      m[(col,) + flax_path + (leaf,)] = (f'{torch_prefix}.{tname}', None)
 
-  conv(('stem_conv', 'conv'), 'first.0.0')
-  bn(('stem_conv_bn',), 'first.0.1')
-  conv(('stem_dw',), 'first.1.0')
-  bn(('stem_dw_bn',), 'first.1.1')
-  conv(('stem_pw', 'conv'), 'first.2')
-  bn(('stem_pw_bn',), 'first.3')
-  for si, stage in enumerate(model.arch.stages):
-    for bi in range(len(stage.blocks)):
-      f, t = f'stage{si}_block{bi}', f'stage.{si}.{bi}'
-      conv((f, 'expand', 'conv'), f'{t}.inv.0')
-      bn((f, 'expand_bn'), f'{t}.inv.1')
-      conv((f, 'depthwise'), f'{t}.depth_conv.0')
-      bn((f, 'depthwise_bn'), f'{t}.depth_conv.1')
-      conv((f, 'project', 'conv'), f'{t}.point_conv.0')
-      bn((f, 'project_bn'), f'{t}.point_conv.1')
-  branches = ('refined', 'raw') if model.fusion else ('refined',)
-  for i in range(len(model.arch.deconv_setting)):
-    for br in branches:
-      m[('params', f'deconv_{br}{i}', 'deconv', 'kernel')] = (f'deconv_{br}.{i}.weight', _deconv)
-    bn((f'deconv_bn{i}',), f'deconv_bnrelu.{i}.0')
-  for j in range(2):
-    for br in branches:
-      f, t = f'final_{br}{j}', f'final_{br}.{j}.conv'
-      conv((f, 'depthwise'), f'{t}.0')
-      bn((f, 'depthwise_bn'), f'{t}.1')
-      conv((f, 'pointwise', 'conv'), f'{t}.3')
-  return m
+def _module_key(names: Sequence[str]) -> str:
+  """Official dotted module name of a flax module path ('stage0_block1', 'expand') ->
+  'stage.0.1.inv.0'."""
+  table, out = _LITEPOSE, []
+  for name in names:
+    for pattern, official, children in table:
+      match = re.fullmatch(pattern, name)
+      if match:
+        out.append(match.expand(official))
+        table = children
+        break
+    else:
+      raise ValueError(f'no official name for the flax module {"/".join(names)}')
+  return '.'.join(out)
+
+
+def torch_key(path: Sequence[str]) -> tuple[str, Layout | None]:
+  """(collection, *module path, leaf) of a variable -> (official key, layout transform or None)."""
+  _, *modules, leaf = path
+  if leaf == 'kernel':
+    kind = modules[-1] if modules[-1] in ('conv', 'deconv') else None
+    if kind is not None:
+      modules = modules[:-1]
+    return f'{_module_key(modules)}.weight', _KERNEL_LAYOUT[kind]
+  return f'{_module_key(modules)}.{_BN_LEAVES[leaf]}', None
+
+
+def key_map(model: models.LitePose) -> dict[tuple[str, ...], tuple[str, Layout | None]]:
+  """(collection, *flax path) -> (official key, layout transform) for every variable of `model`."""
+  return {path: torch_key(path) for path in models.variable_shapes(model)}
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -79,33 +97,26 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
   """Official state_dict (numpy or torch values, optional 'module.' prefix) -> Flax variables.
 
   Returns {'params': ..., 'batch_stats': ...} as nested dicts of float32 numpy arrays. Raises a
-  ValueError listing every missing, unexpected or mis-shaped key.
+  UserError listing every missing, unexpected or mis-shaped key.
   """
   model = models.create_model(arch, num_joints, fusion=fusion, depthwise_impl='lax')
   sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
-  size = model.arch.img_size
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  flat_shapes = {tuple(getattr(p, 'key', p) for p in path): s.shape
-                 for path, s in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]}
-  key_map = _key_map(model)
-  assert set(key_map) == set(flat_shapes), 'converter key map out of sync with the model'
-
-  used = set()
+  shapes = models.variable_shapes(model)
+  keys = {path: torch_key(path) for path in shapes}
   missing, bad_shape = [], []
   flat = {}
-  for path, (tkey, fn) in key_map.items():
+  for path, (tkey, layout) in keys.items():
     if tkey not in sd:
       missing.append(tkey)
       continue
-    used.add(tkey)
     v = _to_numpy(sd[tkey]).astype(np.float32)
-    v = fn(v) if fn is not None else v
-    if v.shape != flat_shapes[path]:
+    v = layout(v) if layout is not None else v
+    if v.shape != shapes[path]:
       bad_shape.append(f'{tkey}: checkpoint {tuple(_to_numpy(sd[tkey]).shape)}, model expects '
-                       f'{flat_shapes[path]} (as {"/".join(path)})')
+                       f'{shapes[path]} (as {"/".join(path)})')
       continue
     flat[path] = np.ascontiguousarray(v)
+  used = {tkey for tkey, _ in keys.values()}
   unexpected = sorted(k for k in sd if k not in used and not k.endswith('num_batches_tracked'))
   if missing or unexpected or bad_shape:
     parts = [f'state_dict does not match LitePose {model.arch.name} with {num_joints} joints:']
@@ -114,8 +125,12 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
       if items:
         shown = items[:20] + ([f'... and {len(items) - 20} more'] if len(items) > 20 else [])
         parts.append(f'  {title} ({len(items)}): ' + ', '.join(shown))
-    raise ValueError('\n'.join(parts))
+    raise UserError('\n'.join(parts))
+  return _unflatten(flat)
 
+
+def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
+  """{(collection, *path): leaf} -> nested dicts."""
   variables: dict = {}
   for path, v in flat.items():
     node = variables
@@ -133,24 +148,25 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ValueError('reading .pth files needs PyTorch: pip install torch==2.13.0 (CPU build is '
+    raise UserError('reading .pth files needs PyTorch: pip install torch==2.13.0 (CPU build is '
                      'enough)') from e
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # torch raises many types for corrupt / non-checkpoint files
-    raise ValueError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
+    raise UserError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
   for key in ('state_dict', 'model'):
     if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
       obj = obj[key]
   if not isinstance(obj, Mapping):
-    raise ValueError(f'{path}: expected a state_dict (mapping of names to tensors), got '
+    raise UserError(f'{path}: expected a state_dict (mapping of names to tensors), got '
                      f'{type(obj).__name__}')
   return {k: _to_numpy(v) for k, v in obj.items() if hasattr(v, 'shape')}
 
 
 def add_arguments(parser) -> None:
   parser.add_argument('--arch', required=True,
-                      help='preset (XS, S, M, L) or the architecture JSON the checkpoint was trained with')
+                      help='preset (XS, S, M, L) or the architecture JSON the checkpoint was '
+                      'trained with')
   parser.add_argument('--checkpoint', required=True, help='official .pth file')
   parser.add_argument('--out', required=True, help='output checkpoint directory (must be new)')
   parser.add_argument('--joints', type=int, default=14, help='14 (CrowdPose) or 17 (COCO)')

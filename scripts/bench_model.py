@@ -2,7 +2,8 @@
 """Forward and train-step throughput of a LitePose model on the current JAX backend.
 
 Default: LitePose-XS at 128 px, batch 16, float32, the backend's default depthwise impl, i.e.
-the CPU bar of NUMBERS.md (official PyTorch: 17.8 img/s for this train step on a 2-core CPU).
+the CPU bar measured with the official PyTorch code (17.8 img/s for this train step on a 2-core
+CPU; docs/BENCHMARKS.md).
 
   python scripts/bench_model.py                                 # XS@128 b16, forward + train
   python scripts/bench_model.py --impl lax                      # XLA's grouped conv for depthwise
@@ -17,7 +18,6 @@ steps, each ended by block_until_ready on everything the step returns.
 from __future__ import annotations
 
 import argparse
-import pathlib
 import statistics
 import sys
 import time
@@ -31,7 +31,8 @@ from litepose_jax import host_memory
 from litepose_jax import models
 from litepose_jax.models import depthwise, layers
 
-# Official PyTorch figures from NUMBERS.md, img/s: (backend, arch, size, batch, mode, dtype).
+# The official PyTorch code measured on the project's machines (docs/BENCHMARKS.md), img/s:
+# (backend, arch, size, batch, mode, dtype).
 REFERENCES = {
     ('cpu', 'XS', 128, 16, 'train', 'float32'): (17.8, 'PyTorch CPU, 2 threads'),
     ('cpu', 'XS', 192, 16, 'train', 'float32'): (7.6, 'PyTorch CPU, 2 threads'),
@@ -59,7 +60,8 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--arch', default='XS', help='preset XS|S|M|L or an official-schema JSON path')
-  p.add_argument('--size', type=int, default=128, help='input height = width in px (multiple of 16)')
+  p.add_argument('--size', type=int, default=128,
+                 help='input height = width in px (multiple of 16)')
   p.add_argument('--batch', type=int, default=16)
   p.add_argument('--impl', default='auto', choices=depthwise.IMPLS, help='depthwise conv impl')
   p.add_argument('--conv-impl', default='auto', choices=layers.CONV_IMPLS,
@@ -70,8 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--mode', default='both', choices=('both', 'forward', 'train'))
   p.add_argument('--num-joints', type=int, default=14)
   p.add_argument('--torch', action='store_true',
-                 help='also time the spec-written PyTorch model (tests/models/torch_litepose.py, '
-                      'needs torch) with the same step on this machine, for a same-machine ratio')
+                 help='also time the reference PyTorch model (litepose_jax/reference/'
+                      'torch_litepose.py, needs torch) with the same step on this machine, for a '
+                      'same-machine ratio')
   p.add_argument('--compile-cache', default=None,
                  help='directory for JAX\'s persistent compilation cache (GPU autotuning is slow)')
   args = p.parse_args(argv)
@@ -158,17 +161,19 @@ def bench_train(model, variables, images, args):
 
 
 def bench_torch(spec, args, mode):
-  """([step s]) of the spec-written PyTorch LitePose doing the same work.
+  """([step s]) of the reference PyTorch LitePose doing the same work.
 
   On a CUDA machine (when JAX runs on a GPU too) it runs on the GPU in channels-last layout, with
   bf16 autocast for --dtype bfloat16 (the official recipe's AMP); else eager fp32 on the CPU.
   """
+  # Imported here: torch is optional and slow to import, and only --torch needs it.
+  # pylint: disable=g-import-not-at-top
   try:
-    import torch  # pylint: disable=g-import-not-at-top
+    import torch
   except ImportError as e:
     raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
-  sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-  from tests.models.torch_litepose import TorchLitePose  # pylint: disable=g-import-not-at-top
+  from litepose_jax.reference.torch_litepose import TorchLitePose
+  # pylint: enable=g-import-not-at-top
   cuda = jax.default_backend() == 'gpu' and torch.cuda.is_available()
   dev = torch.device('cuda' if cuda else 'cpu')
   fmt = torch.channels_last if cuda else torch.contiguous_format
@@ -206,7 +211,7 @@ def bench_torch(spec, args, mode):
 
 
 def report(mode, args, arch_name, impl, compile_s, times) -> str:
-  """One table line; adds the PyTorch reference and our ratio to it where NUMBERS.md has one."""
+  """One table line; adds the official PyTorch figure and our ratio to it where there is one."""
   wall = [t for t, _ in times]
   med = statistics.median(wall)
   cpu = statistics.median(c for _, c in times)
@@ -256,8 +261,8 @@ def main(argv=None) -> int:
     print(report(mode, args, arch_name, impl_name, compile_s, times), flush=True)
     if args.torch:
       ref = bench_torch(spec, args, mode)
-      print(report(mode, args, arch_name, 'torch-spec', None, ref) +
-            f' | JAX / torch {statistics.median(t for t, _ in ref) / statistics.median(t for t, _ in times):.2f}x',
+      ratio = statistics.median(t for t, _ in ref) / statistics.median(t for t, _ in times)
+      print(report(mode, args, arch_name, 'torch-spec', None, ref) + f' | JAX / torch {ratio:.2f}x',
             flush=True)
   return 0
 

@@ -1,4 +1,7 @@
-"""Official PyTorch checkpoint import: key coverage, layouts, parity and error messages."""
+"""Official PyTorch checkpoint import: key coverage, layouts, parity and error messages.
+
+`convert` is the documented (re-exported) name of `torch_import`; both are exercised.
+"""
 import json
 import re
 
@@ -11,7 +14,9 @@ from litepose_jax import checkpoints
 from litepose_jax import cli
 from litepose_jax import convert
 from litepose_jax import models
-from tests.models.torch_litepose import TorchLitePose, randomize_bn
+from litepose_jax import torch_import
+from litepose_jax.errors import UserError
+from litepose_jax.reference.torch_litepose import TorchLitePose, randomize_bn
 
 
 def _torch_model(arch, joints=14, seed=0):
@@ -23,7 +28,7 @@ def _torch_model(arch, joints=14, seed=0):
 def _run_both(arch, size, joints=14, prefix=''):
   tm = _torch_model(arch, joints)
   sd = {prefix + k: v for k, v in tm.state_dict().items()}
-  variables = convert.torch_state_dict_to_variables(sd, arch, joints)
+  variables = torch_import.torch_state_dict_to_variables(sd, arch, joints)
   x = np.random.default_rng(1).normal(size=(2, size, size, 3)).astype(np.float32)
   with torch.no_grad():
     ref = [o.numpy().transpose(0, 2, 3, 1) for o in tm(torch.from_numpy(x.transpose(0, 3, 1, 2)))]
@@ -42,6 +47,26 @@ def test_reference_model_has_official_keys_and_shapes(reference_dir):
     listing[key] = tuple(int(d) for d in re.findall(r'\d+', shape))
   sd = _torch_model('S').state_dict()
   assert {k: tuple(v.shape) for k, v in sd.items()} == listing
+
+
+@pytest.mark.parametrize('arch,joints', [('XS', 14), ('S', 17), ('L', 14)])
+def test_key_map_covers_exactly_the_model_variables(arch, joints):
+  # Derived from the variable tree: one official key per variable, and together exactly the
+  # official state_dict's keys (num_batches_tracked aside), for every preset.
+  model = models.create_model(arch, joints)
+  keys = torch_import.key_map(model)
+  assert set(keys) == set(models.variable_shapes(model))
+  official = {k for k in _torch_model(arch, joints).state_dict()
+              if not k.endswith('num_batches_tracked')}
+  assert sorted(k for k, _ in keys.values()) == sorted(official)
+  assert keys[('params', 'stage2_block3', 'depthwise', 'kernel')][0] == \
+      'stage.2.3.depth_conv.0.weight'
+  assert keys[('batch_stats', 'deconv_bn1', 'var')][0] == 'deconv_bnrelu.1.0.running_var'
+  assert keys[('params', 'final_raw1', 'pointwise', 'conv', 'kernel')][0] == \
+      'final_raw.1.conv.3.weight'
+  # The plain head has no raw branches: their keys drop out.
+  plain = torch_import.key_map(models.create_model(arch, joints, fusion=False))
+  assert {k for k, _ in plain.values()} == {k for k in official if '_raw' not in k}
 
 
 @pytest.mark.parametrize('arch,size', [('XS', 128), ('S', 96)])
@@ -79,8 +104,8 @@ def test_bad_keys_are_listed():
   sd.pop('stage.1.3.inv.0.weight')
   sd['stage.9.0.inv.0.weight'] = np.zeros((1,), np.float32)
   sd['first.2.weight'] = np.zeros((8, 32, 1, 1), np.float32)
-  with pytest.raises(ValueError) as e:
-    convert.torch_state_dict_to_variables(sd, 'XS')
+  with pytest.raises(UserError) as e:
+    torch_import.torch_state_dict_to_variables(sd, 'XS')
   msg = str(e.value)
   assert 'missing keys (1): stage.1.3.inv.0.weight' in msg
   assert 'unexpected keys (1): stage.9.0.inv.0.weight' in msg
@@ -89,7 +114,7 @@ def test_bad_keys_are_listed():
 
 def test_wrong_architecture_is_reported():
   sd = _torch_model('XS').state_dict()
-  with pytest.raises(ValueError, match='does not match LitePose S'):
+  with pytest.raises(UserError, match='does not match LitePose S'):
     convert.torch_state_dict_to_variables(sd, 'S')
 
 

@@ -1,7 +1,11 @@
-"""Test-only PyTorch LitePose written from LITEPOSE_SPEC.md section 1, with the official key names.
+"""A PyTorch LitePose written from the description of the official model (docs/OFFICIAL.md,
+"Architecture"), with the official module and state_dict names (official
+lib/models/pose_mobilenet.py).
 
-It is the independent reference for the checkpoint converter: a random-weight instance gives a
-state_dict in the official layout, and its outputs are what the converted Flax model must match.
+It is the independent reference for the checkpoint importer (a random-weight instance gives a
+state_dict in the official layout, and its outputs are what the imported Flax model must match)
+and the same-machine PyTorch baseline of scripts/bench_model.py. Needs torch; the library never
+imports it.
 """
 import torch
 from torch import nn

@@ -1,0 +1,11 @@
+"""Former name of torch_import.py (the PyTorch checkpoint importer), kept as a re-export.
+
+`litepose_jax.convert.torch_state_dict_to_variables` is the documented entry point and the
+`litepose import-torch` command is registered here; the code lives in torch_import.py (one
+meaning per name: `tflite.convert` is the TFLite converter).
+"""
+from litepose_jax.torch_import import (add_arguments, key_map, load_torch_checkpoint, run,
+                                       torch_key, torch_state_dict_to_variables)
+
+__all__ = ['add_arguments', 'key_map', 'load_torch_checkpoint', 'run', 'torch_key',
+           'torch_state_dict_to_variables']
