@@ -8,9 +8,10 @@ HWIO (used with transpose_kernel=False).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 import os
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np

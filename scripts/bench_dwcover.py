@@ -90,8 +90,8 @@ def block_fn(cover, k: int, stride: int, channels: int, seed: int = 0):
 
 
 def to_tflite(fn, shape, quantize: str) -> bytes:
-  import tensorflow as tf
   from jax.experimental import jax2tf
+  import tensorflow as tf
   tf_fn = tf.function(jax2tf.convert(fn, native_serialization_platforms=('cpu',),
                                      with_gradient=False),
                       input_signature=[tf.TensorSpec(shape, tf.float32)], autograph=False)

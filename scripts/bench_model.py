@@ -29,7 +29,8 @@ import optax
 
 from litepose_jax import host_memory
 from litepose_jax import models
-from litepose_jax.models import depthwise, layers
+from litepose_jax.models import depthwise
+from litepose_jax.models import layers
 
 # The official PyTorch code measured on the project's machines (docs/BENCHMARKS.md), img/s:
 # (backend, arch, size, batch, mode, dtype).

@@ -16,7 +16,8 @@ from litepose_jax import convert
 from litepose_jax import models
 from litepose_jax import torch_import
 from litepose_jax.errors import UserError
-from litepose_jax.reference.torch_litepose import TorchLitePose, randomize_bn
+from litepose_jax.reference.torch_litepose import TorchLitePose
+from litepose_jax.reference.torch_litepose import randomize_bn
 
 
 def _torch_model(arch, joints=14, seed=0):

@@ -18,14 +18,16 @@ graph as constants (the converter does not always constant-fold ops traced on co
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from litepose_jax.errors import UserError
-from litepose_jax.models import LitePose, variable_shapes
+from litepose_jax.models import LitePose
+from litepose_jax.models import variable_shapes
 
 
 def _check_variables(module: LitePose, variables: Mapping[str, Any]) -> None:

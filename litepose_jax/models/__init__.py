@@ -7,10 +7,16 @@ import jax
 import jax.numpy as jnp
 
 from litepose_jax.errors import UserError
-from litepose_jax.models.arch import (ArchLike, ArchSpec, PRESET_NAMES, Preset, arch_from_dict,
-                                      get_preset, make_divisible, resolve_arch)
-from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
 from litepose_jax.models import layers
+from litepose_jax.models.arch import PRESET_NAMES
+from litepose_jax.models.arch import ArchLike
+from litepose_jax.models.arch import ArchSpec
+from litepose_jax.models.arch import Preset
+from litepose_jax.models.arch import arch_from_dict
+from litepose_jax.models.arch import get_preset
+from litepose_jax.models.arch import make_divisible
+from litepose_jax.models.arch import resolve_arch
+from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
 from litepose_jax.models.layers import numpy_init
 from litepose_jax.models.litepose import LitePose
 

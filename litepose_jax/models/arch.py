@@ -8,11 +8,12 @@ where each block_setting entry is [expansion t, depthwise kernel k].
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 import dataclasses
+from importlib import resources
 import json
 import os
-from importlib import resources
-from typing import Any, Mapping, Union
+from typing import Any
 
 from litepose_jax import joints as joints_lib
 from litepose_jax.errors import UserError
@@ -72,7 +73,7 @@ class ArchSpec:
             'block_setting': [[b.expansion, b.kernel] for b in s.blocks]} for s in self.stages],
     }
 
-  def replace(self, *, kernel_size: int | None = None, width_mult: float = 1.0) -> 'ArchSpec':
+  def replace(self, *, kernel_size: int | None = None, width_mult: float = 1.0) -> ArchSpec:
     """Applies the ablation overrides: a global depthwise kernel and a width multiplier."""
     if kernel_size is not None and kernel_size not in ALLOWED_KERNELS:
       raise UserError(f'kernel_size must be one of {ALLOWED_KERNELS}, got {kernel_size}')
@@ -157,7 +158,7 @@ def load_preset_dict(name: str) -> dict:
   return json.loads(text)
 
 
-ArchLike = Union[str, os.PathLike, Mapping[str, Any], ArchSpec]
+ArchLike = str | os.PathLike | Mapping[str, Any] | ArchSpec
 
 
 def resolve_arch(arch: ArchLike) -> ArchSpec:

@@ -27,7 +27,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from litepose_jax.models import layers
-from litepose_jax.models.arch import ArchSpec, STEM_CHANNELS
+from litepose_jax.models.arch import STEM_CHANNELS
+from litepose_jax.models.arch import ArchSpec
 
 
 class LitePose(nn.Module):

@@ -10,7 +10,8 @@ import numpy as np
 from litepose_jax import joints as joints_lib
 from litepose_jax.models import arch as arch_lib
 from litepose_jax.models import counting
-from litepose_jax.models import create_model, init_variables
+from litepose_jax.models import create_model
+from litepose_jax.models import init_variables
 
 # Published accuracy (official README: CrowdPose test AP, COCO val AP), for the table only.
 PUBLISHED_AP = {'XS': (49.5, 40.6), 'S': (58.3, 56.8), 'M': (59.9, 59.8), 'L': (61.9, 62.5)}

@@ -7,7 +7,8 @@ import pytest
 
 from litepose_jax.errors import UserError
 from litepose_jax.export import fold
-from litepose_jax.models import create_model, layers
+from litepose_jax.models import create_model
+from litepose_jax.models import layers
 
 
 class _Unit(nn.Module):

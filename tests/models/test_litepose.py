@@ -7,7 +7,9 @@ import pytest
 
 from litepose_jax import joints
 from litepose_jax.errors import UserError
-from litepose_jax.models import create_model, init_variables, variable_shapes
+from litepose_jax.models import create_model
+from litepose_jax.models import init_variables
+from litepose_jax.models import variable_shapes
 
 
 @pytest.mark.parametrize('name', ['XS', 'S', 'M', 'L'])
