@@ -1,4 +1,4 @@
-"""Heatmaps and AE joint indices against hand-computed values (spec section 3)."""
+"""Heatmaps and AE joint indices against hand-computed values (docs/OFFICIAL.md, "Targets and loss")."""
 import math
 
 import numpy as np
