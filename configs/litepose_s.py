@@ -79,7 +79,7 @@ def get_config(arg=None):
   config.eval.enabled = True
   config.eval.split = common.eval_split(a.dataset)
   config.eval.num_images = 0  # 0 = the whole split
-  config.eval.flip = False
+  config.eval.flip = True  # official TEST.FLIP_TEST True
   config.eval.batch_size = 8
 
   common.add_run_settings(config)

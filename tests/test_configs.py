@@ -24,6 +24,7 @@ def test_official_recipe(name, size):
   assert tuple(cfg.optim.milestones) == (350, 480) and cfg.num_epochs == 500
   assert cfg.loss.push_factor == cfg.loss.pull_factor == 1e-3
   assert tuple(cfg.loss.heatmap_factors) == (1.0, 1.0)
+  assert cfg.eval.flip is True  # official TEST.FLIP_TEST True
   # Every config's docstring carries its run command and expected result.
   doc = (CONFIGS / f'litepose_{name}.py').read_text()
   assert 'litepose train --config configs/litepose_' in doc and 'Expected' in doc
@@ -117,6 +118,7 @@ def test_each_config_loads_with_each_argument(name, arg):
   assert set(cfg.data) == set(pipeline.default_data_config()) | {'source', 'synthetic_images',
                                                                    'fake'}
   assert (cfg.data.source == 'fake') == ('fake' in arg)
+  assert cfg.eval.flip is True  # evaluation follows the official flip test, the quickstart too
   if 'runlocal' in arg:
     assert cfg.total_steps == 4 and cfg.data.batch_size == 2
   if 'coco' in arg:

@@ -27,6 +27,15 @@ def test_training_config_resolves_eval_split(tmp_path, sample_data):
   assert images == str(sample_data / 'crowdpose_sample') and dataset == 'crowdpose'
 
 
+def test_flip_test_is_the_default():
+  from litepose_jax import cli
+  parser = cli.build_parser('eval')
+  base = ['eval', '--checkpoint', 'c']
+  assert parser.parse_args(base).flip is True  # official TEST.FLIP_TEST True
+  assert parser.parse_args(base + ['--no-flip']).flip is False
+  assert parser.parse_args(base + ['--flip']).flip is True  # the old spelling still works
+
+
 def test_missing_sources_are_named(tmp_path):
   with pytest.raises(ValueError, match='missing --ann, --images'):
     eval_cli._data_args(_args(dataset='coco'))
