@@ -73,7 +73,7 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.sigma = 2.0
   c.min_scale = 0.75
   c.max_scale = 1.5
-  c.scale_type = 'short'
+  c.scale_type = 'short'  # 'short' | 'long': the image side that sets the crop scale
   c.max_rotation = 30.0
   c.max_translate = 40.0
   c.flip_prob = 0.5
@@ -151,6 +151,9 @@ class _Loader:
   """
 
   def __init__(self, source: datasets.KeypointDataset, cfg, sizes: tuple[int, ...]):
+    if cfg.scale_type not in ('short', 'long'):
+      # Checked here, once: params() would silently treat any other value as 'long'.
+      raise UserError(f"data.scale_type must be 'short' or 'long', got {cfg.scale_type!r}")
     self.source = source
     self.cfg = cfg
     self.sizes = sizes

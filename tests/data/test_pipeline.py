@@ -11,6 +11,7 @@ from litepose_jax.data import datasets
 from litepose_jax.data import normalize
 from litepose_jax.data import pipeline
 from litepose_jax.data import targets
+from litepose_jax.errors import UserError
 from tests.data.helpers import copy_sample
 
 
@@ -184,6 +185,14 @@ def test_unreadable_image_is_reported_zeroed_or_strict(tmp_path, sample_data):
   cfg.strict = True
   with pytest.raises(Exception, match=r'103319\.jpg \(image id 103319\)'):
     _take(cfg, 1)
+
+
+def test_scale_type_typo_is_a_user_error(sample_data):
+  cfg = _cfg(sample_data / 'crowdpose_sample', scale_type='shrot')
+  with pytest.raises(UserError, match=r"data\.scale_type must be 'short' or 'long', got 'shrot'"):
+    pipeline.make_train_dataset(cfg)
+  long_side = _take(_cfg(sample_data / 'crowdpose_sample', scale_type='long', batch=2), 1)[0]
+  assert long_side['valid'].all()
 
 
 def test_reads_synthetic_output_as_crowdpose(tmp_path):
