@@ -22,11 +22,31 @@ TRAIN_KEYS = ('image', 'heatmaps4', 'heatmaps2', 'masks4', 'masks2', 'joints')
 
 
 @dataclasses.dataclass
+class DataTally:
+  """What this process's batches carried that the loss does not see, counted as they are used."""
+  zero_weighted: int = 0  # samples replaced by zeros (undecodable image, size mismatch)
+  dropped_people: int = 0  # people beyond data.max_people in a training sample
+
+  def add(self, batch: dict) -> None:
+    self.zero_weighted += int(np.sum(np.asarray(batch['valid']) < 0.5))
+    self.dropped_people += int(np.sum(batch['dropped_people']))
+
+
+@dataclasses.dataclass
 class DataInfo:
   num_images: int  # training images (one epoch)
   num_joints: int
   joint_set: str
   source: object = None  # the KeypointDataset for 'files'
+  tally: DataTally = dataclasses.field(default_factory=DataTally)
+
+  def summary(self, max_people: int) -> str:
+    """One line: images skipped when the json was read or decoded, and this run's tally."""
+    if self.source is None:
+      return 'in-memory batches, nothing skipped'
+    return (f'{self.source.bad.summary()}; {self.tally.zero_weighted} sample(s) '
+            f'zero-weighted and {self.tally.dropped_people} people beyond data.max_people='
+            f'{max_people} dropped in the batches of this run')
 
 
 def _fake_batch(cfg, step: int, num_joints: int) -> dict:
@@ -106,5 +126,6 @@ def make_data(config, process_index: int = 0, process_count: int = 1, start_step
 
   def it():
     for batch in ds.as_numpy_iterator():
+      info.tally.add(batch)
       yield {k: batch[k] for k in TRAIN_KEYS}
   return it(), info

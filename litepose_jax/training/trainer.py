@@ -364,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   run; tests use it to simulate an interruption). data_fn replaces data.make_data. devices:
   the data-parallel devices (default: all devices of all processes).
   Returns {'step', 'preempted', 'metrics' (last logged), 'eval' (last evaluation or None),
-  'state'}.
+  'state', 'data' (DataInfo: skipped images, zero-weighted samples, dropped people)}.
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -382,7 +382,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   start = int(train_checkpoints.to_host(state.step))
   end = run.total_steps if max_steps is None else min(run.total_steps, start + int(max_steps))
   if start:
-    stream, _ = make_data(config, pidx, pcount, start)
+    # The reopened stream's info holds the tally of what this invocation trains on.
+    stream, info = make_data(config, pidx, pcount, start)
   run.writer = summary.MetricWriter(workdir, enabled=run.is_main, resume_step=start)
   if run.is_main:
     print(f'litepose train: {run.model.arch.name} {info.num_joints} joints, {info.num_images} '
@@ -404,5 +405,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     bar.close()
     run.writer.close()
     run.ckpt.close()
+  if run.is_main and info.source is not None:
+    # Each bad sample warns once (the first few only); the total is said here, once.
+    where = f' (process 0 of {pcount})' if pcount > 1 else ''
+    print(f'litepose train: steps {start}..{progress.step}{where}: '
+          f'{info.summary(config.data.max_people)}', flush=True)
   return {'step': progress.step, 'preempted': progress.preempted, 'metrics': progress.logged,
-          'eval': progress.evaluation, 'state': state}
+          'eval': progress.evaluation, 'state': state, 'data': info}

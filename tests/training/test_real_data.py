@@ -2,6 +2,7 @@
 best-by-AP export, TensorBoard files."""
 import json
 import os
+import shutil
 
 import pytest
 
@@ -44,3 +45,23 @@ def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path):
   assert json.load(open(tmp_path / 'config.json'))['data']['data_dir'] == str(synth_dir)
   events = os.listdir(tmp_path / 'tensorboard')
   assert events and os.path.getsize(tmp_path / 'tensorboard' / events[0]) > 1000  # incl. image
+
+
+def test_skipped_and_zero_weighted_totals_are_printed_once(tiny_config, synth_dir, tmp_path,
+                                                           capsys):
+  data = tmp_path / 'data'
+  shutil.copytree(synth_dir, data)
+  train = json.load(open(data / 'json' / 'crowdpose_train.json'))
+  first = min(train['images'], key=lambda im: im['id'])  # record 0: stream position 0 unshuffled
+  (data / 'images' / first['file_name']).write_bytes(b'not a jpeg')
+  cfg = tiny_config
+  cfg.data.update(source='files', data_dir=str(data), split='train', input_size=64, batch_size=2,
+                  num_parallel_calls=1, shuffle=False, max_people=1)
+  cfg.total_steps = 2
+  cfg.eval.enabled = False
+  result = trainer.train_and_evaluate(cfg, str(tmp_path / 'w'))
+  tally = result['data'].tally
+  assert tally.zero_weighted == 1 and tally.dropped_people > 0
+  lines = [ln for ln in capsys.readouterr().out.splitlines() if 'zero-weighted' in ln]
+  assert len(lines) == 1 and 'skipped 1 image(s) (1 unreadable image)' in lines[0]
+  assert f'{tally.dropped_people} people beyond data.max_people=1 dropped' in lines[0]
