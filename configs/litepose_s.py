@@ -77,8 +77,13 @@ def get_config(arg=None):
 
   config.eval = ml_collections.ConfigDict()
   config.eval.enabled = True
+  # The split results are reported on (CrowdPose test, COCO val2017): `litepose eval --config`.
   config.eval.split = common.eval_split(a.dataset)
-  config.eval.num_images = 0  # 0 = the whole split
+  # Periodic evaluation and best/ choose the model on eval.holdout_images training images held
+  # out of training (WORKDIR/holdout.json), not on the reported split; 'split' uses eval.split.
+  config.eval.select_on = 'holdout'
+  config.eval.holdout_images = 500
+  config.eval.num_images = 0  # > 0: only the first N images of the evaluated set
   config.eval.flip = True  # official TEST.FLIP_TEST True
   config.eval.batch_size = 8
 

@@ -25,6 +25,8 @@ def test_official_recipe(name, size):
   assert cfg.loss.push_factor == cfg.loss.pull_factor == 1e-3
   assert tuple(cfg.loss.heatmap_factors) == (1.0, 1.0)
   assert cfg.eval.flip is True  # official TEST.FLIP_TEST True
+  # best/ is chosen on held-out training images; `litepose eval --config` reports on test.
+  assert cfg.eval.select_on == 'holdout' and cfg.eval.holdout_images == 500
   # Every config's docstring carries its run command and expected result.
   doc = (CONFIGS / f'litepose_{name}.py').read_text()
   assert 'litepose train --config configs/litepose_' in doc and 'Expected' in doc
@@ -119,6 +121,9 @@ def test_each_config_loads_with_each_argument(name, arg):
                                                                    'fake'}
   assert (cfg.data.source == 'fake') == ('fake' in arg)
   assert cfg.eval.flip is True  # evaluation follows the official flip test, the quickstart too
+  # Synthetic data have a fresh val split to select on; real data hold out training images.
+  synthetic = 'synthetic' in arg or 'quickstart' in arg or name == 'quickstart.py'
+  assert cfg.eval.select_on == ('split' if synthetic else 'holdout')
   if 'runlocal' in arg:
     assert cfg.total_steps == 4 and cfg.data.batch_size == 2
   if 'coco' in arg:

@@ -218,6 +218,14 @@ class KeypointDataset:
   def __len__(self) -> int:
     return len(self.records)
 
+  def subset(self, indices: Sequence[int]) -> KeypointDataset:
+    """The records at `indices` (in that order), sharing the json, joint set and bad-data log."""
+    idx = [int(i) for i in indices]
+    return KeypointDataset(self.name, self.split, self.ann_file, self.image_dir, self.coco,
+                           self.joint_set, [self.records[i] for i in idx],
+                           [self.keypoints[i] for i in idx], [self.ignore[i] for i in idx],
+                           self.bad)
+
   @property
   def has_ignore_regions(self) -> bool:
     return any(self.ignore)

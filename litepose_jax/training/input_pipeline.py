@@ -2,6 +2,8 @@
 
 Returns (iterator of this host's batches as numpy dicts, info). Two sources:
   'files': the tf.data pipeline of litepose_jax.data (real or synthetic CrowdPose / COCO data);
+           with eval.select_on 'holdout', a seeded choice of eval.holdout_images training images
+           is kept out of the stream for periodic evaluation and best/ (info.holdout);
   'fake':  deterministic random batches in memory (tests, benchmarks), set up by the
            config.data.fake sub-dict (read nowhere else): the global batch of step t is a function
            of (seed, t) only and host p takes rows [p*B/P, (p+1)*B/P), so any process layout sees
@@ -37,8 +39,9 @@ class DataInfo:
   num_images: int  # training images (one epoch)
   num_joints: int
   joint_set: str
-  source: object = None  # the KeypointDataset for 'files'
+  source: object = None  # the KeypointDataset for 'files' (without the held-out images)
   tally: DataTally = dataclasses.field(default_factory=DataTally)
+  holdout: object = None  # KeypointDataset of the held-out training images, or None
 
   def summary(self, max_people: int) -> str:
     """One line: images skipped when the json was read or decoded, and this run's tally."""
@@ -101,6 +104,44 @@ def _ensure_synthetic(cfg, process_count: int) -> None:
                      joints='coco' if cfg.dataset == 'coco' else 'crowdpose')
 
 
+# Configs written before these fields existed get the held-out default.
+DEFAULT_SELECT_ON, DEFAULT_HOLDOUT_IMAGES = 'holdout', 500
+
+
+def select_on(config) -> str:
+  """config.eval.select_on: 'holdout' (held-out training images) or 'split' (eval.split)."""
+  value = config.eval.get('select_on', DEFAULT_SELECT_ON)
+  if value not in ('holdout', 'split'):
+    raise UserError(f"eval.select_on must be 'holdout' or 'split', got {value!r}")
+  return value
+
+
+def holds_out(config) -> bool:
+  """Whether this run keeps eval.holdout_images of the training split for model selection."""
+  return bool(config.eval.enabled) and select_on(config) == 'holdout'
+
+
+def holdout_indices(num_records: int, num_held: int, seed: int) -> np.ndarray:
+  """Sorted indices of the held-out records: a seeded choice, the same on every host and run."""
+  if not 0 < num_held < num_records:
+    raise UserError(f'eval.holdout_images must be in 1..{num_records - 1} (the training split has '
+                    f'{num_records} usable images), got {num_held}')
+  rng = np.random.default_rng([seed, 4001])  # 4001: apart from the sample streams' seeds
+  return np.sort(rng.choice(num_records, size=num_held, replace=False))
+
+
+def _split_off_holdout(config, source):
+  """(training source, held-out source or None): the held-out images never enter the stream."""
+  if not holds_out(config):
+    return source, None
+  num_held = int(config.eval.get('holdout_images', DEFAULT_HOLDOUT_IMAGES))
+  held = holdout_indices(len(source), num_held, int(config.data.seed))
+  keep = np.ones(len(source), bool)
+  keep[held] = False
+  # The stream indexes the remaining records 0..N-1: still a pure function of (seed, N, g).
+  return source.subset(np.flatnonzero(keep)), source.subset(held)
+
+
 def make_data(config, process_index: int = 0, process_count: int = 1, start_step: int = 0
               ) -> tuple[Iterator[dict], DataInfo]:
   """(endless iterator of this host's batches {TRAIN_KEYS: numpy}, DataInfo) from `start_step`."""
@@ -119,10 +160,10 @@ def make_data(config, process_index: int = 0, process_count: int = 1, start_step
   from litepose_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   _ensure_synthetic(cfg, process_count)
-  source = datasets.open_from_config(cfg, is_train=True)
+  source, holdout = _split_off_holdout(config, datasets.open_from_config(cfg, is_train=True))
   ds = pipeline.make_train_dataset(cfg, process_index=process_index, process_count=process_count,
                                    start_step=start_step, source=source)
-  info = DataInfo(len(source), source.joint_set.num_joints, cfg.dataset, source)
+  info = DataInfo(len(source), source.joint_set.num_joints, cfg.dataset, source, holdout=holdout)
 
   def it():
     for batch in ds.as_numpy_iterator():

@@ -386,8 +386,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     stream, info = make_data(config, pidx, pcount, start)
   run.writer = summary.MetricWriter(workdir, enabled=run.is_main, resume_step=start)
   if run.is_main:
+    held = f' ({len(info.holdout)} more held out)' if info.holdout is not None else ''
     print(f'litepose train: {run.model.arch.name} {info.num_joints} joints, {info.num_images} '
-          f'images, global batch {run.global_batch} on {run.data_sharding.mesh.size} devices / '
+          f'images{held}, global batch {run.global_batch} on {run.data_sharding.mesh.size} devices / '
           f'{pcount} processes, steps {start}..{end} of {run.total_steps}, workdir {workdir}',
           flush=True)
   bar = tqdm.tqdm(total=end, initial=start, disable=not (run.is_main and config.progress),

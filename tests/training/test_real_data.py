@@ -6,7 +6,10 @@ import shutil
 
 import pytest
 
+from litepose_jax.data import datasets
 from litepose_jax.data import synthetic
+from litepose_jax.errors import UserError
+from litepose_jax.training import input_pipeline
 from litepose_jax.training import trainer
 
 
@@ -17,7 +20,7 @@ def synth_dir(tmp_path_factory):
   return out
 
 
-def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path):
+def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path, capsys):
   cfg = tiny_config
   cfg.data.source = 'files'
   cfg.data.data_dir = str(synth_dir)
@@ -29,9 +32,12 @@ def test_train_on_synthetic_files_with_eval(tiny_config, synth_dir, tmp_path):
   cfg.checkpoint_every = 2
   cfg.eval.enabled = True
   cfg.eval.split = 'val'
+  cfg.eval.select_on = 'split'  # the explicit switch: best/ chosen on eval.split, and said so
   cfg.eval.num_images = 2
   cfg.image_summary_every = 2
   result = trainer.train_and_evaluate(cfg, str(tmp_path))
+  assert "best/ on split 'val' (eval.select_on='split')" in capsys.readouterr().out
+  assert not (tmp_path / 'holdout.json').exists()
   assert result['step'] == 2
   assert result['eval'] is not None and 0.0 <= result['eval']['AP'] <= 1.0
   rows = [json.loads(ln) for ln in open(tmp_path / 'metrics.jsonl')]
@@ -65,3 +71,56 @@ def test_skipped_and_zero_weighted_totals_are_printed_once(tiny_config, synth_di
   lines = [ln for ln in capsys.readouterr().out.splitlines() if 'zero-weighted' in ln]
   assert len(lines) == 1 and 'skipped 1 image(s) (1 unreadable image)' in lines[0]
   assert f'{tally.dropped_people} people beyond data.max_people=1 dropped' in lines[0]
+
+
+def _holdout_config(cfg, data_dir, **eval_fields):
+  cfg.data.update(source='files', data_dir=str(data_dir), split='train', input_size=64,
+                  batch_size=2, num_parallel_calls=1)
+  cfg.total_steps = 2
+  cfg.checkpoint_every = 2
+  cfg.eval.update({'enabled': True, 'split': 'test', 'holdout_images': 2, **eval_fields})
+  return cfg
+
+
+def test_best_is_chosen_on_held_out_training_images(tiny_config, synth_dir, tmp_path, capsys):
+  cfg = _holdout_config(tiny_config, synth_dir)
+  assert cfg.eval.select_on == 'holdout'  # the recipes' default
+  _, info = input_pipeline.make_data(cfg)
+  everything = datasets.open_from_config(cfg.data)
+  trained = {r.image_id for r in info.source.records}
+  held = [r.image_id for r in info.holdout.records]
+  assert len(held) == 2 and not trained & set(held)
+  assert trained | set(held) == {r.image_id for r in everything.records}
+  assert info.num_images == len(everything) - 2
+  # The choice is a function of (data, seed): the same in a second process or run.
+  assert held == [r.image_id for r in input_pipeline.make_data(cfg)[1].holdout.records]
+  cfg.data.seed = 1
+  assert held != [r.image_id for r in input_pipeline.make_data(cfg)[1].holdout.records]
+  cfg.data.seed = 0
+
+  result = trainer.train_and_evaluate(cfg, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "best/ on 2 held-out images of training split 'train'" in out and '(2 more held out)' in out
+  written = json.load(open(tmp_path / 'holdout.json'))
+  assert written['image_ids'] == held and written['split'] == 'train'
+  # Scored against the held-out images' own ground truth, not against the test split.
+  gt = json.load(open(tmp_path / 'eval_gt_holdout_2.json'))
+  assert sorted(im['id'] for im in gt['images']) == held
+  assert result['eval'] is not None and (tmp_path / 'best' / 'model.json').is_file()
+  # Resuming with another held-out set would evaluate on images already trained on.
+  cfg.eval.holdout_images = 3
+  cfg.total_steps = 3
+  with pytest.raises(UserError, match='holdout.json lists other held-out images'):
+    trainer.train_and_evaluate(cfg, str(tmp_path))
+
+
+def test_holdout_settings_are_checked(tiny_config, synth_dir):
+  cfg = _holdout_config(tiny_config, synth_dir, select_on='best')
+  with pytest.raises(UserError, match="eval.select_on must be 'holdout' or 'split', got 'best'"):
+    input_pipeline.make_data(cfg)
+  cfg = _holdout_config(tiny_config, synth_dir, select_on='holdout', holdout_images=1000)
+  with pytest.raises(UserError, match=r'eval.holdout_images must be in 1\.\.'):
+    input_pipeline.make_data(cfg)
+  cfg.eval.enabled = False  # nothing to select: every training image is trained on
+  _, info = input_pipeline.make_data(cfg)
+  assert info.holdout is None and info.num_images == len(datasets.open_from_config(cfg.data))
