@@ -65,7 +65,7 @@ def collapse_warning(summary: dict, threshold: float = 1.0) -> str | None:
   if not np.isfinite(merged) or merged <= 0.5:
     return None
   return (f'warning: the tags of {merged:.0%} of the {summary["tag_pairs"]} pairs of people in '
-          f'the same val image are closer than the grouping threshold {threshold:g} (median gap '
+          f'the same evaluated image are closer than the grouping threshold {threshold:g} (median gap '
           f'{summary["tag_gap"]:.2f}): grouping will merge people. Early in training this is '
           "normal; if it persists, the associative-embedding loss is not separating the tags "
           "(try --config.loss.ae_type=max: its push does not vanish when tags are equal, "
