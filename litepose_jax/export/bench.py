@@ -3,8 +3,8 @@
   litepose bench --tflite model.tflite [--threads 2] [--runs 50] [--image IMG]
 
 Network: one `image` -> outputs invoke, min / median / max over --runs after --warmup runs.
-End to end for one image: what `litepose predict` does (inference.Predictor): preprocess (fit
-into the input, normalise), network, stage fusion, grouping and the map back to image pixels,
+End to end for one image: what an app with a fixed-size interpreter does (inference.Predictor
+with fixed_input): preprocess (fit into the exported input, normalise), network, stage fusion, grouping and the map back to image pixels,
 without and with flip test (a second invoke on the mirrored input; heatmaps averaged, tags
 stacked, as the official test). Grouping runs at the input resolution like the official code
 (PROJECT2IMAGE) unless --group-at stride2. The median of each Predictor stage is printed too
@@ -57,8 +57,9 @@ def benchmark(path: str, threads: int = 2, runs: int = 50, warmup: int = 5,
   """Latency figures (ms) of the .tflite at `path`; see the module docstring."""
   # JAX and the decoder take seconds to import: not for `litepose bench --help`.
   from litepose_jax.inference import predictor as predictor_lib
-  # One interpreter for both figures: the Predictor's backend wraps the same LiteRT model.
-  backend = predictor_lib.load_backend(path, num_threads=threads)
+  # One interpreter for both figures: the Predictor's backend wraps the same LiteRT model. The
+  # exported size for both, so that the two figures describe the same deployment.
+  backend = predictor_lib.load_backend(path, num_threads=threads, fixed_input=True)
   model = backend.model
   size = model.input_shape[1]
   x = np.random.default_rng(0).normal(size=model.input_shape).astype(np.float32)

@@ -38,6 +38,7 @@ def add_arguments(parser) -> None:
   parser.add_argument('--min-score', type=float, default=draw.MIN_PERSON_SCORE,
                       help='draw only people whose score (mean joint heatmap value) is at least '
                            'this; results.json keeps everyone')
+  add_fixed_input_argument(parser)
   parser.add_argument('--max-frames', type=int, default=None, help='stop after N frames/images')
   parser.add_argument('--show', action='store_true', help='show a window (needs a display)')
 
@@ -124,6 +125,15 @@ class _Outputs:
     return out_json
 
 
+def add_fixed_input_argument(parser) -> None:
+  """--fixed-input (predict and eval): how a .tflite is fed."""
+  parser.add_argument('--fixed-input', action='store_true',
+                      help='a .tflite: fit each image into its exported square input, as an app '
+                           'with a fixed-size interpreter does (default: resize the interpreter '
+                           'to the official test size of each image, short side to the input '
+                           'size and long side to a multiple of 64, as for a checkpoint)')
+
+
 def parse_scales(text: str) -> list[float]:
   """'1,0.5,2' (the --scales flag of predict and eval) -> [1.0, 0.5, 2.0]."""
   try:
@@ -137,7 +147,7 @@ def run(args) -> int:
   from litepose_jax.inference.predictor import Predictor
   scales = parse_scales(args.scales)
   predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
-                                  group_at=args.group_at)
+                                  group_at=args.group_at, fixed_input=args.fixed_input)
   os.makedirs(args.out, exist_ok=True)
   show = args.show and _can_show()
   outputs = _Outputs(args, predictor.joint_set)

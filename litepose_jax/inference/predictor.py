@@ -5,7 +5,7 @@ and maps back, fusion.py fuses stages / flip / scales, parser.py groups.
 
 A backend is anything with
   joint_set: JointSet
-  input_shape: (H, W) when the network only takes that size (TFLite), else None
+  input_shape: (H, W) when the network only takes that size (a fixed-size TFLite), else None
   max_batch: largest batch one call takes (None: any)
   __call__(images [B, H, W, 3] float32 normalised) -> (out4 [B, H/4, W/4, 2J], out2 [B, H/2, W/2, J])
 and optionally `maps(images, flip_index)` returning fused (heatmaps [B, h, w, J], tags [B, h, w, J, T])
@@ -119,11 +119,17 @@ class JaxBackend:
     return np.asarray(heat), np.asarray(tags)
 
 
-def load_backend(path: str | os.PathLike, size: int | None = None, *, num_threads: int = 2):
-  """A JAX checkpoint (dir / workdir) or a .tflite file (run on num_threads threads) -> backend."""
+def load_backend(path: str | os.PathLike, size: int | None = None, *, num_threads: int = 2,
+                 fixed_input: bool = False):
+  """A JAX checkpoint (dir / workdir) or a .tflite file (run on num_threads threads) -> backend.
+
+  fixed_input: a .tflite gets every image fitted into its exported square input (what an app
+  with a fixed-size interpreter does) even when its input is resizable; by default a resizable
+  .tflite runs at the official test size of each image, like a checkpoint.
+  """
   path = os.fspath(path)
   if path.lower().endswith('.tflite'):
-    return _TFLiteBackend(litert.TFLiteModel(path, num_threads=num_threads))
+    return _TFLiteBackend(litert.TFLiteModel(path, num_threads=num_threads), fixed_input)
   # One backend (and its compiled functions) per checkpoint in a process: repeated commands or
   # predictors on the same model do not recompile.
   from litepose_jax import checkpoints  # orbax: see JaxBackend.from_checkpoint
@@ -138,15 +144,17 @@ _BACKENDS: dict = {}
 
 
 class _TFLiteBackend:
-  """Adapts litert.TFLiteModel (fixed [1, H, W, 3] input) to the backend protocol."""
+  """Adapts litert.TFLiteModel to the backend protocol: input_shape None (official resize per
+  image) when the graph is resizable and fixed_input is False, else the exported (H, W)."""
   max_batch = 1
 
-  def __init__(self, model):
+  def __init__(self, model, fixed_input: bool = False):
     self.model = model
-    self.input_shape = tuple(int(v) for v in model.input_shape[1:3])
+    exported = tuple(int(v) for v in model.input_shape[1:3])
+    self.input_shape = None if model.resizable and not fixed_input else exported
     js = model.joint_set
     self.joint_set = js if isinstance(js, joints_lib.JointSet) else joints_lib.get_joint_set(js)
-    self.size = min(self.input_shape)
+    self.size = min(exported)
 
   def __call__(self, images):
     return self.model(np.asarray(images, np.float32))
@@ -183,9 +191,20 @@ class Predictor:
                          joint_order=self.joint_set.group_order)
 
   @classmethod
-  def from_path(cls, path: str | os.PathLike, *, size: int | None = None, **kwargs) -> Predictor:
-    """Picks the backend by extension: .tflite -> LiteRT, anything else -> JAX checkpoint."""
-    return cls(load_backend(path, size), size=size, **kwargs)
+  def from_path(cls, path: str | os.PathLike, *, size: int | None = None,
+                fixed_input: bool = False, **kwargs) -> Predictor:
+    """Picks the backend by extension: .tflite -> LiteRT, anything else -> JAX checkpoint
+    (fixed_input: see load_backend)."""
+    return cls(load_backend(path, size, fixed_input=fixed_input), size=size, **kwargs)
+
+  @property
+  def protocol(self) -> str:
+    """How images reach the network, in words (for reports next to an AP)."""
+    if self.backend.input_shape is None:
+      return (f'official: short side to {self.size}, long side to a multiple of 64 '
+              '(get_multi_scale_size)')
+    h, w = self.backend.input_shape
+    return f'fixed input: each image fitted into {h}x{w} (long side to {max(h, w)}), centred'
 
   def _resize(self, image: np.ndarray, scale: float):
     """(network input [h, w, 3] uint8, centre, scale) for one image at one test scale."""

@@ -27,6 +27,8 @@ OUTPUT_NAMES = ('heatmaps4', 'tags4', 'heatmaps2')
 OUTPUT_STRIDES = {'heatmaps4': 4, 'tags4': 4, 'heatmaps2': 2}
 IMAGENET_MEAN = normalize.MEAN
 IMAGENET_STD = normalize.STD
+# A resizable export takes [1, H, W, 3] for H, W multiples of this (inference/litert.py).
+RESIZE_MULTIPLE = 64
 REQUIRED_KEYS = ('format', 'version', 'input', 'outputs', 'joint_set', 'model', 'quantization')
 
 
@@ -57,9 +59,10 @@ def build(*, size: int, joint_set: joints_lib.JointSet, model_cfg: Mapping[str, 
           'normalization': {'formula': '(pixel / 255 - mean) / std', 'scale': 1.0 / 255.0,
                             'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD)},
           'resize': 'scale the image by k = min(W_in / w, H_in / h) and centre it (bilinear '
-                    'warp), black (0) borders before normalisation, as litepose predict does; '
+                    'warp), black (0) borders before normalisation (the fixed-size input); '
                     'a keypoint (x, y) in input pixels maps back to x / k + w / 2 - W_in / (2 k) '
                     '(same for y with h, H_in); outputs at stride s: multiply by s first',
+          'resizable': _resizable_entry(size),
       },
       'outputs': outputs,
       'joint_set': {
@@ -76,6 +79,35 @@ def build(*, size: int, joint_set: joints_lib.JointSet, model_cfg: Mapping[str, 
                if random_init else ''),
       'parity': dict(parity or {}),
   }
+
+
+def _resizable_entry(size: int) -> dict:
+  """The sidecar's input.resizable: whether and how the graph runs at other input sizes."""
+  if size % RESIZE_MULTIPLE:
+    return {'value': False, 'why': f'exported at {size}, not a multiple of {RESIZE_MULTIPLE}'}
+  return {
+      'value': True, 'multiple': RESIZE_MULTIPLE,
+      'how': 'interpreter.resize_tensor_input(input, [1, H, W, 3]) and allocate_tensors(), H and '
+             f'W multiples of {RESIZE_MULTIPLE}, with the XNNPACK delegate running the whole graph '
+             "(LiteRT's CPU default); outputs are at H / stride, W / stride",
+      'official_test_size': 'short side to the exported size, the long side keeping the aspect '
+                            'ratio rounded up to a multiple of 64 (official '
+                            'get_multi_scale_size); the image is warped to exactly that size '
+                            '(litepose eval / predict do this for a .tflite by default)',
+  }
+
+
+def resizable(data: Mapping[str, Any]) -> bool:
+  """Whether a sidecar's graph runs at other sizes (multiples of RESIZE_MULTIPLE).
+
+  Sidecars written before the field existed describe the same graph: their exported size
+  decides.
+  """
+  entry = data['input'].get('resizable')
+  if entry is not None:
+    return bool(entry.get('value'))
+  _, h, w, _ = data['input']['shape']
+  return not h % RESIZE_MULTIPLE and not w % RESIZE_MULTIPLE
 
 
 def write(tflite_path: str | os.PathLike, data: Mapping[str, Any]) -> str:

@@ -16,7 +16,7 @@ def test_predict_tflite_matches_jax(xs_model, xs_fp32):
   # Same fixed 64x64 network input as the .tflite (fit + pad) so both see identical pixels.
   backend.input_shape = (64, 64)
   jax_pred = Predictor(backend, **kw)(image)
-  tfl_pred = Predictor.from_path(str(xs_fp32), **kw)(image)
+  tfl_pred = Predictor.from_path(str(xs_fp32), fixed_input=True, **kw)(image)
   assert len(jax_pred.poses) > 0
   assert tfl_pred.poses.shape == jax_pred.poses.shape
   np.testing.assert_allclose(tfl_pred.scores, jax_pred.scores, atol=1e-3)

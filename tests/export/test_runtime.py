@@ -23,7 +23,7 @@ def test_model_interface(xs_fp32):
   np.testing.assert_array_equal(out4[..., :14], raw['heatmaps4'])
   np.testing.assert_array_equal(out4[..., 14:], raw['tags4'])
   np.testing.assert_array_equal(out2, raw['heatmaps2'])
-  with pytest.raises(ValueError, match=r'\(1, 64, 64, 3\)'):
+  with pytest.raises(ValueError, match=r'multiples of 64, got \(1, 32, 32, 3\)'):
     model(np.zeros((1, 32, 32, 3), np.float32))
 
 

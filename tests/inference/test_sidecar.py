@@ -42,3 +42,16 @@ def test_broken_sidecars_are_user_errors(tmp_path):
   sidecar.write(model, meta)
   with pytest.raises(UserError, match="format is 'other'"):
     sidecar.read(model)
+
+
+def test_resizable_input_follows_the_exported_size():
+  assert sidecar.resizable(_meta())
+  meta80 = sidecar.build(size=80, joint_set=joints.CROWDPOSE, model_cfg={}, quantization='none',
+                         source='test', random_init=True)
+  assert not sidecar.resizable(meta80) and '80' in meta80['input']['resizable']['why']
+  # A sidecar from before the field: its exported size decides.
+  for size, want in ((64, True), (80, False)):
+    meta = _meta()
+    del meta['input']['resizable']
+    meta['input']['shape'] = [1, size, size, 3]
+    assert sidecar.resizable(meta) is want
