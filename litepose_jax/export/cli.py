@@ -6,6 +6,9 @@
 
 The exported graph takes `image` float32 [1, S, S, 3] (RGB, (pixel/255 - mean)/std, ImageNet
 statistics) and returns heatmaps4 / tags4 [1, S/4, S/4, J] and heatmaps2 [1, S/2, S/2, J].
+With S a multiple of 64 the input is resizable (inference/litert.py): under XNNPACK the graph
+runs at any [1, H, W, 3] with H, W multiples of 64, which `litepose eval` / `predict` use to feed
+each image at the official test size; the sidecar says so (input.resizable).
 Parity against the JAX model is measured on the calibration inputs; an fp32 / fp16 model whose
 error exceeds its bound is not written unless --force.
 """
@@ -141,6 +144,12 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
       if os.path.exists(p):
         os.remove(p)
   log(f'wrote {out} ({len(data) / 1e6:.2f} MB) and {sidecar.sidecar_path(out)}')
+  if sidecar.resizable(meta):
+    log(f'input resizable to [1, H, W, 3], H and W multiples of {sidecar.RESIZE_MULTIPLE} '
+        '(eval / predict use the official test size of each image)')
+  else:
+    log(f'input fixed at {size}x{size} ({meta["input"]["resizable"]["why"]}): eval / predict '
+        'fit each image into it')
   if random_init:
     log('note: random-init weights: this model is for benchmarking only')
   return meta

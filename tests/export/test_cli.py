@@ -45,7 +45,7 @@ def test_cli_export_random_arch(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert rc == 0, printed
   assert 'DEPTHWISE_CONV_2D' in printed and 'parity vs JAX' in printed
-  assert 'benchmarking only' in printed
+  assert 'benchmarking only' in printed and 'input resizable' in printed
   meta = sidecar.read(out)
   assert meta['model']['name'] == 'XS' and meta['random_init'] is True
 
