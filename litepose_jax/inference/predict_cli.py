@@ -148,6 +148,7 @@ def run(args) -> int:
   scales = parse_scales(args.scales)
   predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
                                   group_at=args.group_at, fixed_input=args.fixed_input)
+  print(f'network input: {predictor.protocol}')
   os.makedirs(args.out, exist_ok=True)
   show = args.show and _can_show()
   outputs = _Outputs(args, predictor.joint_set)

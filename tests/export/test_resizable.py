@@ -70,3 +70,16 @@ def test_a_sidecar_can_declare_the_input_fixed(xs_fp32, tmp_path):
   assert Predictor.from_path(str(copy)).backend.input_shape == (64, 64)
   with pytest.raises(UserError, match=r'\(1, 64, 64, 3\) only'):
     model(np.zeros((1, 128, 64, 3), np.float32))
+
+
+def test_predict_cli_names_the_tflite_input_protocol(xs_fp32, sample_data, tmp_path, capsys):
+  from litepose_jax import cli
+  source = str(sample_data / 'crowdpose_sample')
+  results = {}
+  for flags, words in (([], 'official: short side to 64'), (['--fixed-input'], 'fitted into 64x64')):
+    out = tmp_path / ('fixed' if flags else 'official')
+    assert cli.main(['predict', '--tflite', str(xs_fp32), '--source', source, '--out', str(out)]
+                    + flags) == 0
+    assert words in capsys.readouterr().out
+    results[bool(flags)] = json.loads((out / 'results.json').read_text())
+  assert all(isinstance(r, list) for r in results.values())
