@@ -16,9 +16,10 @@ from litepose_jax.joints import JointSet
 # RGB colours: left joints orange, right joints blue, centre green.
 SIDE_COLORS = {'left': (255, 140, 0), 'right': (30, 144, 255), 'center': (50, 205, 50)}
 # A person's score is the mean of its joints' heatmap values. A model that has found the people in
-# an image also returns stray groups of a few weak joints scored about 0.01-0.03 (quickstart XS);
-# drawn, their labels cover the real people's. The results json keeps everyone.
-MIN_PERSON_SCORE = 0.1
+# an image also returns stray groups of a few weak joints: on the quickstart XS model's val images
+# (2026-12-02) the people scored 0.65-0.78 and the strays 0.007-0.11; drawn, the strays' labels
+# cover the real people's. The results json keeps everyone.
+MIN_PERSON_SCORE = 0.2
 # Drawings of smaller images are upscaled to this long side (px): on a 128-px image a skeleton
 # is a few pixels wide and its label unreadable.
 MIN_LONG_SIDE = 512
@@ -29,9 +30,27 @@ def _limb_side(joint_set: JointSet, a: int, b: int) -> str:
   return sa if sa == sb else 'center'
 
 
+def _label_origin(img: np.ndarray, anchor: tuple[int, int], size: tuple[int, int],
+                  taken: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+  """Bottom-left corner for a text box of size (w, h) at anchor, moved down past the boxes in
+  `taken` (x0, y0, x1, y1) that it would cover; the chosen box is appended to `taken`."""
+  (tw, th), (x, y) = size, anchor
+  y = max(y, th + 2)
+  for _ in range(len(taken) + 1):
+    box = (x, y - th - 2, x + tw, y + 2)
+    hit = [t for t in taken if box[0] < t[2] and t[0] < box[2] and box[1] < t[3] and t[1] < box[3]]
+    if not hit:
+      break
+    y = max(t[3] for t in hit) + th + 2
+  y = min(y, img.shape[0] - 2)
+  taken.append((x, y - th - 2, x + tw, y + 2))
+  return x, y
+
+
 def _draw_person(img: np.ndarray, pose: np.ndarray, joint_set: JointSet, label: str,
-                 threshold: float) -> None:
-  """Draws one person (pose [J, 3]) and its label on img in place."""
+                 threshold: float, taken: list | None = None) -> None:
+  """Draws one person (pose [J, 3]) and its label on img in place; labels avoid the boxes in
+  `taken` (those of the people drawn before)."""
   h, w = img.shape[:2]
   thick = max(1, int(round(min(h, w) / 200)))
   radius = thick + 1
@@ -49,8 +68,10 @@ def _draw_person(img: np.ndarray, pose: np.ndarray, joint_set: JointSet, label: 
   head = [j for j, name in enumerate(joint_set.names) if name in ('head', 'nose')]
   top = head[0] if head and ok[head[0]] else int(np.flatnonzero(ok)[np.argmin(pose[ok, 1])])
   x, y = pts[top]
-  origin = (int(x) + radius, max(int(y) - 2 * radius, 10))
   scale = 0.4 * thick
+  size = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick + 1)[0]
+  origin = _label_origin(img, (int(x) + radius, int(y) - 2 * radius), size,
+                         [] if taken is None else taken)
   # A white halo under black text: readable on dark and light backgrounds.
   cv2.putText(img, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick + 1,
               cv2.LINE_AA)
@@ -71,11 +92,12 @@ def draw_poses(image: np.ndarray, poses: np.ndarray, joint_set: JointSet, *,
   if poses.size and (poses.ndim != 3 or poses.shape[1] != joint_set.num_joints):
     raise ValueError(f'poses must be [N, {joint_set.num_joints}, 3] for joint set '
                      f'{joint_set.name}, got {poses.shape}')
+  taken: list[tuple[int, int, int, int]] = []  # label boxes drawn so far: none covers another
   for n, pose in enumerate(poses):
     label = str(ids[n] if ids is not None else n)
     if scores is not None:
       label += f' {float(scores[n]):.2f}'
-    _draw_person(img, pose, joint_set, label, threshold)
+    _draw_person(img, pose, joint_set, label, threshold, taken)
   return img
 
 

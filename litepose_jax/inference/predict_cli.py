@@ -2,7 +2,7 @@
 
 Writes drawn images (or an mp4), a COCO-format results json, and prints per-stage timings and FPS.
 Drawings of images smaller than 512 px are upscaled so that they are legible, and show the people
-scored at least --min-score (0.1); results.json holds every decoded person.
+scored at least --min-score (0.2); results.json holds every decoded person.
 """
 from __future__ import annotations
 

@@ -50,4 +50,16 @@ def test_people_below_the_person_score_are_not_drawn():
   every = draw.draw_prediction(img, np.stack([strong, weak]), np.array([0.6, 0.02]), CROWDPOSE,
                                min_score=0.0)
   assert (every != alone).any()
-  assert draw.MIN_PERSON_SCORE == 0.1
+  assert draw.MIN_PERSON_SCORE == 0.2
+
+
+def test_labels_of_people_with_the_same_head_do_not_overlap():
+  img = np.zeros((128, 128, 3), np.uint8)
+  taken = []
+  first = draw._label_origin(img, (20, 30), (40, 10), taken)
+  second = draw._label_origin(img, (25, 30), (40, 10), taken)
+  assert first == (20, 30) and second[0] == 25 and second[1] >= first[1] + 10 + 2
+  (a0, a1, a2, a3), (b0, b1, b2, b3) = taken
+  assert not (b1 < a3 and a1 < b3)  # the boxes do not intersect
+  apart = draw._label_origin(img, (90, 30), (20, 10), taken)
+  assert apart == (90, 30)  # nothing to avoid there
