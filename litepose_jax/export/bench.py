@@ -4,8 +4,9 @@
 
 Network: one `image` -> outputs invoke, min / median / max over --runs after --warmup runs.
 End to end for one image: what an app with a fixed-size interpreter does (inference.Predictor
-with fixed_input): preprocess (fit into the exported input, normalise), network, stage fusion, grouping and the map back to image pixels,
-without and with flip test (a second invoke on the mirrored input; heatmaps averaged, tags
+with fixed_input, `litepose predict --fixed-input`): preprocess (fit into the exported input,
+normalise), network, stage fusion, grouping and the map back to image pixels, without and with
+flip test (a second invoke on the mirrored input; heatmaps averaged, tags
 stacked, as the official test). Grouping runs at the input resolution like the official code
 (PROJECT2IMAGE) unless --group-at stride2. The median of each Predictor stage is printed too
 (its 'network' includes stage fusion and the flip combination; 'decode' is grouping and the map
