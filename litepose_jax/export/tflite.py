@@ -32,7 +32,8 @@ IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 def preprocess_image(rgb: np.ndarray, size: int) -> np.ndarray:
   """uint8 RGB [h, w, 3] -> [1, size, size, 3] float32 as a fixed-size input is fed
-  (`litepose predict --fixed-input`): fitted and centred with black borders (transforms.fit_image), then ImageNet-normalised."""
+  (`litepose predict --fixed-input`): fitted and centred with black borders
+  (transforms.fit_image), then ImageNet-normalised."""
   if rgb.ndim != 3 or rgb.shape[-1] != 3:
     raise ValueError(f'expected an RGB image [h, w, 3], got shape {rgb.shape}')
   fitted, _, _ = transforms.fit_image(rgb, (size, size))
