@@ -76,7 +76,8 @@ def test_predict_cli_names_the_tflite_input_protocol(xs_fp32, sample_data, tmp_p
   from litepose_jax import cli
   source = str(sample_data / 'crowdpose_sample')
   results = {}
-  for flags, words in (([], 'official: short side to 64'), (['--fixed-input'], 'fitted into 64x64')):
+  for flags, words in (([], 'official: short side to 64'),
+                       (['--fixed-input'], 'fitted into 64x64')):
     out = tmp_path / ('fixed' if flags else 'official')
     assert cli.main(['predict', '--tflite', str(xs_fp32), '--source', source, '--out', str(out)]
                     + flags) == 0
