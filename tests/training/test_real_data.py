@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from litepose_jax.data import datasets
+from litepose_jax.data import pipeline
 from litepose_jax.data import synthetic
 from litepose_jax.errors import UserError
 from litepose_jax.training import input_pipeline
@@ -92,6 +93,10 @@ def test_best_is_chosen_on_held_out_training_images(tiny_config, synth_dir, tmp_
   assert len(held) == 2 and not trained & set(held)
   assert trained | set(held) == {r.image_id for r in everything.records}
   assert info.num_images == len(everything) - 2
+  # Two epochs of the training stream itself: every trained image, never a held-out one.
+  stream = pipeline.make_train_dataset(cfg.data, source=info.source).as_numpy_iterator()
+  seen = {int(i) for _ in range(info.num_images) for i in next(stream)['image_id']}
+  assert seen == trained
   # The choice is a function of (data, seed): the same in a second process or run.
   assert held == [r.image_id for r in input_pipeline.make_data(cfg)[1].holdout.records]
   cfg.data.seed = 1
