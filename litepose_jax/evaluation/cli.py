@@ -17,6 +17,7 @@ from litepose_jax.errors import UserError
 from litepose_jax.evaluation import format_table
 from litepose_jax.evaluation import load_gt
 from litepose_jax.evaluation import split as split_lib
+from litepose_jax.inference.predict_cli import add_fixed_input_argument
 from litepose_jax.inference.predict_cli import parse_scales
 
 
@@ -34,6 +35,7 @@ def add_arguments(parser) -> None:
   parser.add_argument('--scales', default='1', help='comma-separated test scales, e.g. 1,0.5,2')
   parser.add_argument('--group-at', choices=('input', 'stride2'), default='input')
   parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images only')
+  add_fixed_input_argument(parser)
   parser.add_argument('--out', default=None, help='output directory (default: beside checkpoint)')
 
 
@@ -75,7 +77,7 @@ def run(args) -> int:
   scales = parse_scales(args.scales)
   gt = load_gt(ann, dataset)
   predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
-                                  group_at=args.group_at)
+                                  group_at=args.group_at, fixed_input=args.fixed_input)
   if predictor.joint_set.name != dataset:
     raise UserError(f'the model predicts {predictor.joint_set.name} joints but --dataset is '
                     f'{dataset}')
@@ -85,8 +87,10 @@ def run(args) -> int:
                                         restrict=args.limit is not None, desc=f'eval {dataset}')
   split_lib.write_json(prefix + '_metrics.json', {
       'dataset': dataset, 'checkpoint': os.path.abspath(args.checkpoint), 'flip': args.flip,
-      'scales': scales, 'images': len(images), **metrics}, indent=2)
+      'scales': scales, 'images': len(images), 'protocol': predictor.protocol, **metrics},
+      indent=2)
+  # The input protocol decides the AP as much as the weights do: name it beside the numbers.
   print(format_table(metrics, f'{dataset}: {len(images)} images, flip={args.flip}, '
-                              f'scales={scales}'))
+                              f'scales={scales}, input: {predictor.protocol}'))
   print(f'metrics: {prefix}_metrics.json')
   return 0

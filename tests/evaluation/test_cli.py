@@ -93,3 +93,16 @@ def test_a_bad_flag_is_one_line_and_debug_raises(xs_checkpoint, sample_data, tmp
   monkeypatch.setenv('LITEPOSE_DEBUG', '1')
   with pytest.raises(UserError, match='--scales'):
     cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path, '--scales', '1,x'))
+
+
+def test_eval_names_its_input_protocol(xs_checkpoint, sample_data, tmp_path, capsys):
+  import json
+
+  from litepose_jax import cli
+  assert cli.main(_eval_argv(xs_checkpoint, sample_data, tmp_path, '--no-flip')) == 0
+  out = capsys.readouterr().out
+  metrics = json.loads((tmp_path / 'ev' / 'eval_crowdpose_metrics.json').read_text())
+  assert metrics['protocol'].startswith('official: short side to 64') and not metrics['flip']
+  assert 'input: official' in out
+  parser = cli.build_parser('eval')
+  assert parser.parse_args(['eval', '--checkpoint', 'm.tflite', '--fixed-input']).fixed_input
