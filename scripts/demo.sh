@@ -18,7 +18,7 @@ rm -rf "$work/train" "$work/eval" "$work/predictions"
 .venv/bin/python scripts/quickstart.py data --out "$data" --samples "$work/val_samples"
 .venv/bin/litepose train --config configs/quickstart.py --workdir "$work/train" \
     --config.data.data_dir="$data"
-.venv/bin/litepose eval --checkpoint "$work/train" --dataset crowdpose --size $size --flip \
+.venv/bin/litepose eval --checkpoint "$work/train" --dataset crowdpose --size $size \
     --ann "$data/json/crowdpose_val.json" --images "$data/images" --out "$work/eval"
 .venv/bin/litepose predict --checkpoint "$work/train" --size $size --flip \
     --source "$work/val_samples" --out "$work/predictions"

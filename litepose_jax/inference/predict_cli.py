@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
                       help='image file, folder of images, video file or webcam index (0, 1, ...)')
   parser.add_argument('--out', required=True, help='output directory')
   parser.add_argument('--size', type=int, default=None, help='model input size (default: arch)')
-  parser.add_argument('--flip', action='store_true', help='flip test')
+  parser.add_argument('--flip', action='store_true',
+                      help='flip test (default: off, for speed; litepose eval uses it by default)')
   parser.add_argument('--scales', default='1', help='comma-separated test scales, e.g. 1,0.5,2')
   parser.add_argument('--group-at', choices=('input', 'stride2'), default='input',
                       help='group at input resolution (official) or on the stride-2 maps')
