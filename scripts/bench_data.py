@@ -28,7 +28,6 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OFFICIAL = 109.0  # official loader, images/s on one core of a quiet machine
-sys.path.insert(0, str(REPO))
 
 
 def _sample_root() -> pathlib.Path:

@@ -18,24 +18,21 @@ median of --steps timed steps, each ended by block_until_ready.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
 
-import jax  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
-from jax.sharding import NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
-import numpy as np  # noqa: E402
-
-from litepose_jax import models  # noqa: E402
-from litepose_jax.training import cli as train_cli  # noqa: E402
-from litepose_jax.training import input_pipeline  # noqa: E402
-from litepose_jax.training import optim  # noqa: E402
-from litepose_jax.training import trainer  # noqa: E402
+from litepose_jax import models
+from litepose_jax.training import cli as train_cli
+from litepose_jax.training import input_pipeline
+from litepose_jax.training import optim
+from litepose_jax.training import trainer
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def _child(arch_path: str, out_dir: str) -> None:
   import jax
   import numpy as np
-  sys.path.insert(0, str(REPO))
+
   from litepose_jax import config_files
   from litepose_jax.training import trainer
   assert len(jax.devices()) == 8, jax.devices()
