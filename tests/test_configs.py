@@ -32,6 +32,19 @@ def test_official_recipe(name, size):
   assert 'litepose train --config configs/litepose_' in doc and 'Expected' in doc
 
 
+@pytest.mark.parametrize('arg', [None, 'dataset=coco', 'synthetic', 'fake,runlocal'])
+def test_the_four_recipes_differ_only_in_model_and_size(arg):
+  # Each file spells out the whole recipe (big_vision style); this keeps the copies in step.
+  def flat(name):
+    cfg = config_files.load_config(str(CONFIGS / f'litepose_{name}.py') + (f':{arg}' if arg else ''))
+    d = cfg.to_dict()
+    del d['model']['arch'], d['data']['input_size']
+    return d
+  xs = flat('xs')
+  for name in ('s', 'm', 'l'):
+    assert flat(name) == xs, name
+
+
 def test_config_arguments():
   cfg = config_files.load_config(str(CONFIGS / 'litepose_s.py') + ':dataset=coco,synthetic,runlocal')
   assert cfg.data.dataset == 'coco' and cfg.data.synthetic_images > 0
