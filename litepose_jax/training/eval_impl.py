@@ -42,10 +42,15 @@ def _to_map(people: np.ndarray, image_to_map: np.ndarray) -> np.ndarray:
   return out
 
 
-def write_holdout(workdir: str, holdout, seed: int) -> str:
-  """WORKDIR/holdout.json: the held-out image ids; a resumed run must hold out the same ones."""
+def write_holdout(workdir: str, holdout, seed: int, resuming: bool = False) -> str:
+  """WORKDIR/holdout.json: the held-out image ids; a resumed run must hold out the same ones
+  (resuming: the workdir has checkpoints, so a missing file means it trained on every image)."""
   path = os.path.join(workdir, HOLDOUT_FILE)
   ids = [r.image_id for r in holdout.records]
+  if resuming and not os.path.isfile(path):
+    raise UserError(f'{workdir} has checkpoints of a run that held out no training images (no '
+                    f"{HOLDOUT_FILE}), so it trained on the images this config holds out: resume "
+                    "it with --config.eval.select_on=split, or use a new --workdir.")
   if os.path.isfile(path):
     with open(path) as f:
       before = json.load(f).get('image_ids')

@@ -104,21 +104,20 @@ def _ensure_synthetic(cfg, process_count: int) -> None:
                      joints='coco' if cfg.dataset == 'coco' else 'crowdpose')
 
 
-# Configs written before these fields existed get the held-out default.
-DEFAULT_SELECT_ON, DEFAULT_HOLDOUT_IMAGES = 'holdout', 500
-
-
 def select_on(config) -> str:
   """config.eval.select_on: 'holdout' (held-out training images) or 'split' (eval.split)."""
-  value = config.eval.get('select_on', DEFAULT_SELECT_ON)
+  value = config.eval.select_on
   if value not in ('holdout', 'split'):
     raise UserError(f"eval.select_on must be 'holdout' or 'split', got {value!r}")
   return value
 
 
 def holds_out(config) -> bool:
-  """Whether this run keeps eval.holdout_images of the training split for model selection."""
-  return bool(config.eval.enabled) and select_on(config) == 'holdout'
+  """Whether this run keeps eval.holdout_images of the training split for model selection.
+
+  Not tied to eval.enabled: switching evaluation on or off when resuming must not change the
+  training set (and so the stream)."""
+  return select_on(config) == 'holdout'
 
 
 def holdout_indices(num_records: int, num_held: int, seed: int) -> np.ndarray:
@@ -134,8 +133,7 @@ def _split_off_holdout(config, source):
   """(training source, held-out source or None): the held-out images never enter the stream."""
   if not holds_out(config):
     return source, None
-  num_held = int(config.eval.get('holdout_images', DEFAULT_HOLDOUT_IMAGES))
-  held = holdout_indices(len(source), num_held, int(config.data.seed))
+  held = holdout_indices(len(source), config.eval.holdout_images, config.data.seed)
   keep = np.ones(len(source), bool)
   keep[held] = False
   # The stream indexes the remaining records 0..N-1: still a pure function of (seed, N, g).

@@ -296,11 +296,15 @@ def _setup(config, workdir: str, info: input_pipeline.DataInfo,
       train_step=train_step, forward=jax.jit(lambda v, x: model.apply(v, x, train=False)),
       ckpt=train_checkpoints.Checkpointer(workdir, checkpoint_model_config(config, model, info),
                                           config.keep_checkpoints))
-  if config.eval.enabled and run.is_main:
+  if (config.eval.enabled or info.holdout is not None) and run.is_main:
     # Imported here: the evaluation stack (COCO API, decoder) adds ~0.8 s to the start of every
     # run, which fake-data runs and benchmarks do not need.
     from litepose_jax.training import eval_impl  # pylint: disable=g-import-not-at-top
-    run.evaluator = eval_impl.make_evaluator(config, info, workdir)
+    if info.holdout is not None:  # written even without evaluation: what was never trained on
+      eval_impl.write_holdout(workdir, info.holdout, config.data.seed,
+                              resuming=run.ckpt.latest_step() is not None)
+    if config.eval.enabled:
+      run.evaluator = eval_impl.make_evaluator(config, info, workdir)
   return run, jax.device_put(state, repl)
 
 
@@ -361,7 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """Trains (resuming from WORKDIR/checkpoints if present), evaluates, checkpoints.
 
   max_steps: stop after this many steps of this invocation (the schedule still spans the full
-  run; tests use it to simulate an interruption). data_fn replaces data.make_data. devices:
+  run; tests use it to simulate an interruption). data_fn replaces input_pipeline.make_data. devices:
   the data-parallel devices (default: all devices of all processes).
   Returns {'step', 'preempted', 'metrics' (last logged), 'eval' (last evaluation or None),
   'state', 'data' (DataInfo: skipped images, zero-weighted samples, dropped people)}.

@@ -66,6 +66,7 @@ def test_skipped_and_zero_weighted_totals_are_printed_once(tiny_config, synth_di
                   num_parallel_calls=1, shuffle=False, max_people=1)
   cfg.total_steps = 2
   cfg.eval.enabled = False
+  cfg.eval.select_on = 'split'  # every image trains (record 0 must enter the stream)
   result = trainer.train_and_evaluate(cfg, str(tmp_path / 'w'))
   tally = result['data'].tally
   assert tally.zero_weighted == 1 and tally.dropped_people > 0
@@ -126,6 +127,23 @@ def test_holdout_settings_are_checked(tiny_config, synth_dir):
   cfg = _holdout_config(tiny_config, synth_dir, select_on='holdout', holdout_images=1000)
   with pytest.raises(UserError, match=r'eval.holdout_images must be in 1\.\.'):
     input_pipeline.make_data(cfg)
-  cfg.eval.enabled = False  # nothing to select: every training image is trained on
+  cfg.eval.enabled = False  # evaluation off or on: the same images train (a resume may switch)
+  with pytest.raises(UserError, match=r'eval.holdout_images must be in 1\.\.'):
+    input_pipeline.make_data(cfg)
+  cfg.eval.select_on = 'split'  # nothing held out: every training image is trained on
   _, info = input_pipeline.make_data(cfg)
   assert info.holdout is None and info.num_images == len(datasets.open_from_config(cfg.data))
+
+
+def test_resuming_a_run_that_held_out_nothing_with_a_holdout_is_refused(tiny_config, synth_dir,
+                                                                        tmp_path):
+  cfg = _holdout_config(tiny_config, synth_dir, enabled=False, select_on='split')
+  trainer.train_and_evaluate(cfg, str(tmp_path))
+  assert not (tmp_path / 'holdout.json').exists()
+  cfg.eval.select_on = 'holdout'
+  cfg.total_steps = 3
+  with pytest.raises(UserError, match='held out no training images'):
+    trainer.train_and_evaluate(cfg, str(tmp_path))
+  # A fresh run holds them out and writes their ids even with evaluation off.
+  trainer.train_and_evaluate(cfg, str(tmp_path / 'fresh'))
+  assert len(json.load(open(tmp_path / 'fresh' / 'holdout.json'))['image_ids']) == 2
