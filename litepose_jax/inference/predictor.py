@@ -163,13 +163,14 @@ class _TFLiteBackend:
 class Predictor:
   """Callable: RGB uint8 image(s) [H, W, 3] -> Prediction(s) with people in image pixels.
 
-  Args mirror the official TEST options: flip (FLIP_TEST), scales (SCALE_FACTOR),
+  Args mirror the official TEST options: flip (FLIP_TEST; on by default as there, the commands
+  that choose speed pass flip=False), scales (SCALE_FACTOR),
   group_at 'input' (PROJECT2IMAGE, official default) or 'stride2' (group the stride-2 maps: ~4x
   fewer pixels, coordinates quantised to 2 input pixels instead of 1), and the parser thresholds.
   keep_maps attaches each image's fused stride-2 maps to its Prediction (diagnostics).
   """
 
-  def __init__(self, backend, *, size: int | None = None, flip: bool = False,
+  def __init__(self, backend, *, size: int | None = None, flip: bool = True,
                scales: Sequence[float] = (1.0,), group_at: str = 'input', max_people: int = 30,
                detection_threshold: float = 0.1, tag_threshold: float = 1.0, adjust: bool = True,
                refine: bool = True, keep_maps: bool = False):

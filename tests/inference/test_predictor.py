@@ -89,7 +89,7 @@ def test_nan_heatmaps_raise_a_clear_error():
       return out4, out2
   image = np.zeros((IMG_H, IMG_W, 3), np.uint8)
   with pytest.raises(ValueError, match='NaN heatmaps'):
-    Predictor(NanNet(_symmetric_people(np.random.default_rng(0))))(image)
+    Predictor(NanNet(_symmetric_people(np.random.default_rng(0))), flip=False)(image)
 
 
 def test_transforms_round_trip():
@@ -251,7 +251,7 @@ def test_keep_maps_maps_image_pixels_onto_the_maps(scales):
   # and its person's tag.
   people = _symmetric_people(np.random.default_rng(1))
   image = np.zeros((IMG_H, IMG_W, 3), np.uint8)
-  pred = Predictor(FakeNet(people), scales=scales, keep_maps=True)(image)
+  pred = Predictor(FakeNet(people), flip=False, scales=scales, keep_maps=True)(image)
   heat, tags, m = pred.maps['heatmaps'], pred.maps['tags'], pred.maps['image_to_map']
   # Input 64 x 128 (short side 64, long side up to a multiple of 64); with scale 0.5 the official
   # multi-scale sizes make the scale-1 input 128 x 256.
@@ -262,4 +262,9 @@ def test_keep_maps_maps_image_pixels_onto_the_maps(scales):
   assert (heat[y, x, joints] > 0.5).all()
   want = np.broadcast_to(3.0 * (np.arange(4)[:, None] + 1), (4, 14))
   np.testing.assert_allclose(tags[y, x, joints, 0], want, atol=0.8)
-  assert Predictor(FakeNet(people))(image).maps is None
+  assert Predictor(FakeNet(people), flip=False)(image).maps is None
+
+
+def test_flip_test_is_the_predictors_default():
+  # The official TEST.FLIP_TEST is True; `litepose predict` / `bench` pass flip=False for speed.
+  assert Predictor(FakeNet([])).flip is True
