@@ -91,7 +91,6 @@ def get_config(arg=None):
   config.eval.holdout_images = 500
   config.eval.num_images = 0  # > 0: only the first N images of the evaluated set
   config.eval.flip = True  # official TEST.FLIP_TEST True
-  config.eval.batch_size = 8
 
   common.add_run_settings(config)
   common.shrink(config, a)  # synthetic / fake / runlocal, last

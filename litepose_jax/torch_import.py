@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 import os
+import pickle
 import re
 from typing import Any
+import zipfile
 
 import jax
 import numpy as np
@@ -153,7 +155,8 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
                      'enough)') from e
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
-  except Exception as e:  # torch raises many types for corrupt / non-checkpoint files
+  except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    # What torch.load raises for a corrupt or non-checkpoint file; anything else is a bug.
     raise UserError(f'{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})') from e
   for key in ('state_dict', 'model'):
     if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):

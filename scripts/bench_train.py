@@ -28,6 +28,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from litepose_jax import config_files
 from litepose_jax import models
 from litepose_jax.training import cli as train_cli
 from litepose_jax.training import input_pipeline
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
   parser.add_argument('--cache', action='store_true', help='use the persistent compilation cache')
   train_cli.accept_config_overrides(parser)
   args = parser.parse_args(argv)
-  config = train_cli.load(args.config, args.config_overrides)
+  config = config_files.load_config(args.config, args.config_overrides or ())
   if config.data.source != 'fake':
     config.data.source = 'fake'  # model speed only; scripts/bench_data.py measures the pipeline
   if args.cache:

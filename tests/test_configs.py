@@ -8,7 +8,6 @@ from litepose_jax import cli
 from litepose_jax import config_files
 from litepose_jax.data import pipeline
 from litepose_jax.errors import UserError
-from litepose_jax.training import cli as train_cli
 from litepose_jax.training import sweep
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -92,7 +91,7 @@ def test_sweep_expansion(sweep_file, field, values, tmp_path):
   leaf = field.split('.')[-1]
   for run, v in zip(runs, values):
     assert run.name == f'{leaf}={v}' and run.workdir == str(tmp_path / run.name)
-    cfg = train_cli.load(run.config, run.overrides)
+    cfg = config_files.load_config(run.config, run.overrides)
     assert cfg.model[leaf] == v and cfg.seed == 7 and cfg.data.synthetic_images > 0
     assert cfg.model.arch == 'XS'
     assert run.command().startswith('litepose train --config ') and f'--config.{field}={v}' in run.command()

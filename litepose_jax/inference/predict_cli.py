@@ -113,7 +113,7 @@ class _Outputs:
       self.writer = cv2.VideoWriter(self.video_path, cv2.VideoWriter_fourcc(*'mp4v'), fps,
                                     (bgr.shape[1], bgr.shape[0]))
       if not self.writer.isOpened():
-        raise ValueError(f'cannot write {self.video_path} (no mp4v encoder in this OpenCV build)')
+        raise UserError(f'cannot write {self.video_path} (no mp4v encoder in this OpenCV build)')
     self.writer.write(bgr)
 
   def close(self) -> str:
@@ -129,7 +129,8 @@ class _Outputs:
 def add_fixed_input_argument(parser) -> None:
   """--fixed-input (predict and eval): how a .tflite is fed."""
   parser.add_argument('--fixed-input', action='store_true',
-                      help='a .tflite: fit each image into its exported square input, as an app '
+                      help='a .tflite only (a checkpoint always takes the official size): fit '
+                           'each image into its exported square input, as an app '
                            'with a fixed-size interpreter does (default: resize the interpreter '
                            'to the official test size of each image, short side to the input '
                            'size and long side to a multiple of 64, as for a checkpoint)')

@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import ml_collections
-
 from litepose_jax import config_files
 from litepose_jax.errors import UserError
 
@@ -53,14 +51,9 @@ def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
   parser.parse_known_args = parse_known_args
 
 
-def load(config_spec: str, overrides) -> ml_collections.ConfigDict:
-  """The locked config of 'path.py[:arg]' with the --config.KEY=VALUE overrides applied."""
-  return config_files.load_config(config_spec, overrides or ())
-
-
 def run(args: argparse.Namespace) -> int:
   """Trains (or resumes) the run in --workdir; exit 3 on a non-finite loss."""
-  config = load(args.config, getattr(args, 'config_overrides', []))
+  config = config_files.load_config(args.config, getattr(args, 'config_overrides', []))
   # Imported here: the trainer pulls in JAX, Flax and optax, which `litepose train --help` skips.
   from litepose_jax.training import trainer  # pylint: disable=g-import-not-at-top
   trainer.initialize_distributed(config)

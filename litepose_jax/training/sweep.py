@@ -66,7 +66,7 @@ def expand(spec: str, root: str, common: list[str] | None = None) -> list[Run]:
     runs.append(Run(name, config, overrides, os.path.join(root, name)))
   # Fail before any run starts if a field does not exist in the config.
   for r in runs:
-    train_cli.load(r.config, r.overrides)
+    config_files.load_config(r.config, r.overrides)
   return runs
 
 
