@@ -19,7 +19,7 @@ LAYERS = {
     'errors': 0, 'joints': 0, 'config_files': 0, 'host_memory': 0,
     'data': 1,
     'models': 2,
-    'checkpoints': 3, 'convert': 3, 'torch_import': 3, 'reference': 3,
+    'checkpoints': 3, 'convert': 3, 'torch_import': 3, 'reference': 3, 'nas': 3,
     'inference': 4,
     'evaluation': 5,
     'export': 6,
