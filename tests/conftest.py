@@ -44,6 +44,7 @@ SLOW_FILES = {
     'test_real_data.py',  # training with periodic evaluation on generated image files
     'test_torch_import.py',  # PyTorch parity of the checkpoint importer (imports torch)
     'test_dynamic_range.py',  # TFLite conversions (toy graphs and an XS export)
+    'test_extract.py',  # nas: super-nets and sub-nets compiled forward (about a minute)
 }
 SLOW_FIXTURES = {
     'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS
@@ -53,6 +54,8 @@ SLOW_TESTS = {  # test function names, without parameters
     'test_cli_export_random_arch',  # `litepose export` end to end
     'test_cli_export_from_checkpoint',  # `litepose export` end to end
     'test_tensorflow_import_is_quiet',  # two fresh processes importing TensorFlow
+    'test_samples_build_a_litepose',  # nas: ten sub-nets traced
+    'test_subnets_run',  # nas: sub-nets compiled and run
 }
 
 
