@@ -129,18 +129,7 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
         shown = items[:20] + ([f'... and {len(items) - 20} more'] if len(items) > 20 else [])
         parts.append(f'  {title} ({len(items)}): ' + ', '.join(shown))
     raise UserError('\n'.join(parts))
-  return _unflatten(flat)
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
-  """{(collection, *path): leaf} -> nested dicts."""
-  variables: dict = {}
-  for path, v in flat.items():
-    node = variables
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = v
-  return variables
+  return models.nest_variables(flat)
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict:

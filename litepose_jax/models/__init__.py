@@ -1,6 +1,7 @@
 """LitePose model family: `create_model(arch, num_joints)` and the model zoo presets."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -63,5 +64,16 @@ def variable_shapes(model: LitePose) -> dict[tuple[str, ...], tuple[int, ...]]:
           for path, s in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]}
 
 
-__all__ = ['init_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
+def nest_variables(flat: Mapping[tuple[str, ...], Any]) -> dict:
+  """{(collection, *module path, leaf name): leaf} (variable_shapes' keys) -> nested dicts."""
+  variables: dict = {}
+  for path, leaf in flat.items():
+    node = variables
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = leaf
+  return variables
+
+
+__all__ = ['init_variables', 'nest_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
            'get_preset', 'make_divisible', 'resolve_arch']

@@ -38,17 +38,6 @@ def _flatten(variables: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
   return {tuple(str(getattr(p, 'key', p)) for p in path): v for path, v in leaves}
 
 
-def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
-  """{(collection, *path): leaf} -> nested dicts."""
-  variables: dict = {}
-  for path, v in flat.items():
-    node = variables
-    for p in path[:-1]:
-      node = node.setdefault(p, {})
-    node[path[-1]] = v
-  return variables
-
-
 def _is_head_output(path: tuple[str, ...]) -> bool:
   """The 1x1 conv of an output layer (final_*/pointwise): its output axis is never sliced."""
   return len(path) > 2 and path[1].startswith('final_') and path[2] == 'pointwise'
@@ -143,4 +132,4 @@ def extract_subnet(supernet_variables: Mapping[str, Any], arch: models.ArchLike,
     raise UserError(f'cannot extract the sub-net (architecture {model.arch.name}) from the '
                     f'super-net variables, {len(problems)} problems:\n  ' + '\n  '.join(shown))
   _check_residuals(flat_super, model.arch)
-  return _unflatten(flat)
+  return models.nest_variables(flat)
