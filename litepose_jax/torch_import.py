@@ -5,6 +5,10 @@ own variable tree (`models.variable_shapes`), by one naming rule per module kind
 lib/models/pose_mobilenet.py module names; docs/OFFICIAL.md, "Weight layout"). Layouts: conv
 OIHW -> HWIO, depthwise (C, 1, k, k) -> (k, k, 1, C), transposed conv IOHW -> spatially flipped
 HWIO (used with transpose_kernel=False).
+
+`--arch supernet` imports the official super-net (pose_supermobilenet.py): the same keys at the
+largest widths, plus dead kernel-transform layers that are skipped (SUPERNET_SKIPPED), written as
+a super-net checkpoint (nas.supernet.supernet_model_config).
 """
 from __future__ import annotations
 
@@ -38,6 +42,17 @@ _LITEPOSE = (
     (r'deconv_(refined|raw)(\d+)', r'deconv_\1.\2', ()),
     (r'deconv_bn(\d+)', r'deconv_bnrelu.\1.0', ()),
     (r'final_(refined|raw)(\d+)', r'final_\1.\2.conv', _SEPCONV))
+
+
+# The official super-net (pose_supermobilenet.py) has the fixed net's keys at its largest widths
+# plus two Linear kernel transforms per block, for 5x5 / 3x3 kernels the search space never uses.
+# Its checkpoints come with a 'module.' (DataParallel) or '1.' prefix (official weight_transfer.py
+# strips '1.').
+SUPERNET_PREFIXES = ('module.', '1.')
+SUPERNET_SKIPPED = {
+    r'stage\.\d+\.\d+\.Linear(5x5|3x3)\.(weight|bias)':
+        'Linear5x5 / Linear3x3: kernel transforms of 5x5 / 3x3 depthwise crops, unused since '
+        'every block of the search space has k = 7'}
 
 
 def _conv(w: np.ndarray) -> np.ndarray:
@@ -95,15 +110,46 @@ def _to_numpy(v: Any) -> np.ndarray:
   return np.asarray(v)
 
 
+def _strip_prefix(key: str, prefixes: Sequence[str]) -> str:
+  """`key` without the first of `prefixes` it starts with (at most one is removed)."""
+  for prefix in prefixes:
+    if key.startswith(prefix):
+      return key[len(prefix):]
+  return key
+
+
+def _skip(sd: dict[str, Any], skipped: Mapping[str, str]) -> dict[str, Any]:
+  """`sd` without the keys matching a pattern of `skipped`; one printed note per pattern used."""
+  counts = dict.fromkeys(skipped, 0)
+  kept = {}
+  for key, v in sd.items():
+    pattern = next((p for p in skipped if re.fullmatch(p, key)), None)
+    if pattern is None:
+      kept[key] = v
+    else:
+      counts[pattern] += 1
+  for pattern, n in counts.items():
+    if n:
+      print(f'note: skipped {n} state_dict entries ({skipped[pattern]})')
+  return kept
+
+
 def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.ArchLike,
-                                  num_joints: int = 14, *, fusion: bool = True) -> dict:
+                                  num_joints: int = 14, *, fusion: bool = True,
+                                  prefixes: Sequence[str] = ('module.',),
+                                  skipped: Mapping[str, str] | None = None) -> dict:
   """Official state_dict (numpy or torch values, optional 'module.' prefix) -> Flax variables.
 
+  prefixes: leading key prefixes to strip (the first that matches, once per key).
+  skipped: {regex matching whole keys (after the prefix): why} of entries to drop without
+  importing them (e.g. SUPERNET_SKIPPED); a note says how many were dropped and why.
   Returns {'params': ..., 'batch_stats': ...} as nested dicts of float32 numpy arrays. Raises a
   UserError listing every missing, unexpected or mis-shaped key.
   """
   model = models.create_model(arch, num_joints, fusion=fusion, depthwise_impl='lax')
-  sd = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state_dict.items()}
+  sd = {_strip_prefix(k, prefixes): v for k, v in state_dict.items()}
+  if skipped:
+    sd = _skip(sd, skipped)
   shapes = models.variable_shapes(model)
   keys = {path: torch_key(path) for path in shapes}
   missing, bad_shape = [], []
@@ -156,22 +202,47 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict:
   return {k: _to_numpy(v) for k, v in obj.items() if hasattr(v, 'shape')}
 
 
+# --arch value that selects the official super-net (pose_supermobilenet.py) at the official size.
+SUPERNET_ARCH = 'supernet'
+
+
 def add_arguments(parser) -> None:
   parser.add_argument('--arch', required=True,
-                      help='preset (XS, S, M, L) or the architecture JSON the checkpoint was '
-                      'trained with')
+                      help='preset (XS, S, M, L), the architecture JSON the checkpoint was '
+                      f'trained with, or {SUPERNET_ARCH!r} for an official super-net checkpoint '
+                      '(pose_supermobilenet, official search space; writes a super-net '
+                      'checkpoint)')
   parser.add_argument('--checkpoint', required=True, help='official .pth file')
   parser.add_argument('--out', required=True, help='output checkpoint directory (must be new)')
   parser.add_argument('--joints', type=int, default=14, help='14 (CrowdPose) or 17 (COCO)')
   parser.add_argument('--no-fusion', action='store_true', help='checkpoint of the plain deconv head')
 
 
+def supernet_state_dict_to_variables(state_dict: Mapping[str, Any], num_joints: int = 14,
+                                     space: Any = None, *, fusion: bool = True) -> dict:
+  """Official super-net state_dict -> the variables of LitePose on `nas.max_arch(space)` (the
+  official space when None); nas.torch_import.import_torch_supernet documents it."""
+  # Imported here: nas.torch_import imports this module (the import runs after both are loaded).
+  from litepose_jax.nas import space as space_lib  # pylint: disable=g-import-not-at-top
+  space = space_lib.OFFICIAL if space is None else space
+  arch = models.arch_from_dict(space_lib.max_arch(space), name=SUPERNET_ARCH)
+  return torch_state_dict_to_variables(state_dict, arch, num_joints, fusion=fusion,
+                                       prefixes=SUPERNET_PREFIXES, skipped=SUPERNET_SKIPPED)
+
+
 def run(args) -> int:
   sd = load_torch_checkpoint(args.checkpoint)
   fusion = not args.no_fusion
-  variables = torch_state_dict_to_variables(sd, args.arch, args.joints, fusion=fusion)
-  cfg = checkpoints.model_config(args.arch, args.joints, fusion=fusion,
-                                 source=os.path.basename(args.checkpoint))
+  source = os.path.basename(args.checkpoint)
+  if args.arch == SUPERNET_ARCH:
+    from litepose_jax.nas import space as space_lib  # pylint: disable=g-import-not-at-top
+    from litepose_jax.nas import supernet as supernet_lib  # pylint: disable=g-import-not-at-top
+    variables = supernet_state_dict_to_variables(sd, args.joints, fusion=fusion)
+    cfg = supernet_lib.supernet_model_config(space_lib.OFFICIAL, args.joints, fusion=fusion,
+                                             source=source)
+  else:
+    variables = torch_state_dict_to_variables(sd, args.arch, args.joints, fusion=fusion)
+    cfg = checkpoints.model_config(args.arch, args.joints, fusion=fusion, source=source)
   out = checkpoints.save_model(args.out, variables, cfg)
   n = sum(v.size for v in jax.tree.leaves(variables['params']))
   print(f'wrote {out} ({cfg["name"]}, {args.joints} joints, {n:,} parameters)')
