@@ -30,6 +30,7 @@ COMMANDS = {
     'zoo': ('litepose_jax.models.zoo', 'print the model zoo and run one forward pass of each'),
     'macs': ('litepose_jax.models.counting', 'count parameters and MACs of a LitePose model'),
     'import-torch': ('litepose_jax.torch_import', 'convert an official PyTorch .pth into a checkpoint'),
+    'extract': ('litepose_jax.nas.cli', 'cut a standalone sub-net out of a super-net checkpoint'),
     'data': ('litepose_jax.data.cli', 'synthesise data sets and inspect the training pipeline'),
     'predict': ('litepose_jax.inference.predict_cli', 'draw poses on images, folders, videos, webcams'),
     'eval': ('litepose_jax.evaluation.cli', 'evaluate a checkpoint with the CrowdPose / COCO protocol'),
