@@ -63,7 +63,10 @@ class BatchNorm(nn.BatchNorm):
   """
 
   @nn.compact
-  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None,
+               channel_mask=None):
+    """x [..., C] -> [..., C]; channel_mask [C] (0 / 1, a super-net's active channels): zeroes
+    the inactive outputs, and only active channels update the running statistics."""
     use_ra = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
     if not (self.axis in (-1, x.ndim - 1) and self.axis_name is None and mask is None
             and self.use_scale and self.use_bias and self.use_fast_variance
@@ -80,9 +83,17 @@ class BatchNorm(nn.BatchNorm):
     else:
       y, mean, var = xla_cpu.bn_train(x, scale, bias, self.epsilon)
       if not self.is_initializing():
-        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        new_mean = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        new_var = self.momentum * ra_var.value + (1 - self.momentum) * var
+        if channel_mask is not None:
+          # An inactive channel saw only zeros: its statistics are not the sub-net's to write.
+          active = channel_mask > 0
+          new_mean = jnp.where(active, new_mean, ra_mean.value)
+          new_var = jnp.where(active, new_var, ra_var.value)
+        ra_mean.value, ra_var.value = new_mean, new_var
     dtype = self.dtype if self.dtype is not None else jnp.result_type(x, scale, bias)
+    if channel_mask is not None:
+      y = y * channel_mask.astype(y.dtype)
     return y.astype(dtype)
 
   def fold(self, kernel, with_bias: bool = True):
@@ -116,21 +127,24 @@ def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> BatchNorm:
 
 
 def conv_bn(convs: Sequence[tuple[nn.Module, Any]], bn_name: str, train: bool, dtype: Dtype,
-            folded: bool):
+            folded: bool, mask=None):
   """A conv+BN unit: sum_i conv_i(x_i), then BatchNorm `bn_name`: -> [B, H', W', C].
 
   Called inside a parent's compact method, so the BN is the parent's child `bn_name` beside the
   convs (the official module layout). Several convs are summed before one BN in the fusion head.
   folded: the BN is folded into every conv (each kernel scaled, the bias added once, by the
-  first) and no BN runs. Every conv+BN of the network passes here: this is where a super-net's
-  per-unit channel mask would be applied (see litepose.py).
+  first) and no BN runs. Every conv+BN of the network passes here, so this is where a
+  super-net's channel mask [C] (0 / 1 floats, the active sub-net's channels) is applied: after
+  the BN, which also keeps the running statistics of inactive channels (see nas/supernet.py).
   """
+  if folded and mask is not None:
+    raise ValueError('a folded model runs one fixed architecture: no channel masks')
   bn = batch_norm(train, dtype, bn_name)
   y = None
   for i, (conv, x) in enumerate(convs):
     t = conv(x, fold=functools.partial(bn.fold, with_bias=i == 0)) if folded else conv(x)
     y = t if y is None else y + t
-  return y if folded else bn(y)
+  return y if folded else bn(y, channel_mask=mask)
 
 
 class DepthwiseConv(nn.Module):
@@ -284,16 +298,18 @@ class InvertedResidual(nn.Module):
   folded: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool):
+  def __call__(self, x, train: bool, masks=None):
+    """masks (super-net): (hidden [H], out [features]) channel masks, or None."""
     unit = functools.partial(conv_bn, train=train, dtype=self.dtype, folded=self.folded)
     conv = functools.partial(Conv, dtype=self.dtype, impl=self.conv_impl, folded=self.folded)
+    hidden_mask, out_mask = (None, None) if masks is None else masks
     cin = x.shape[-1]
     hidden = make_divisible(round(cin * self.expansion), 8)
-    y = relu6(unit([(conv(hidden, 1, name='expand'), x)], 'expand_bn'))
+    y = relu6(unit([(conv(hidden, 1, name='expand'), x)], 'expand_bn', mask=hidden_mask))
     dw = DepthwiseConv(self.kernel_size, self.stride, self.depthwise_impl, self.dtype,
                        name='depthwise')
-    y = relu6(unit([(dw, y)], 'depthwise_bn'))
-    y = unit([(conv(self.features, 1, name='project'), y)], 'project_bn')
+    y = relu6(unit([(dw, y)], 'depthwise_bn', mask=hidden_mask))
+    y = unit([(conv(self.features, 1, name='project'), y)], 'project_bn', mask=out_mask)
     if self.stride == 1 and cin == self.features:
       y = y + x
     return y
@@ -312,9 +328,10 @@ class SepConv(nn.Module):
   folded: bool = False
 
   @nn.compact
-  def __call__(self, x, train: bool, split: Sequence[int] = ()):
+  def __call__(self, x, train: bool, split: Sequence[int] = (), in_mask=None):
+    """in_mask (super-net): the input's channel mask [Cin], or None."""
     dw = DepthwiseConv(self.kernel_size, 1, self.depthwise_impl, self.dtype, name='depthwise')
-    y = relu(conv_bn([(dw, x)], 'depthwise_bn', train, self.dtype, self.folded))
+    y = relu(conv_bn([(dw, x)], 'depthwise_bn', train, self.dtype, self.folded, in_mask))
     return Conv(self.features, 1, dtype=self.dtype, impl=self.conv_impl, folded=self.folded,
                 name='pointwise')(y, split=split)
 

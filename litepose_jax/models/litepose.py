@@ -63,7 +63,9 @@ class LitePose(nn.Module):
                        f'stride), got {h}x{w}')
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, masks=None):
+    """masks: a super-net's channel masks of one sub-net (nas/supernet.py, `subnet_masks`), or
+    None for the whole network."""
     self.check_input(x)
     if self.folded and train:
       raise ValueError('a folded LitePose runs inference only (train=False)')
@@ -76,38 +78,48 @@ class LitePose(nn.Module):
     y = layers.relu6(unit([(conv(STEM_CHANNELS, 3, 2, name='stem_conv'), x)], 'stem_conv_bn'))
     y = layers.relu6(unit([(layers.DepthwiseConv(3, 1, impl, dt, name='stem_dw'), y)],
                           'stem_dw_bn'))
-    y = unit([(conv(self.arch.input_channel, 1, name='stem_pw'), y)], 'stem_pw_bn')
+    m = masks or {}
+    y = unit([(conv(self.arch.input_channel, 1, name='stem_pw'), y)], 'stem_pw_bn',
+             mask=m.get('stem'))
     feats = [y]
     for si, stage in enumerate(self.arch.stages):
       for bi, block in enumerate(stage.blocks):
         y = layers.InvertedResidual(stage.channels, stage.stride if bi == 0 else 1, block.kernel,
                                     block.expansion, impl, dt, ci, folded,
-                                    name=f'stage{si}_block{bi}')(y, train)
+                                    name=f'stage{si}_block{bi}')(
+                                        y, train, m['blocks'][si][bi] if m else None)
       feats.append(y)
-    return self._head(feats, train)
+    return self._head(feats, train, m)
 
-  def _head(self, feats, train: bool):
-    """Fusion Deconv Head over [stem, stage0..3] features -> the outputs (see the class)."""
+  def _head(self, feats, train: bool, masks):
+    """Fusion Deconv Head over [stem, stage0..3] features -> the outputs (see the class).
+
+    masks: {} or the sub-net's masks, of which the head reads 'deconv' and the feature masks
+    'stem' and 'stages' (of its raw inputs)."""
     dt, impl, ci, folded = self.dtype, self.depthwise_impl, self.conv_impl, self.folded
     branches = ('refined', 'raw') if self.fusion else ('refined',)
     j = self.num_joints
     outputs = []
     refined = feats[-1]
+    feat_masks = [masks.get('stem')] + list(masks.get('stages', [None] * len(self.arch.stages)))
+    deconv_masks = masks.get('deconv', [None] * len(self.arch.deconv_setting))
     # Level i upsamples the refined path and adds the raw feature at that resolution
     # (x_list[-(i+2)]); levels 1 and 2 feed the two output heads.
     for i, ch in enumerate(self.arch.deconv_setting):
       inputs = {'refined': refined, 'raw': feats[-(i + 2)]}
       deconvs = [(layers.Deconv(ch, dt, ci, folded, name=f'deconv_{b}{i}'), inputs[b])
                  for b in branches]
-      refined = layers.relu(layers.conv_bn(deconvs, f'deconv_bn{i}', train, dt, folded))
+      refined = layers.relu(layers.conv_bn(deconvs, f'deconv_bn{i}', train, dt, folded,
+                                           deconv_masks[i]))
       if i == 0:
         continue
       out_ch = 2 * j if i == 1 else j
       # stage0 output (stride 4) for level 1, stem output for level 2.
       inputs = {'refined': refined, 'raw': feats[-(i + 3)]}
+      in_masks = {'refined': deconv_masks[i], 'raw': feat_masks[-(i + 3)]}
       split = (j, j) if folded and i == 1 else ()
       heads = [layers.SepConv(out_ch, 5, impl, dt, ci, folded, name=f'final_{b}{i - 1}')(
-          inputs[b], train, split) for b in branches]
+          inputs[b], train, split, in_masks[b]) for b in branches]
       parts = zip(*[h if split else (h,) for h in heads])
       outputs.extend(functools.reduce(operator.add, p).astype(jnp.float32) for p in parts)
     return tuple(outputs)

@@ -1,5 +1,5 @@
-"""Neural architecture search for LitePose: the search space (space.py), sub-net extraction from
-super-net variables (extract.py) and, as issue 18 grows, the super-net module and its training.
+"""Neural architecture search for LitePose: the search space (space.py), the weight-shared
+super-net (supernet.py) and sub-net extraction from its variables (extract.py).
 
 Layer 3 (docs/ARCHITECTURE.md): may import base, data, models and checkpoints, never inference,
 evaluation, export or training.
@@ -17,10 +17,18 @@ from litepose_jax.nas.space import largest
 from litepose_jax.nas.space import max_arch
 from litepose_jax.nas.space import sample
 from litepose_jax.nas.space import smallest
+from litepose_jax.nas.space import space_from_json
 from litepose_jax.nas.space import space_size
+from litepose_jax.nas.space import space_to_json
 from litepose_jax.nas.space import uniform
 from litepose_jax.nas.space import validate
+from litepose_jax.nas.supernet import SuperLitePose
+from litepose_jax.nas.supernet import create_supernet
+from litepose_jax.nas.supernet import load_supernet
+from litepose_jax.nas.supernet import subnet_masks
+from litepose_jax.nas.supernet import supernet_model_config
 
-__all__ = ['GENE_NAMES', 'OFFICIAL', 'WIDTH_GENES', 'SearchSpace', 'decode', 'encode',
-           'extract_subnet', 'largest', 'max_arch', 'sample', 'smallest', 'space_size', 'uniform',
-           'validate']
+__all__ = ['GENE_NAMES', 'OFFICIAL', 'WIDTH_GENES', 'SearchSpace', 'SuperLitePose',
+           'create_supernet', 'decode', 'encode', 'extract_subnet', 'largest', 'load_supernet',
+           'max_arch', 'sample', 'smallest', 'space_from_json', 'space_size', 'space_to_json',
+           'subnet_masks', 'supernet_model_config', 'uniform', 'validate']

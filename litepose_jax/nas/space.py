@@ -276,3 +276,20 @@ def decode(genes: Sequence[int], space: SearchSpace = OFFICIAL) -> dict:
       raise UserError(f'genes[{i}] ({GENE_NAMES[i]}): {gene!r} is not an index in 0..{n - 1}')
   widths = [space.choices(g)[int(i)] for g, i in enumerate(genes[1:])]
   return _arch(space, space.resolutions[int(genes[0])], widths)
+
+
+def space_to_json(space: SearchSpace) -> dict:
+  """The space's fields (tuples; JSON-able: a super-net checkpoint's model.json 'supernet'
+  entry, a config's supernet.space)."""
+  return {f.name: getattr(space, f.name) for f in dataclasses.fields(space)}
+
+
+def space_from_json(d: Mapping[str, Any], where: str = 'supernet') -> SearchSpace:
+  """Inverse of space_to_json; a UserError names an unknown field."""
+  if not isinstance(d, Mapping):
+    raise UserError(f'{where} must be an object of SearchSpace fields, got {d!r}')
+  names = {f.name for f in dataclasses.fields(SearchSpace)}
+  unknown = sorted(set(d) - names)
+  if unknown:
+    raise UserError(f'{where}: unknown search-space fields {unknown} (known: {sorted(names)})')
+  return SearchSpace(**dict(d))
