@@ -42,6 +42,7 @@ from litepose_jax.data import datasets
 from litepose_jax.data import decoded_cache
 from litepose_jax.data import image_files
 from litepose_jax.data import normalize
+from litepose_jax.data import sizes as sizes_lib
 from litepose_jax.data import targets
 from litepose_jax.errors import UserError
 
@@ -96,16 +97,6 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.prefetch = 2
   c.threads = 0  # tf.data private thread pool size; 0 = TF default (all cores)
   return c
-
-
-def _sizes(cfg) -> tuple[int, ...]:
-  """The input sizes the stream draws from (one unless data.input_sizes is set)."""
-  sizes = tuple(int(s) for s in (cfg.input_sizes or (cfg.input_size,)))
-  for s in sizes:
-    if s <= 0 or s % 16:
-      raise UserError(f'data.input_size(s): input size {s} must be a positive multiple of 16 '
-                      '(backbone stride 16)')
-  return sizes
 
 
 class _SingleThreadedOpenCV:
@@ -171,10 +162,7 @@ class _Loader:
 
   def size_at(self, g: int) -> int:
     """Input size of the global step that stream position g belongs to."""
-    if len(self.sizes) == 1:
-      return self.sizes[0]
-    rng = np.random.default_rng([self.seed, 7919, g // self.global_batch])
-    return self.sizes[int(rng.integers(len(self.sizes)))]
+    return sizes_lib.step_input_size(self.seed, g // self.global_batch, self.sizes)
 
   def params(self, g: int, rec: datasets.ImageRecord):
     """(centre, scale, rotation, flip) of stream position g: stateless in (seed, g)."""
@@ -382,7 +370,7 @@ def make_train_dataset(cfg, *, process_index: int = 0, process_count: int = 1,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   local_batch = _local_batch(cfg, process_index, process_count)
   source = source or datasets.open_from_config(cfg)
-  loader = _Loader(source, cfg, _sizes(cfg))
+  loader = _Loader(source, cfg, sizes_lib.input_sizes(cfg))
   load, finish = _load_batch(loader, source, cfg, local_batch), _finish_batch(cfg)
   parallel = tf.data.AUTOTUNE if cfg.num_parallel_calls == -1 else cfg.num_parallel_calls
   ds = _index_stream(len(source), cfg, int(start_step) * cfg.batch_size)

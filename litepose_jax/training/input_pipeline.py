@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from litepose_jax import joints as joints_lib
+from litepose_jax.data import sizes
 from litepose_jax.errors import UserError
 
 TRAIN_KEYS = ('image', 'heatmaps4', 'heatmaps2', 'masks4', 'masks2', 'joints')
@@ -53,8 +54,9 @@ class DataInfo:
 
 
 def _fake_batch(cfg, step: int, num_joints: int) -> dict:
-  """The global batch of `step`: random images [B,S,S,3], targets and joints of fake.people."""
-  b, s = cfg.batch_size, cfg.input_size
+  """The global batch of `step`: random images [B,S,S,3], targets and joints of fake.people, at
+  the step's input size (data.input_sizes, as the file pipeline draws it)."""
+  b, s = cfg.batch_size, sizes.step_input_size(cfg.seed, step, sizes.input_sizes(cfg))
   r4, r2 = s // 4, s // 2
   rng = np.random.default_rng([cfg.seed, 104729, step])
   people = cfg.fake.people

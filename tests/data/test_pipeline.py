@@ -170,6 +170,21 @@ def test_variable_input_sizes_per_step(sample_data):
     pipeline.make_train_dataset(_cfg(sample_data / 'crowdpose_sample', input_sizes=(70,)))
 
 
+def test_drawn_size_batches_equal_batches_rendered_at_that_size(sample_data):
+  # Super-net training: a step at a drawn size gets exactly what a single-size run at that size
+  # renders for the same stream positions (images, sigma-2 heatmaps, masks, joint indices), not
+  # resized tensors of the largest size.
+  mixed = _take(_cfg(sample_data / 'crowdpose_sample', batch=2, input_sizes=(64, 128)), 4)
+  for size in (64, 128):
+    fixed = _take(_cfg(sample_data / 'crowdpose_sample', batch=2, size=size), 4)
+    steps = [t for t, b in enumerate(mixed) if b['image'].shape[1] == size]
+    assert steps
+    for t in steps:
+      for key in ('image', 'heatmaps4', 'heatmaps2', 'masks4', 'masks2', 'joints', 'index'):
+        np.testing.assert_array_equal(mixed[t][key], fixed[t][key], err_msg=f'{key} step {t}')
+    assert fixed[steps[0]]['heatmaps4'].max() == pytest.approx(1.0)  # peaks survive
+
+
 def test_unreadable_image_is_reported_zeroed_or_strict(tmp_path, sample_data):
   copy_sample(sample_data / 'crowdpose_sample', tmp_path)
   (tmp_path / '103319.jpg').write_bytes(b'not a jpeg')
