@@ -59,6 +59,10 @@ def eval_split(dataset: str) -> str:
 def add_run_settings(config: ml_collections.ConfigDict) -> None:
   """Logging, checkpoint and summary cadence, progress bar, compilation cache, multi-host."""
   config.seed = 0
+  # A checkpoint (dir or workdir) whose variables start a fresh run (not a resumed one): an
+  # extracted sub-net to fine-tune (`litepose extract`), or, for a super-net, a trained largest
+  # network (channels sorted by importance, configs/supernet.py).
+  config.init_from = ''
   config.log_every = 50
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3

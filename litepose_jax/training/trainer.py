@@ -31,12 +31,16 @@ import tqdm
 
 from litepose_jax import checkpoints
 from litepose_jax import models
+from litepose_jax import nas
 from litepose_jax.data import normalize
 from litepose_jax.errors import UserError
+from litepose_jax.nas import sort as nas_sort
+from litepose_jax.nas import supernet as nas_supernet
 from litepose_jax.training import input_pipeline
 from litepose_jax.training import losses
 from litepose_jax.training import optim
 from litepose_jax.training import summary
+from litepose_jax.training import supernet
 from litepose_jax.training import train_checkpoints
 
 DEFAULT_CACHE = os.path.join('~', '.cache', 'litepose_jax', 'jax_cache')
@@ -73,9 +77,15 @@ def initialize_distributed(config) -> None:
 
 
 def model_for_training(config, num_joints: int) -> models.LitePose:
-  """The LitePose of config.model, computing in bf16 when config.mixed_precision (params fp32)."""
+  """The LitePose of config.model (or the super-net of config.supernet), computing in bf16 when
+  config.mixed_precision (params fp32)."""
   m = config.model
   dtype = jnp.bfloat16 if config.mixed_precision else jnp.float32
+  if supernet.enabled(config):
+    supernet.check(config)
+    return nas.create_supernet(num_joints, supernet.search_space(config), fusion=m.fusion,
+                               depthwise_impl=m.depthwise_impl, dtype=dtype,
+                               conv_impl=m.conv_impl)
   return models.create_model(m.arch, num_joints, fusion=m.fusion,
                              kernel_size=m.kernel_size or None, width_mult=m.width_mult,
                              depthwise_impl=m.depthwise_impl, dtype=dtype,
@@ -84,17 +94,27 @@ def model_for_training(config, num_joints: int) -> models.LitePose:
 
 def checkpoint_model_config(config, model, info: input_pipeline.DataInfo) -> dict:
   """model.json content for the checkpoints of this run (fp32 inference model)."""
+  if supernet.enabled(config):
+    return nas.supernet_model_config(model.space, info.num_joints, fusion=config.model.fusion,
+                                     joint_set=info.joint_set, input_size=config.data.input_size)
   return checkpoints.model_config(model.arch, info.num_joints, fusion=config.model.fusion,
                                   joint_set=info.joint_set, input_size=config.data.input_size)
 
 
 def make_train_step(model, tx, schedule, config, num_joints: int) -> Callable:
-  """(state, batch) -> (state, metrics): one optimizer step on the global batch."""
+  """(state, batch, masks) -> (state, metrics): one optimizer step on the global batch.
+
+  masks: None for a fixed network; for a super-net, the channel masks of the step's sub-nets
+  (training/supernet.py: step_masks)."""
   lc = config.loss
   ema_decay = config.ema_decay
+  supernet_loss = (supernet.make_loss_fn(model, config, num_joints)
+                   if supernet.enabled(config) else None)
 
-  def train_step(state: optim.TrainState, batch):
+  def train_step(state: optim.TrainState, batch, masks=None):
     def loss_fn(params):
+      if supernet_loss is not None:
+        return supernet_loss(params, state.batch_stats, batch, masks)
       (out4, out2), updates = model.apply(
           {'params': params, 'batch_stats': state.batch_stats},
           normalize.model_input(batch['image'], jnp), train=True,
@@ -229,7 +249,8 @@ class _Run:
   global_batch: int
   total_steps: int
   data_sharding: NamedSharding
-  train_step: Callable  # (state, global batch) -> (state, metrics), jitted
+  train_step: Callable  # (state, global batch, masks) -> (state, metrics), jitted
+  step_masks: Callable  # step -> the masks argument of train_step (None for a fixed net)
   forward: Callable  # (variables, images) -> outputs of the inference-mode model, jitted
   ckpt: train_checkpoints.Checkpointer
   evaluator: Callable | None = None  # process 0 with config.eval.enabled only
@@ -262,6 +283,33 @@ class _Run:
     self.writer.images(step, 'train/image_gt_pred', panels)
 
 
+def _init_from(config, model, fresh: dict) -> dict:
+  """Step-0 variables from the checkpoint config.init_from (fine-tuning an extracted sub-net, or
+  a super-net started from a trained largest network, its channels sorted by importance)."""
+  path = config.init_from
+  _, loaded, loaded_cfg = checkpoints.load_model(path)
+  if supernet.enabled(config) and nas_supernet.SUPERNET_FIELD not in loaded_cfg:
+    s = config.supernet
+    print(f'litepose train: super-net initialised from the largest network {path} (channels '
+          f'{"sorted by importance" if s.sort_channels else "as they are"}'
+          f'{", fresh head" if s.fresh_head else ""})', flush=True)
+    return nas_sort.init_supernet_from(loaded, model.space, model.num_joints,
+                                       sort=s.sort_channels, fresh_head=s.fresh_head,
+                                       seed=config.seed, fusion=model.fusion)
+  want = models.variable_shapes(model)
+  have = {tuple(str(getattr(p, 'key', p)) for p in path_): tuple(np.shape(v)) for path_, v in
+          jax.tree_util.tree_flatten_with_path(dict(loaded))[0]}
+  diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+  if diff:
+    shown = ', '.join(f'{"/".join(k)}: checkpoint {have.get(k)}, model {want.get(k)}'
+                      for k in diff[:5])
+    raise UserError(f'config.init_from {path}: its variables do not fit the configured model '
+                    f'({len(diff)} differ: {shown}); use the same architecture '
+                    '(config.model.arch) as in the checkpoint model.json')
+  print(f'litepose train: initialised from {path}', flush=True)
+  return jax.tree.map(lambda v, f: np.asarray(v, f.dtype), loaded, fresh)
+
+
 def _save_config(config, workdir: str) -> None:
   path = os.path.join(workdir, 'config.json')
   with open(path + '.tmp', 'w') as f:
@@ -285,17 +333,26 @@ def _setup(config, workdir: str, info: input_pipeline.DataInfo,
   total_steps = config.total_steps or config.num_epochs * steps_per_epoch
   schedule = optim.make_schedule(config.optim, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config.optim, schedule)
+  ckpt = train_checkpoints.Checkpointer(workdir, checkpoint_model_config(config, model, info),
+                                        config.keep_checkpoints)
   variables = models.init_variables(model, config.data.input_size, config.seed)
+  if config.get('init_from') and ckpt.latest_step() is None:
+    variables = _init_from(config, model, variables)
   state = optim.create_state(variables, tx, ema=config.ema_decay > 0)
+  if supernet.enabled(config):
+    def step_masks(step):
+      return supernet.masks_for_jit(supernet.step_masks(config, model, step))
+  else:
+    def step_masks(step):
+      del step
   train_step = jax.jit(make_train_step(model, tx, schedule, config, info.num_joints),
-                       in_shardings=(repl, data_sharding), out_shardings=(repl, repl),
+                       in_shardings=(repl, data_sharding, repl), out_shardings=(repl, repl),
                        donate_argnums=(0,))
   run = _Run(
       config=config, workdir=workdir, is_main=jax.process_index() == 0, info=info, model=model,
       global_batch=global_batch, total_steps=total_steps, data_sharding=data_sharding,
-      train_step=train_step, forward=jax.jit(lambda v, x: model.apply(v, x, train=False)),
-      ckpt=train_checkpoints.Checkpointer(workdir, checkpoint_model_config(config, model, info),
-                                          config.keep_checkpoints))
+      train_step=train_step, step_masks=step_masks,
+      forward=jax.jit(lambda v, x: model.apply(v, x, train=False)), ckpt=ckpt)
   if (config.eval.enabled or info.holdout is not None) and run.is_main:
     # Imported here: the evaluation stack (COCO API, decoder) adds ~0.8 s to the start of every
     # run, which fake-data runs and benchmarks do not need.
@@ -330,7 +387,7 @@ def _train_loop(run: _Run, state, stream: Iterator[dict], end: int, log: _TrainL
   guard = _FiniteGuard(run.ckpt)
   while progress.step < end:
     local = next(stream)
-    state, metrics = run.train_step(state, run.to_global(local))
+    state, metrics = run.train_step(state, run.to_global(local), run.step_masks(progress.step))
     progress.step += 1
     step = progress.step
     guard.defer(step - 1, metrics)
@@ -416,4 +473,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     print(f'litepose train: steps {start}..{progress.step}{where}: '
           f'{info.summary(config.data.max_people)}', flush=True)
   return {'step': progress.step, 'preempted': progress.preempted, 'metrics': progress.logged,
-          'eval': progress.evaluation, 'state': state, 'data': info}
+          'eval': progress.evaluation, 'state': state, 'data': info,
+          'train_step_compiles': run.train_step._cache_size()}  # pylint: disable=protected-access
