@@ -5,6 +5,11 @@ get_config(arg), given as `path.py` or `path.py:arg`) providing config.data.data
 config.data.ann_file and config.data.image_dir; explicit flags override the config.
 Writes <prefix>_results.json (COCO format) and <prefix>_metrics.json next to the checkpoint
 (evaluation/split.py: the loop shared with training's periodic evaluation).
+
+With --supernet-arch ARCH.json the checkpoint is a super-net: the sub-net ARCH.json gets its
+BatchNorm statistics recalibrated on images of the --config's training split
+(nas/recalibrate.py), is extracted (nas.extract_subnet) and evaluated as a standalone net, which
+computes exactly what the sub-net inside the super-net computes.
 """
 from __future__ import annotations
 
@@ -37,6 +42,19 @@ def add_arguments(parser) -> None:
   parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images only')
   add_fixed_input_argument(parser)
   parser.add_argument('--out', default=None, help='output directory (default: beside checkpoint)')
+  parser.add_argument(
+      '--supernet-arch', default=None, metavar='ARCH.json',
+      help='--checkpoint is a super-net: evaluate its sub-net ARCH.json (official JSON schema) '
+           'after BatchNorm recalibration on --config\'s training split (required then); the '
+           'extracted net is evaluated, which is exactly the sub-net inside the super-net with '
+           'recalibrated statistics. Default --size: the arch\'s img_size')
+  parser.add_argument('--calib-images', type=int, default=2000,
+                      help='--supernet-arch: calibration images (seeded subset of the training '
+                           'split)')
+  parser.add_argument('--calib-batch', type=int, default=16,
+                      help='--supernet-arch: calibration batch size')
+  parser.add_argument('--calib-seed', type=int, default=0,
+                      help='--supernet-arch: seed of the calibration subset and its augmentation')
 
 
 def _data_args(args):
@@ -62,22 +80,66 @@ def _data_args(args):
 
 def _out_prefix(args, dataset: str) -> str:
   ckpt = os.path.abspath(args.checkpoint)
+  name = f'eval_{dataset}'
+  if getattr(args, 'supernet_arch', None):
+    # One super-net, many sub-nets: each sub-net's files are named after its architecture.
+    name += '_' + os.path.splitext(os.path.basename(args.supernet_arch))[0]
   if args.out:
     os.makedirs(args.out, exist_ok=True)
-    return os.path.join(args.out, f'eval_{dataset}')
+    return os.path.join(args.out, name)
   if os.path.isdir(ckpt):
-    return os.path.join(ckpt, f'eval_{dataset}')
-  return os.path.splitext(ckpt)[0] + f'_eval_{dataset}'
+    return os.path.join(ckpt, name)
+  return os.path.splitext(ckpt)[0] + '_' + name
+
+
+def _subnet_predictor(args, **kwargs):
+  """(Predictor of the recalibrated, extracted sub-net --supernet-arch, metrics entries)."""
+  # JAX, orbax, TensorFlow: slow imports, only for this path.
+  from litepose_jax import joints as joints_lib
+  from litepose_jax import models
+  from litepose_jax import nas
+  from litepose_jax.inference.predictor import JaxBackend
+  from litepose_jax.inference.predictor import Predictor
+  from litepose_jax.nas import recalibrate as recalibrate_lib
+  spec = models.resolve_arch(args.supernet_arch)
+  net, variables, model_cfg = nas.load_supernet(args.checkpoint)
+  size = int(args.size or spec.img_size)
+  data_cfg = config_files.load_config(args.config).data
+  batches = recalibrate_lib.calibration_batches(data_cfg, size, args.calib_images,
+                                                args.calib_batch, args.calib_seed)
+  variables = recalibrate_lib.recalibrate(net, variables, spec, batches, progress=True)
+  module = models.create_model(spec, net.num_joints, fusion=net.fusion)
+  sub_variables = nas.extract_subnet(variables, spec, net.num_joints, fusion=net.fusion)
+  try:
+    joint_set = joints_lib.get_joint_set(model_cfg.get('joint_set') or net.num_joints)
+  except ValueError:
+    joint_set = joints_lib.get_joint_set(net.num_joints)
+  predictor = Predictor(JaxBackend(module, sub_variables, joint_set, size), size=size, **kwargs)
+  info = {'supernet_arch': os.path.abspath(args.supernet_arch), 'subnet': spec.to_json_dict(),
+          'calibration': {'images': batches.num_images, 'batches': len(batches),
+                          'requested_images': args.calib_images,
+                          'batch_size': args.calib_batch, 'seed': args.calib_seed,
+                          'split': data_cfg.get('split', ''), 'size': size}}
+  return predictor, info
 
 
 def run(args) -> int:
   # JAX and the decoder take seconds to import: not for `litepose eval --help`.
   from litepose_jax.inference.predictor import Predictor
+  if args.supernet_arch and not args.config:
+    raise UserError('--supernet-arch needs --config: the sub-net\'s BatchNorm statistics are '
+                    'recalibrated on its training split (config.data)')
   ann, image_dir, dataset = _data_args(args)
   scales = parse_scales(args.scales)
   gt = load_gt(ann, dataset)
-  predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip, scales=scales,
-                                  group_at=args.group_at, fixed_input=args.fixed_input)
+  extra = {}
+  if args.supernet_arch:
+    predictor, extra = _subnet_predictor(args, flip=args.flip, scales=scales,
+                                         group_at=args.group_at)
+  else:
+    predictor = Predictor.from_path(args.checkpoint, size=args.size, flip=args.flip,
+                                    scales=scales, group_at=args.group_at,
+                                    fixed_input=args.fixed_input)
   if predictor.joint_set.name != dataset:
     raise UserError(f'the model predicts {predictor.joint_set.name} joints but --dataset is '
                     f'{dataset}')
@@ -87,7 +149,8 @@ def run(args) -> int:
                                         restrict=args.limit is not None, desc=f'eval {dataset}')
   split_lib.write_json(prefix + '_metrics.json', {
       'dataset': dataset, 'checkpoint': os.path.abspath(args.checkpoint), 'flip': args.flip,
-      'scales': scales, 'images': len(images), 'protocol': predictor.protocol, **metrics},
+      'scales': scales, 'images': len(images), 'protocol': predictor.protocol, **extra,
+      **metrics},
       indent=2)
   # The input protocol decides the AP as much as the weights do: name it beside the numbers.
   print(format_table(metrics, f'{dataset}: {len(images)} images, flip={args.flip}, '

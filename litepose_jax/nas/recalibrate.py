@@ -1,0 +1,209 @@
+"""BatchNorm recalibration of one sub-net inside the super-net (SUPERNET_SPEC.md §9 point 10).
+
+The super-net's running statistics are an exponential mix over every sub-net and resolution it
+was trained on (§2.3), so they match no particular sub-net. Before a sub-net is evaluated (inside
+the super-net or extracted), its statistics are recomputed: reset, then the cumulative average
+over a fixed, seeded calibration set of the per-batch statistics in training mode (mean of the
+batch means, mean of the batch variances, as OFA), no gradients. The official calibrate_test.py
+(§5.3) instead keeps the super-net's statistics and runs the momentum-0.1 EMA over an unseeded
+pass, so the last ~22 batches dominate and the same sub-net scores differently on every run.
+
+How the per-batch statistics leave flax without touching layers.py: the training-mode forward
+starts from zero running statistics, so each BatchNorm writes new = momentum * 0 + (1 - momentum)
+* batch into its active channels, and batch = new / (1 - momentum) is that layer's own batch
+statistic (to one float32 rounding). Which channels are active is what each BatchNorm itself was
+given: a method interceptor reads its `channel_mask` argument (layers.conv_bn), so no mapping from
+`subnet_masks` to variable paths is repeated here. The step is jitted as a function of
+(variables, masks, images): one compilation per input resolution whatever the sub-net.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+import copy
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from litepose_jax import models
+from litepose_jax.data import datasets
+from litepose_jax.data import normalize
+from litepose_jax.errors import UserError
+from litepose_jax.nas import supernet as supernet_lib
+
+
+def _bn_recorder(record: dict):
+  """A flax interceptor storing, per BatchNorm path, (momentum, active channels [C] bool)."""
+  def intercept(next_fun, args, kwargs, context):
+    module = context.module
+    if isinstance(module, nn.BatchNorm) and context.method_name == '__call__':
+      key = '/'.join(module.path)
+      if key in record:
+        # A second call would fold two batches into one EMA step: the division below would lie.
+        raise RuntimeError(f'BatchNorm {key} runs twice in one forward: cannot recalibrate it')
+      mask = kwargs.get('channel_mask')
+      c = args[0].shape[-1]
+      record[key] = (module.momentum, jnp.ones(c, bool) if mask is None else mask > 0)
+    return next_fun(*args, **kwargs)
+  return intercept
+
+
+def _flat_stats(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, dict]:
+  """{'a/b/bn': {'mean': [C], 'var': [C]}} of a nested batch_stats tree."""
+  out = {}
+  for name, node in tree.items():
+    if isinstance(node, Mapping) and 'mean' in node and 'var' in node:
+      out['/'.join(prefix + (name,))] = {'mean': node['mean'], 'var': node['var']}
+    elif isinstance(node, Mapping):
+      out.update(_flat_stats(node, prefix + (name,)))
+  return out
+
+
+@functools.lru_cache(maxsize=8)
+def _stats_fn(supernet: supernet_lib.SuperLitePose):
+  """Jitted (variables, masks, images [B, S, S, 3]) -> {path: (batch mean [C], batch var [C],
+  active [C] bool)} of every BatchNorm of `supernet` running the sub-net of `masks`."""
+  def fn(variables, masks, images):
+    zeros = jax.tree.map(jnp.zeros_like, variables['batch_stats'])
+    record: dict = {}
+    with nn.intercept_methods(_bn_recorder(record)):
+      _, upd = supernet.apply({'params': variables['params'], 'batch_stats': zeros}, images,
+                              masks, train=True, mutable=['batch_stats'])
+    new = _flat_stats(upd['batch_stats'])
+    out = {}
+    for key, (momentum, active) in record.items():
+      keep = 1.0 - momentum
+      out[key] = (new[key]['mean'] / keep, new[key]['var'] / keep, active)
+    return out
+  return jax.jit(fn)
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def _accumulate(total, stats):
+  """Running sums of the batch means and variances (the active masks pass through)."""
+  return {k: (total[k][0] + s[0], total[k][1] + s[1], s[2]) for k, s in stats.items()}
+
+
+def recalibrate(supernet: supernet_lib.SuperLitePose, variables: Mapping[str, Any],
+                arch: models.ArchLike, batches: Iterable[Any], *, progress: bool = False) -> dict:
+  """Super-net variables with sub-net `arch`'s running statistics recomputed on `batches`.
+
+  batches: normalised float32 images [B, S, S, 3], all of one size S (uint8 RGB is normalised
+  first). Every BatchNorm channel the sub-net uses gets the mean over batches of its batch mean
+  and of its (biased) batch variance, from a training-mode forward without gradients; every other
+  channel (inactive widths, blocks beyond the sub-net's depth) keeps the super-net's value, so
+  the result is a super-net tree in which the other sub-nets are untouched.
+  Returns {'params', 'batch_stats'} as nested dicts of numpy arrays (copies; the input is not
+  modified). Compiles once per S, whatever `arch`.
+  """
+  if not isinstance(variables, Mapping) or 'batch_stats' not in variables:
+    raise UserError('variables must be the super-net\'s {"params", "batch_stats"}')
+  masks = supernet_lib.subnet_masks(supernet, arch)
+  fn = _stats_fn(supernet)
+  on_device = jax.device_put({'params': variables['params'],
+                              'batch_stats': variables['batch_stats']})
+  masks_d = jax.device_put(masks)
+  total, count, shape = None, 0, None
+  total_hint = len(batches) if hasattr(batches, '__len__') else None
+  for images in tqdm.tqdm(batches, desc='BN recalibration', unit='batch', total=total_hint,
+                          disable=not progress):
+    images = normalize.model_input(np.asarray(images))
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+      raise UserError(f'calibration batch {count}: expected images [B, S, S, 3], got '
+                      f'{images.shape}')
+    if shape is not None and images.shape[1:] != shape:
+      raise UserError(f'calibration batch {count}: size {images.shape[1:3]} differs from the '
+                      f'first batch\'s {shape[:2]}: recalibrate at one input size')
+    shape = images.shape[1:]
+    stats = fn(on_device, masks_d, images.astype(np.float32))
+    total = stats if total is None else _accumulate(total, stats)
+    count += 1
+  if not count:
+    raise UserError('no calibration batches: BatchNorm recalibration needs at least one')
+  return _merge(variables, jax.device_get(total), count)
+
+
+def _merge(variables: Mapping[str, Any], total: Mapping[str, tuple], count: int) -> dict:
+  """Copies of `variables` with the averaged statistics written into the active channels."""
+  out = jax.tree.map(np.array, {'params': variables['params'],
+                                'batch_stats': variables['batch_stats']})
+  out = _plain(out)
+  for key, (mean_sum, var_sum, active) in total.items():
+    node = out['batch_stats']
+    for name in key.split('/'):
+      node = node[name]
+    active = np.asarray(active, bool)
+    for leaf, value in (('mean', mean_sum), ('var', var_sum)):
+      avg = (np.asarray(value, np.float64) / count).astype(node[leaf].dtype)
+      node[leaf] = np.where(active, avg, node[leaf])
+  return out
+
+
+def _plain(tree: Any) -> Any:
+  """Nested Mappings (FrozenDict included) -> plain dicts."""
+  if isinstance(tree, Mapping):
+    return {k: _plain(v) for k, v in tree.items()}
+  return tree
+
+
+def calibration_batches(data_cfg: Any, size: int, num_images: int = 2000, batch_size: int = 16,
+                        seed: int = 0) -> Iterator[np.ndarray]:
+  """Normalised float32 image batches [batch_size, size, size, 3] for `recalibrate`.
+
+  A fixed subset of min(num_images, N) images of the training split that `data_cfg` (a training
+  config's config.data, see data.pipeline.default_data_config) describes, chosen by `seed`, shown
+  once in ceil(min(num_images, N) / batch_size) batches (the last one completed from the start of
+  the next pass) through the training pipeline and its augmentation at input size `size`; the
+  augmentation of every position is a pure function of (seed, position), so the same arguments
+  give the same images. The data set is opened here (errors now), the images are read lazily.
+  """
+  # Imported here: the training pipeline brings OpenCV and TensorFlow, which nas does not need
+  # otherwise (and tests of the super-net alone should not pay for).
+  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  if num_images <= 0:
+    raise UserError(f'calibration images (--calib-images) must be positive, got {num_images}')
+  if batch_size <= 0:
+    raise UserError(f'calibration batch size (--calib-batch) must be positive, got {batch_size}')
+  if seed < 0:
+    raise UserError(f'calibration seed (--calib-seed) must be non-negative, got {seed}')
+  cfg = (copy.deepcopy(data_cfg) if isinstance(data_cfg, ml_collections.ConfigDict)
+         else ml_collections.ConfigDict(dict(data_cfg)))
+  if cfg.get('source', 'files') != 'files':
+    raise UserError(f'config.data.source is {cfg.source!r}: BatchNorm calibration reads the '
+                    "training images ('files')")
+  with cfg.unlocked():
+    cfg.input_size, cfg.input_sizes = int(size), ()
+    cfg.batch_size, cfg.seed, cfg.shuffle = int(batch_size), int(seed), False
+  source = datasets.open_from_config(cfg)
+  n = min(int(num_images), len(source))
+  chosen = np.sort(np.random.default_rng([int(seed), 1511]).choice(len(source), n, replace=False))
+  subset = source.subset(chosen)
+  steps = math.ceil(n / batch_size)
+  dataset = pipeline.make_train_dataset(cfg, source=subset)
+
+  def generate():
+    for batch in dataset.take(steps).as_numpy_iterator():
+      yield normalize.model_input(batch['image'])
+  return _Batches(generate(), steps, n)
+
+
+class _Batches:
+  """An iterator of `length` batches that knows its length and the number of distinct images."""
+
+  def __init__(self, it: Iterator[np.ndarray], length: int, num_images: int):
+    self._it, self._len, self.num_images = it, length, num_images
+
+  def __iter__(self):
+    return self._it
+
+  def __next__(self):
+    return next(self._it)
+
+  def __len__(self) -> int:
+    return self._len
