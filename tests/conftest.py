@@ -45,6 +45,7 @@ SLOW_FILES = {
     'test_torch_import.py',  # PyTorch parity of the checkpoint importer (imports torch)
     'test_dynamic_range.py',  # TFLite conversions (toy graphs and an XS export)
     'test_extract.py',  # nas: super-nets and sub-nets compiled forward (about a minute)
+    'test_supernet.py',  # nas and training: masked super-net forward / gradients, train loops
 }
 SLOW_FIXTURES = {
     'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS
@@ -56,6 +57,8 @@ SLOW_TESTS = {  # test function names, without parameters
     'test_tensorflow_import_is_quiet',  # two fresh processes importing TensorFlow
     'test_samples_build_a_litepose',  # nas: ten sub-nets traced
     'test_subnets_run',  # nas: sub-nets compiled and run
+    'test_extract_then_export_tflite_parity',  # `litepose extract` -> `litepose export`
+    'test_eval_supernet_arch_recalibrates_and_scores_the_subnet',  # super-net compiled forward
 }
 
 

@@ -24,6 +24,7 @@ from litepose_jax.evaluation import load_gt
 from litepose_jax.evaluation import split as split_lib
 from litepose_jax.inference.predict_cli import add_fixed_input_argument
 from litepose_jax.inference.predict_cli import parse_scales
+from litepose_jax.nas import recalibrate as recalibrate_lib
 
 
 def add_arguments(parser) -> None:
@@ -48,13 +49,7 @@ def add_arguments(parser) -> None:
            'after BatchNorm recalibration on --config\'s training split (required then); the '
            'extracted net is evaluated, which is exactly the sub-net inside the super-net with '
            'recalibrated statistics. Default --size: the arch\'s img_size')
-  parser.add_argument('--calib-images', type=int, default=2000,
-                      help='--supernet-arch: calibration images (seeded subset of the training '
-                           'split)')
-  parser.add_argument('--calib-batch', type=int, default=16,
-                      help='--supernet-arch: calibration batch size')
-  parser.add_argument('--calib-seed', type=int, default=0,
-                      help='--supernet-arch: seed of the calibration subset and its augmentation')
+  recalibrate_lib.add_calibration_arguments(parser, '--supernet-arch')
 
 
 def _data_args(args):
@@ -100,26 +95,21 @@ def _subnet_predictor(args, **kwargs):
   from litepose_jax import nas
   from litepose_jax.inference.predictor import JaxBackend
   from litepose_jax.inference.predictor import Predictor
-  from litepose_jax.nas import recalibrate as recalibrate_lib
   spec = models.resolve_arch(args.supernet_arch)
   net, variables, model_cfg = nas.load_supernet(args.checkpoint)
   size = int(args.size or spec.img_size)
   data_cfg = config_files.load_config(args.config).data
-  batches = recalibrate_lib.calibration_batches(data_cfg, size, args.calib_images,
-                                                args.calib_batch, args.calib_seed)
-  variables = recalibrate_lib.recalibrate(net, variables, spec, batches, progress=True)
+  sub_variables, calibration = recalibrate_lib.recalibrated_subnet(
+      net, variables, spec, data_cfg, size=size, num_images=args.calib_images,
+      batch_size=args.calib_batch, seed=args.calib_seed)
   module = models.create_model(spec, net.num_joints, fusion=net.fusion)
-  sub_variables = nas.extract_subnet(variables, spec, net.num_joints, fusion=net.fusion)
   try:
     joint_set = joints_lib.get_joint_set(model_cfg.get('joint_set') or net.num_joints)
   except ValueError:
     joint_set = joints_lib.get_joint_set(net.num_joints)
   predictor = Predictor(JaxBackend(module, sub_variables, joint_set, size), size=size, **kwargs)
   info = {'supernet_arch': os.path.abspath(args.supernet_arch), 'subnet': spec.to_json_dict(),
-          'calibration': {'images': batches.num_images, 'batches': len(batches),
-                          'requested_images': args.calib_images,
-                          'batch_size': args.calib_batch, 'seed': args.calib_seed,
-                          'split': data_cfg.get('split', ''), 'size': size}}
+          'calibration': calibration}
   return predictor, info
 
 

@@ -1,5 +1,8 @@
 """Neural architecture search for LitePose: the search space (space.py), the weight-shared
-super-net (supernet.py) and sub-net extraction from its variables (extract.py).
+super-net (supernet.py), sub-net extraction from its variables (extract.py), BatchNorm
+recalibration of a sub-net (recalibrate.py), channel sorting by importance (sort.py) and the
+official PyTorch super-net importer (torch_import.py). `nas.recalibrate` is the module (its
+function: `nas.recalibrate.recalibrate`).
 
 Layer 3 (docs/ARCHITECTURE.md): may import base, data, models and checkpoints, never inference,
 evaluation, export or training.
@@ -7,6 +10,10 @@ evaluation, export or training.
 from __future__ import annotations
 
 from litepose_jax.nas.extract import extract_subnet
+from litepose_jax.nas.recalibrate import calibration_batches
+from litepose_jax.nas.sort import channel_importance
+from litepose_jax.nas.sort import init_supernet_from
+from litepose_jax.nas.sort import sort_channels
 from litepose_jax.nas.space import GENE_NAMES
 from litepose_jax.nas.space import OFFICIAL
 from litepose_jax.nas.space import WIDTH_GENES
@@ -27,8 +34,11 @@ from litepose_jax.nas.supernet import create_supernet
 from litepose_jax.nas.supernet import load_supernet
 from litepose_jax.nas.supernet import subnet_masks
 from litepose_jax.nas.supernet import supernet_model_config
+from litepose_jax.nas.torch_import import import_torch_supernet
 
 __all__ = ['GENE_NAMES', 'OFFICIAL', 'WIDTH_GENES', 'SearchSpace', 'SuperLitePose',
-           'create_supernet', 'decode', 'encode', 'extract_subnet', 'largest', 'load_supernet',
-           'max_arch', 'sample', 'smallest', 'space_from_json', 'space_size', 'space_to_json',
-           'subnet_masks', 'supernet_model_config', 'uniform', 'validate']
+           'calibration_batches', 'channel_importance', 'create_supernet', 'decode', 'encode',
+           'extract_subnet', 'import_torch_supernet', 'init_supernet_from', 'largest',
+           'load_supernet', 'max_arch', 'sample', 'smallest', 'sort_channels',
+           'space_from_json', 'space_size', 'space_to_json', 'subnet_masks',
+           'supernet_model_config', 'uniform', 'validate']

@@ -2,7 +2,11 @@
 weight_transfer.py, SUPERNET_SPEC.md section 4).
 
   litepose extract --checkpoint WORKDIR_OR_CKPT [--step N | --best] --arch search-S.json
-                   [--out extracted/search-S] [--joints 14]
+                   [--out extracted/search-S] [--joints 14] [--config TRAIN_CONFIG]
+
+With --config (a super-net checkpoint and a training config), the sub-net's BatchNorm statistics
+are first recalibrated on the config's training split (nas/recalibrate.py): the super-net's own
+statistics are a mix over every sub-net it trained, right for none of them.
 
 The result is an ordinary model checkpoint (model.json + variables) that `litepose eval`,
 `predict`, `export` and `train` (as a starting point for fine-tuning) load like any other. Unlike
@@ -18,10 +22,12 @@ import os
 from typing import Any
 
 from litepose_jax import checkpoints
+from litepose_jax import config_files
 from litepose_jax import models
 from litepose_jax.errors import UserError
 from litepose_jax.models import counting
 from litepose_jax.nas import extract
+from litepose_jax.nas import recalibrate
 from litepose_jax.nas import space as space_lib
 from litepose_jax.nas import supernet
 
@@ -49,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--joints', type=int, default=None,
                       help='expected number of joints: refuse a checkpoint with another count; '
                            'None: whatever the checkpoint has')
+
+
+  parser.add_argument('--config', default=None,
+                      help='training config (path.py[:arg]) whose training split recalibrates the '
+                           'sub-net\'s BatchNorm statistics before extraction (recommended)')
+  recalibrate.add_calibration_arguments(parser, '--config')
 
 
 def resolve_source(checkpoint: str, step: int | None = None, best: bool = False) -> str:
@@ -94,9 +106,11 @@ def _check_out(out: str) -> None:
 
 def extract_checkpoint(checkpoint: str, arch: str, out: str | None = None, *,
                        step: int | None = None, best: bool = False,
-                       num_joints: int | None = None, log=print) -> tuple[str, dict]:
+                       num_joints: int | None = None, calibration: dict | None = None,
+                       log=print) -> tuple[str, dict]:
   """Writes the sub-net `arch` of a super-net checkpoint as a model checkpoint; returns
-  (out dir, its model.json). See the module docstring for the arguments."""
+  (out dir, its model.json). See the module docstring for the arguments; calibration: None, or
+  recalibrate.recalibrated_subnet's keyword arguments (data_cfg, num_images, batch_size, seed)."""
   source = resolve_source(checkpoint, step, best)
   spec, arch_file = resolve_subnet(arch)
   out = os.path.abspath(out or os.path.join(DEFAULT_OUT_ROOT, spec.name))
@@ -114,8 +128,13 @@ def extract_checkpoint(checkpoint: str, arch: str, out: str | None = None, *,
     log(f'note: {source} is not a super-net checkpoint (no {supernet.SUPERNET_FIELD!r} field in '
         f'{checkpoints.MODEL_JSON}); cutting its {cfg.get("name", "model")} down to {spec.name}')
   fusion = cfg.get('fusion', True)
-  sub_variables = extract.extract_subnet(variables, spec, joints, fusion=fusion)
   extra: dict[str, Any] = {k: cfg[k] for k in _JOINT_FIELDS if k in cfg}
+  if calibration is not None:
+    net = supernet.supernet_from_config(cfg)
+    sub_variables, extra['calibration'] = recalibrate.recalibrated_subnet(
+        net, variables, spec, **calibration)
+  else:
+    sub_variables = extract.extract_subnet(variables, spec, joints, fusion=fusion)
   sub_cfg = checkpoints.model_config(spec, joints, fusion=fusion, joint_set=cfg.get('joint_set'),
                                      source={'supernet': source, 'arch_file': arch_file}, **extra)
   checkpoints.save_model(out, sub_variables, sub_cfg)
@@ -123,12 +142,19 @@ def extract_checkpoint(checkpoint: str, arch: str, out: str | None = None, *,
 
 
 def run(args: argparse.Namespace) -> int:
+  calibration = None
+  if args.config:
+    calibration = {'data_cfg': config_files.load_config(args.config).data,
+                   'num_images': args.calib_images, 'batch_size': args.calib_batch,
+                   'seed': args.calib_seed}
   out, cfg = extract_checkpoint(args.checkpoint, args.arch, args.out, step=args.step,
-                                best=args.best, num_joints=args.joints)
+                                best=args.best, num_joints=args.joints, calibration=calibration)
   module = models.create_model(cfg['arch'], cfg['num_joints'], fusion=cfg['fusion'],
                                depthwise_impl='lax')
   size = module.arch.img_size
   c = counting.count(module, size)
+  calibrated = (f', BatchNorm recalibrated on {cfg["calibration"]["images"]} images'
+                if 'calibration' in cfg else ', BatchNorm statistics as in the super-net')
   print(f'wrote {out} ({cfg["name"]} from {cfg["source"]["supernet"]}: {c.params:,} parameters, '
-        f'{c.macs("true") / 1e9:.3f} G MACs (true) at {size}x{size})')
+        f'{c.macs("true") / 1e9:.3f} G MACs (true) at {size}x{size}{calibrated})')
   return 0

@@ -207,3 +207,31 @@ class _Batches:
 
   def __len__(self) -> int:
     return self._len
+
+
+def add_calibration_arguments(parser, when: str) -> None:
+  """--calib-images / --calib-batch / --calib-seed of a command that recalibrates `when`."""
+  parser.add_argument('--calib-images', type=int, default=2000,
+                      help=f'{when}: calibration images (seeded subset of the training split)')
+  parser.add_argument('--calib-batch', type=int, default=16,
+                      help=f'{when}: calibration batch size')
+  parser.add_argument('--calib-seed', type=int, default=0,
+                      help=f'{when}: seed of the calibration subset and its augmentation')
+
+
+def recalibrated_subnet(net: supernet_lib.SuperLitePose, variables: Mapping[str, Any],
+                        arch: models.ArchLike, data_cfg: Any, *, size: int | None = None,
+                        num_images: int = 2000, batch_size: int = 16,
+                        seed: int = 0) -> tuple[dict, dict]:
+  """(standalone variables of sub-net `arch`, calibration record): its BatchNorm statistics
+  recalibrated on `data_cfg`'s training split at `size` (default: the arch's img_size), then
+  extracted (`litepose eval --supernet-arch`, `litepose extract --config`)."""
+  from litepose_jax.nas import extract  # pylint: disable=g-import-not-at-top
+  spec = models.resolve_arch(arch)
+  size = int(size or spec.img_size)
+  batches = calibration_batches(data_cfg, size, num_images, batch_size, seed)
+  variables = recalibrate(net, variables, spec, batches, progress=True)
+  record = {'images': batches.num_images, 'batches': len(batches),
+            'requested_images': num_images, 'batch_size': batch_size, 'seed': seed,
+            'split': data_cfg.get('split', ''), 'size': size}
+  return extract.extract_subnet(variables, spec, net.num_joints, fusion=net.fusion), record

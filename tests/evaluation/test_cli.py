@@ -142,7 +142,6 @@ def supernet_setup(tmp_path_factory):
 
 
 # ~25 s on 2 cores: the super-net's training-mode forward compiles with the CPU kernels ('auto').
-@pytest.mark.slow
 def test_eval_supernet_arch_recalibrates_and_scores_the_subnet(supernet_setup, tmp_path, capsys):
   import json
 

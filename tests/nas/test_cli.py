@@ -176,7 +176,6 @@ def test_any_litepose_checkpoint_can_be_cut_down(supernet, arch_file, tmp_path, 
   assert rc == 2 and 'larger than the super-net' in err
 
 
-@pytest.mark.slow  # a jax2tf -> TFLite conversion and its parity run: about a minute
 def test_extract_then_export_tflite_parity(extracted, tmp_path, capsys):
   from litepose_jax.inference import litert
   from litepose_jax.inference import sidecar
@@ -208,3 +207,33 @@ def test_extract_then_predict(extracted, sample_data, tmp_path, capsys):
   for r in results:
     assert len(r['keypoints']) == 3 * JOINTS and r['image_id'] == 0
   assert 'network' in printed
+
+
+def test_extract_with_config_recalibrates_batchnorm(supernet, arch_file, tmp_path, capsys):
+  from litepose_jax.data import synthetic
+  synthetic.generate(tmp_path / 'data', num_images=6, seed=0, size=96, progress=False)
+  cfg = tmp_path / 'cfg.py'
+  cfg.write_text(
+      'import ml_collections\n'
+      'from litepose_jax.data import pipeline\n'
+      'def get_config(arg=None):\n'
+      '  c = ml_collections.ConfigDict()\n'
+      '  c.data = pipeline.default_data_config()\n'
+      f'  c.data.data_dir = {str(tmp_path / "data")!r}\n'
+      '  c.data.split = "train"\n'
+      '  c.data.num_parallel_calls = 1\n'
+      '  return c\n')
+  out = tmp_path / 'recal'
+  rc, stdout, _ = _run(['extract', '--checkpoint', str(supernet[0]), '--arch', str(arch_file),
+                        '--out', str(out), '--config', str(cfg), '--calib-images', '4',
+                        '--calib-batch', '2'], capsys)
+  assert rc == 0 and 'BatchNorm recalibrated on 4 images' in stdout
+  _, variables, model_cfg = checkpoints.load_model(out, depthwise_impl='lax')
+  assert model_cfg['calibration']['images'] == 4 and model_cfg['calibration']['batches'] == 2
+  # New statistics, the same weights as the plain extraction.
+  from litepose_jax.nas import extract
+  cut = extract.extract_subnet(supernet[1], SUB, JOINTS)
+  stats = variables['batch_stats']['stage1_block0']['project_bn']['var']
+  assert not np.allclose(stats, cut['batch_stats']['stage1_block0']['project_bn']['var'])
+  np.testing.assert_array_equal(variables['params']['stem_pw']['conv']['kernel'],
+                                cut['params']['stem_pw']['conv']['kernel'])
