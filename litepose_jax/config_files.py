@@ -8,10 +8,12 @@ a silently added field.
 """
 from __future__ import annotations
 
+import argparse
 import ast
 from collections.abc import Sequence
 import importlib.util
 import os
+import sys
 import types
 from typing import Any
 
@@ -128,3 +130,33 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
   apply_overrides(cfg, overrides)
   cfg.lock()
   return cfg
+
+
+# Command-line overrides of config fields: --config.KEY=VALUE or --config.KEY VALUE.
+OVERRIDE_PREFIX = '--config.'
+
+
+def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
+  """Lets `parser` collect --config.KEY=VALUE / --config.KEY VALUE into args.config_overrides."""
+  parse_known = parser.parse_known_args
+
+  def parse_known_args(args=None, namespace=None):
+    args = list(sys.argv[1:] if args is None else args)
+    overrides, rest, i = [], [], 0
+    while i < len(args):
+      a = args[i]
+      if a.startswith(OVERRIDE_PREFIX):
+        key = a[len(OVERRIDE_PREFIX):]
+        if '=' not in key:
+          if i + 1 >= len(args):
+            raise UserError(f'{a} needs a value')
+          key, i = f'{key}={args[i + 1]}', i + 1
+        overrides.append(key)
+      else:
+        rest.append(a)
+      i += 1
+    ns, unknown = parse_known(rest, namespace)
+    ns.config_overrides = getattr(ns, 'config_overrides', []) + overrides
+    return ns, unknown
+
+  parser.parse_known_args = parse_known_args

@@ -29,7 +29,8 @@ from litepose_jax.nas import recalibrate as recalibrate_lib
 
 def add_arguments(parser) -> None:
   parser.add_argument('--checkpoint', required=True, help='checkpoint dir, workdir or .tflite')
-  parser.add_argument('--config', default=None, help='config file, path.py or path.py:arg')
+  parser.add_argument('--config', default=None, help='config file, path.py or path.py:arg '
+                      '(--config.KEY=VALUE overrides its fields)')
   parser.add_argument('--ann', default=None, help='ground-truth annotation json')
   parser.add_argument('--images', default=None, help='folder with the images of --ann')
   parser.add_argument('--dataset', choices=('crowdpose', 'coco'), default=None)
@@ -50,6 +51,7 @@ def add_arguments(parser) -> None:
            'extracted net is evaluated, which is exactly the sub-net inside the super-net with '
            'recalibrated statistics. Default --size: the arch\'s img_size')
   recalibrate_lib.add_calibration_arguments(parser, '--supernet-arch')
+  config_files.accept_config_overrides(parser)
 
 
 def _data_args(args):
@@ -57,7 +59,7 @@ def _data_args(args):
   ann, images, dataset = args.ann, args.images, args.dataset
   if args.config:
     # A training config: its data section and eval split name the ground truth.
-    cfg = config_files.load_config(args.config)
+    cfg = config_files.load_config(args.config, args.config_overrides or ())
     data = cfg.data
     split = cfg.get('eval', {}).get('split', '') or data.get('split', '')
     cfg_ann, cfg_images = datasets.resolve_paths(
@@ -98,7 +100,7 @@ def _subnet_predictor(args, **kwargs):
   spec = models.resolve_arch(args.supernet_arch)
   net, variables, model_cfg = nas.load_supernet(args.checkpoint)
   size = int(args.size or spec.img_size)
-  data_cfg = config_files.load_config(args.config).data
+  data_cfg = config_files.load_config(args.config, args.config_overrides or ()).data
   sub_variables, calibration = recalibrate_lib.recalibrated_subnet(
       net, variables, spec, data_cfg, size=size, num_images=args.calib_images,
       batch_size=args.calib_batch, seed=args.calib_seed)

@@ -59,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
   parser.add_argument('--config', default=None,
                       help='training config (path.py[:arg]) whose training split recalibrates the '
-                           'sub-net\'s BatchNorm statistics before extraction (recommended)')
+                           'sub-net\'s BatchNorm statistics before extraction (recommended); '
+                           'fields can be overridden with --config.KEY=VALUE')
   recalibrate.add_calibration_arguments(parser, '--config')
+  config_files.accept_config_overrides(parser)
 
 
 def resolve_source(checkpoint: str, step: int | None = None, best: bool = False) -> str:
@@ -144,7 +146,8 @@ def extract_checkpoint(checkpoint: str, arch: str, out: str | None = None, *,
 def run(args: argparse.Namespace) -> int:
   calibration = None
   if args.config:
-    calibration = {'data_cfg': config_files.load_config(args.config).data,
+    calibration = {'data_cfg': config_files.load_config(
+                       args.config, args.config_overrides or ()).data,
                    'num_images': args.calib_images, 'batch_size': args.calib_batch,
                    'seed': args.calib_seed}
   out, cfg = extract_checkpoint(args.checkpoint, args.arch, args.out, step=args.step,

@@ -5,9 +5,10 @@ import argparse
 import sys
 
 from litepose_jax import config_files
-from litepose_jax.errors import UserError
 
-OVERRIDE_PREFIX = '--config.'
+# Moved to config_files (other commands take overrides too); kept here for existing callers.
+OVERRIDE_PREFIX = config_files.OVERRIDE_PREFIX
+accept_config_overrides = config_files.accept_config_overrides
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,30 +26,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   accept_config_overrides(parser)
 
 
-def accept_config_overrides(parser: argparse.ArgumentParser) -> None:
-  """Lets `parser` collect --config.KEY=VALUE / --config.KEY VALUE into args.config_overrides."""
-  parse_known = parser.parse_known_args
-
-  def parse_known_args(args=None, namespace=None):
-    args = list(sys.argv[1:] if args is None else args)
-    overrides, rest, i = [], [], 0
-    while i < len(args):
-      a = args[i]
-      if a.startswith(OVERRIDE_PREFIX):
-        key = a[len(OVERRIDE_PREFIX):]
-        if '=' not in key:
-          if i + 1 >= len(args):
-            raise UserError(f'{a} needs a value')
-          key, i = f'{key}={args[i + 1]}', i + 1
-        overrides.append(key)
-      else:
-        rest.append(a)
-      i += 1
-    ns, unknown = parse_known(rest, namespace)
-    ns.config_overrides = getattr(ns, 'config_overrides', []) + overrides
-    return ns, unknown
-
-  parser.parse_known_args = parse_known_args
 
 
 def run(args: argparse.Namespace) -> int:

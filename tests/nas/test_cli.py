@@ -219,14 +219,15 @@ def test_extract_with_config_recalibrates_batchnorm(supernet, arch_file, tmp_pat
       'def get_config(arg=None):\n'
       '  c = ml_collections.ConfigDict()\n'
       '  c.data = pipeline.default_data_config()\n'
-      f'  c.data.data_dir = {str(tmp_path / "data")!r}\n'
       '  c.data.split = "train"\n'
       '  c.data.num_parallel_calls = 1\n'
       '  return c\n')
   out = tmp_path / 'recal'
+  # The data folder comes from a --config.KEY=VALUE override, as on the train command line.
   rc, stdout, _ = _run(['extract', '--checkpoint', str(supernet[0]), '--arch', str(arch_file),
                         '--out', str(out), '--config', str(cfg), '--calib-images', '4',
-                        '--calib-batch', '2'], capsys)
+                        '--calib-batch', '2', f'--config.data.data_dir={tmp_path / "data"}'],
+                       capsys)
   assert rc == 0 and 'BatchNorm recalibrated on 4 images' in stdout
   _, variables, model_cfg = checkpoints.load_model(out, depthwise_impl='lax')
   assert model_cfg['calibration']['images'] == 4 and model_cfg['calibration']['batches'] == 2
