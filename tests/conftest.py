@@ -46,6 +46,7 @@ SLOW_FILES = {
     'test_dynamic_range.py',  # TFLite conversions (toy graphs and an XS export)
     'test_extract.py',  # nas: super-nets and sub-nets compiled forward (about a minute)
     'test_supernet.py',  # nas and training: masked super-net forward / gradients, train loops
+    'test_bench_supernet.py',  # five compiled super-net / largest-net programs
 }
 SLOW_FIXTURES = {
     'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS
