@@ -2,7 +2,8 @@
 # The super-net path on the quickstart's synthetic data, on a CPU: train the super-net with both
 # policies (600 sub-net passes each), cut out three sub-nets with BatchNorm recalibration
 # (`litepose extract --config`), score them on the synthetic val split (flip test), and print a
-# table. Reruns reuse finished runs (the trainer resumes; extraction is skipped when done).
+# table. Reruns reuse finished work (the trainer resumes; done extractions and evaluations are
+# skipped).
 #   bash scripts/supernet_synthetic.sh            # both policies, ~1 h on a 2-core CPU
 #   POLICIES=official bash scripts/supernet_synthetic.sh
 set -euo pipefail
@@ -34,8 +35,10 @@ for policy in ${POLICIES:-official sandwich}; do
           --out "$run/$arch" --config configs/supernet.py:synthetic \
           --config.data.data_dir="$data" --calib-images 1000 --calib-batch 32
     fi
-    .venv/bin/litepose eval --checkpoint "$run/$arch" --dataset crowdpose --size "$size" \
-        --ann "$data/json/crowdpose_val.json" --images "$data/images" --out "$run/$arch/eval"
+    if [[ ! -f $run/$arch/eval/eval_crowdpose_metrics.json ]]; then
+      .venv/bin/litepose eval --checkpoint "$run/$arch" --dataset crowdpose --size "$size" \
+          --ann "$data/json/crowdpose_val.json" --images "$data/images" --out "$run/$arch/eval"
+    fi
   done
 done
 .venv/bin/python - "$work" <<'PY'

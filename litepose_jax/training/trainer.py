@@ -341,6 +341,8 @@ def _setup(config, workdir: str, info: input_pipeline.DataInfo,
   state = optim.create_state(variables, tx, ema=config.ema_decay > 0)
   if supernet.enabled(config):
     def step_masks(step):
+      # Every host computes the same masks from (seed, step); numpy arguments of the jitted
+      # step are replicated (an explicit device_put to the global sharding hung multi-host).
       return supernet.masks_for_jit(supernet.step_masks(config, model, step))
   else:
     def step_masks(step):
