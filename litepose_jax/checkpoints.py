@@ -5,6 +5,10 @@ Layout of a model checkpoint directory:
                     'fusion': true, 'name': 'S', ...}
   DIR/variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
 
+A super-net checkpoint (nas/supernet.py) has one more model.json field, 'supernet': the search
+space's fields; its arch is the super-net's largest network, which is what `load_model` builds
+(`nas.load_supernet` builds the super-net itself).
+
 `find_checkpoint(path)` also accepts a training workdir (its newest checkpoint under
 `checkpoints/<step>/`) so `--checkpoint` can point at either.
 """
