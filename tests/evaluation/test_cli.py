@@ -118,24 +118,14 @@ def supernet_setup(tmp_path_factory):
   from litepose_jax import models
   from litepose_jax import nas
   from litepose_jax.data import synthetic
+  from tests.nas import helpers
   root = tmp_path_factory.mktemp('supernet_eval')
   space = nas.SearchSpace(depths=(2, 2, 2, 2), supernet_depths=(2, 3, 3, 2))
   net = nas.create_supernet(14, space, depthwise_impl='lax', conv_impl='lax')
   checkpoints.save_model(root / 'super', models.init_variables(net, 64, 0),
                          nas.supernet_model_config(space, 14))
   synthetic.generate(root / 'data', num_images=8, seed=0, size=96, progress=False)
-  cfg = root / 'cfg.py'
-  cfg.write_text(
-      'import ml_collections\n'
-      'from litepose_jax.data import pipeline\n'
-      'def get_config(arg=None):\n'
-      '  c = ml_collections.ConfigDict()\n'
-      '  c.data = pipeline.default_data_config()\n'
-      f'  c.data.data_dir = {str(root / "data")!r}\n'
-      '  c.data.split = "train"\n'
-      '  c.data.num_parallel_calls = 1\n'
-      '  c.eval = dict(split="val")\n'
-      '  return c\n')
+  cfg = helpers.write_data_config(root / 'cfg.py', root / 'data')
   arch = root / 'sub_a.json'
   arch.write_text(json.dumps(nas.sample(space, 3)))
   return root / 'super', cfg, arch

@@ -13,11 +13,14 @@ from litepose_jax import cli
 from litepose_jax.models import init_variables
 from litepose_jax.nas import space as space_lib
 from litepose_jax.nas import supernet as supernet_lib
+from tests.nas.helpers import SHALLOW_SPACE
+from tests.nas.helpers import randomise_bn
+from tests.nas.helpers import write_data_config
 
 SIZE = 64  # input side of every forward here: small, so the CPU tests stay quick
 JOINTS = 14
 # Shallow super-net (2 / 3 / 3 / 2 blocks) at the official widths; sub-nets have 2 blocks a stage.
-SPACE = space_lib.SearchSpace(depths=(2, 2, 2, 2), supernet_depths=(2, 3, 3, 2))
+SPACE = SHALLOW_SPACE
 # A sub-net inside SPACE with elastic depth: other widths per gene, 1 / 3 / 2 / 2 blocks.
 SUB = space_lib.decode((0, 1, 2, 1, 3, 2, 1, 0, 3), SPACE)
 SUB['backbone_setting'][0].update(num_blocks=1, block_setting=[[6, 7]])
@@ -31,23 +34,11 @@ def _run(argv, capsys):
   return rc, captured.out, captured.err
 
 
-def _randomise_bn(variables, seed):
-  """BN statistics and affine parameters away from their 0 / 1 init, in place."""
-  rng = np.random.default_rng(seed)
-  for path, a in jax.tree_util.tree_flatten_with_path(variables)[0]:
-    name = path[-1].key
-    if name in ('scale', 'var'):
-      a[...] = rng.uniform(0.5, 1.5, a.shape)
-    elif name in ('bias', 'mean'):
-      a[...] = rng.normal(0, 0.2, a.shape)
-  return variables
-
-
 @pytest.fixture(scope='module')
 def supernet(tmp_path_factory):
   """(checkpoint dir, variables) of a random super-net of SPACE with randomised BN."""
   net = supernet_lib.create_supernet(JOINTS, SPACE)
-  variables = _randomise_bn(init_variables(net, SIZE, seed=1), seed=2)
+  variables = randomise_bn(init_variables(net, SIZE, seed=1), 2)
   path = tmp_path_factory.mktemp('supernet') / 'ckpt'
   checkpoints.save_model(path, variables, supernet_lib.supernet_model_config(SPACE, JOINTS))
   return path, variables
@@ -212,16 +203,7 @@ def test_extract_then_predict(extracted, sample_data, tmp_path, capsys):
 def test_extract_with_config_recalibrates_batchnorm(supernet, arch_file, tmp_path, capsys):
   from litepose_jax.data import synthetic
   synthetic.generate(tmp_path / 'data', num_images=6, seed=0, size=96, progress=False)
-  cfg = tmp_path / 'cfg.py'
-  cfg.write_text(
-      'import ml_collections\n'
-      'from litepose_jax.data import pipeline\n'
-      'def get_config(arg=None):\n'
-      '  c = ml_collections.ConfigDict()\n'
-      '  c.data = pipeline.default_data_config()\n'
-      '  c.data.split = "train"\n'
-      '  c.data.num_parallel_calls = 1\n'
-      '  return c\n')
+  cfg = write_data_config(tmp_path / 'cfg.py')
   out = tmp_path / 'recal'
   # The data folder comes from a --config.KEY=VALUE override, as on the train command line.
   rc, stdout, _ = _run(['extract', '--checkpoint', str(supernet[0]), '--arch', str(arch_file),

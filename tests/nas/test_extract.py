@@ -10,6 +10,8 @@ from litepose_jax.models import create_model
 from litepose_jax.models import init_variables
 from litepose_jax.models import variable_shapes
 from litepose_jax.nas.extract import extract_subnet
+from tests.nas.helpers import flat
+from tests.nas.helpers import randomise_bn
 
 SIZE = 64  # input side of every forward here: small, so the CPU test stays quick
 
@@ -38,23 +40,10 @@ def leaf(variables, path):
   return np.asarray(node)
 
 
-def flat(variables):
-  return {'/'.join(str(p.key) for p in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
-
-
 @pytest.fixture(scope='module')
 def supernet():
   """Super-net variables with random BN statistics and affine parameters (not the 0 / 1 init)."""
-  v = init_variables(create_model(SUPER), SIZE, seed=1)
-  rng = np.random.default_rng(2)
-  for path, a in flat(v).items():
-    name = path.rsplit('/', 1)[-1]
-    if name in ('scale', 'var'):
-      a[...] = rng.uniform(0.5, 1.5, a.shape)
-    elif name in ('bias', 'mean'):
-      a[...] = rng.normal(0, 0.2, a.shape)
-  return v
+  return randomise_bn(init_variables(create_model(SUPER), SIZE, seed=1), 2)
 
 
 def test_own_architecture_is_identity(supernet):

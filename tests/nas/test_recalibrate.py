@@ -9,37 +9,23 @@ from litepose_jax import models
 from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.nas import recalibrate as recal
+from tests.nas.helpers import LAX
+from tests.nas.helpers import SHALLOW_SPACE
+from tests.nas.helpers import random_supernet
+from tests.nas.helpers import shortened_sample
 
 SIZE = 64
-SPACE = nas.SearchSpace(depths=(2, 2, 2, 2), supernet_depths=(2, 3, 3, 2))
-LAX = {'depthwise_impl': 'lax', 'conv_impl': 'lax'}
-
-
-def _randomised(variables, seed=0):
-  """Non-trivial running statistics, so that a reset or a kept value shows."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, a):
-    name = path[-1].key
-    if name == 'mean':
-      return (a + rng.normal(0, 0.5, a.shape)).astype(a.dtype)
-    if name == 'var':
-      return (a * rng.uniform(0.5, 3.0, a.shape)).astype(a.dtype)
-    return a
-  return jax.tree_util.tree_map_with_path(leaf, variables)
+SPACE = SHALLOW_SPACE
 
 
 @pytest.fixture(scope='module')
 def supernet():
-  net = nas.create_supernet(14, SPACE, **LAX)
-  return net, _randomised(models.init_variables(net, SIZE, 0))
+  return random_supernet(SIZE)
 
 
 def _arch():
   """A sample with a shortened stage (a block beyond the sub-net's depth inside the super-net)."""
-  a = nas.sample(SPACE, 2)
-  a['backbone_setting'][2].update(num_blocks=1, block_setting=[[6, 7]])
-  return a
+  return shortened_sample(2)
 
 
 def _batches(n, seed=1, batch=2):

@@ -14,9 +14,12 @@ from litepose_jax.nas.extract import extract_subnet
 from litepose_jax.nas.sort import channel_importance
 from litepose_jax.nas.sort import init_supernet_from
 from litepose_jax.nas.sort import sort_channels
+from tests.nas.helpers import SHALLOW_SPACE
+from tests.nas.helpers import flat
+from tests.nas.helpers import randomise_bn
 
 SIZE = 64
-SPACE = nas.SearchSpace(depths=(2, 2, 2, 2), supernet_depths=(2, 3, 3, 2))
+SPACE = SHALLOW_SPACE
 ARCH = nas.max_arch(SPACE)
 # Stage 3 with stride 1 and stage 2's width: its first block adds a residual, so stages 2 and 3
 # share one channel space.
@@ -24,22 +27,10 @@ JOINED = {**ARCH, 'backbone_setting': [
     *ARCH['backbone_setting'][:3], {**ARCH['backbone_setting'][3], 'channel': 96}]}
 
 
-def flat(variables):
-  return {'/'.join(str(p.key) for p in path): np.asarray(v)
-          for path, v in jax.tree_util.tree_flatten_with_path(variables)[0]}
-
-
 def randomized(arch, fusion=True, seed=1):
   """Variables with random kernels, BN affine parameters and running statistics."""
   v = models.init_variables(models.create_model(arch, fusion=fusion), SIZE, seed=seed)
-  rng = np.random.default_rng(seed + 100)
-  for path, a in flat(v).items():
-    name = path.rsplit('/', 1)[-1]
-    if name in ('scale', 'var'):
-      a[...] = rng.uniform(0.5, 1.5, a.shape)
-    elif name in ('bias', 'mean'):
-      a[...] = rng.normal(0, 0.2, a.shape)
-  return v
+  return randomise_bn(v, seed + 100)
 
 
 @functools.cache

@@ -9,39 +9,25 @@ from litepose_jax import models
 from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.nas import supernet as supernet_lib
+from tests.nas.helpers import LAX
+from tests.nas.helpers import SHALLOW_SPACE
+from tests.nas.helpers import random_supernet
+from tests.nas.helpers import shortened_sample
 
 SIZE = 64
 # Shallow super-net (2/3/3/2 blocks) with the official widths; sub-nets have 2 blocks per stage.
-SPACE = nas.SearchSpace(depths=(2, 2, 2, 2), supernet_depths=(2, 3, 3, 2))
-# XLA's own convolutions compile in seconds; the CPU kernels ('auto') are checked once below.
-LAX = {'depthwise_impl': 'lax', 'conv_impl': 'lax'}
-
-
-def _randomised(variables, seed=0):
-  """Non-trivial BN statistics and affine parameters, so BN handling errors show."""
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, a):
-    name = path[-1].key
-    if name in ('mean', 'bias'):
-      return (a + rng.normal(0, 0.1, a.shape)).astype(a.dtype)
-    if name in ('var', 'scale'):
-      return (a * rng.uniform(0.5, 1.5, a.shape)).astype(a.dtype)
-    return a
-  return jax.tree_util.tree_map_with_path(leaf, variables)
+SPACE = SHALLOW_SPACE  # XLA's own convolutions (LAX); the CPU kernels are checked once below
 
 
 @pytest.fixture(scope='module')
 def supernet():
-  net = nas.create_supernet(14, SPACE, **LAX)
-  return net, _randomised(models.init_variables(net, SIZE, 0))
+  return random_supernet(SIZE)
 
 
 def _archs():
   """Three sub-nets: two samples (one with a shortened stage) and the smallest."""
   a = nas.sample(SPACE, 1)
-  b = nas.sample(SPACE, 2)
-  b['backbone_setting'][2].update(num_blocks=1, block_setting=[[6, 7]])
+  b = shortened_sample(2)
   return [a, b, nas.smallest(SPACE)]
 
 

@@ -142,7 +142,7 @@ def test_cli_writes_a_loadable_supernet_checkpoint(tmp_path, capsys):
   printed = capsys.readouterr().out
   assert 'skipped 136 state_dict entries' in printed and 'supernet' in printed
   cfg = json.loads((out / checkpoints.MODEL_JSON).read_text())
-  assert cfg[supernet_lib.SUPERNET_FIELD] == nas.space_to_json(nas.OFFICIAL)
+  assert nas.space_from_json(cfg[supernet_lib.SUPERNET_FIELD]) == nas.OFFICIAL
   assert cfg['source'] == 'supernet.pth' and cfg['num_joints'] == J
   net, variables, _ = nas.load_supernet(out)
   assert isinstance(net, nas.SuperLitePose) and net.space == nas.OFFICIAL

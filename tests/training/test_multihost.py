@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 from litepose_jax import checkpoints
 
@@ -21,9 +22,9 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _train_cmd(overrides, workdir, *extra):
+def _train_cmd(overrides, workdir, *extra, config='litepose_xs.py'):
   return ([sys.executable, '-m', 'litepose_jax.cli', 'train',
-           '--config', str(REPO / 'configs' / 'litepose_xs.py') + ':fake,runlocal',
+           '--config', str(REPO / 'configs' / config) + ':fake,runlocal',
            '--workdir', str(workdir)]
           + [f'--config.{o}' for o in overrides]
           + ['--config.total_steps=3', '--config.checkpoint_every=3'] + list(extra))
@@ -39,18 +40,31 @@ def _losses(workdir):
     return [r['train/total'] for r in map(json.loads, f)]
 
 
-def test_two_processes_match_one_process(tiny_overrides, tmp_path):
+# The super-net case: every host draws the same sub-nets and sizes from (seed, step). Adam's eps
+# is raised to 1 (updates ~ lr x gradient): with the default 1e-8 Adam normalises every gradient
+# entry, and entries near 0, whose float sums differ between 1 and 2 processes, flip sign and move
+# by 2 x lr, which would hide a real mismatch behind a loose tolerance.
+SUPERNET = ('supernet.py', ['supernet.space.depths=(1,1,1,1)',
+                            'supernet.space.supernet_depths=(1,2,1,1)', 'model.depthwise_impl=lax',
+                            'model.conv_impl=lax', 'data.batch_size=4', 'progress=False',
+                            'optim.eps=1.0', 'optim.lr=0.1'])
+
+
+@pytest.mark.parametrize('model', ['tiny', 'supernet'])
+def test_two_processes_match_one_process(model, tiny_overrides, tmp_path):
+  config, overrides = ('litepose_xs.py', tiny_overrides) if model == 'tiny' else SUPERNET
   port = _free_port()
   procs = []
   for pid in range(2):
-    cmd = _train_cmd(tiny_overrides, tmp_path / 'multi',
+    cmd = _train_cmd(overrides, tmp_path / 'multi',
                      f'--config.distributed.coordinator_address=127.0.0.1:{port}',
-                     '--config.distributed.num_processes=2', f'--config.distributed.process_id={pid}')
+                     '--config.distributed.num_processes=2', f'--config.distributed.process_id={pid}',
+                     config=config)
     procs.append(subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True))
-  procs.append(subprocess.Popen(_train_cmd(tiny_overrides, tmp_path / 'single'), cwd=REPO,
-                                env=_env(4), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True))
+  procs.append(subprocess.Popen(_train_cmd(overrides, tmp_path / 'single', config=config),
+                                cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True))
   outs = []
   for p in procs:
     try:

@@ -13,6 +13,7 @@ from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.training import supernet
 from litepose_jax.training import trainer
+from tests.training.helpers import set_fields
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -27,13 +28,7 @@ def _config(policy='official', steps=4, **fields):
   cfg = config_files.load_config(str(REPO_ROOT / 'configs' / 'supernet.py')
                                  + f':fake,runlocal,policy={policy}', SHALLOW)
   cfg.total_steps = steps
-  for k, v in fields.items():
-    node = cfg
-    *parents, leaf = k.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return cfg
+  return set_fields(cfg, **fields)
 
 
 def test_draws_are_a_function_of_seed_and_step():

@@ -14,6 +14,7 @@ from litepose_jax.training import input_pipeline
 from litepose_jax.training import optim
 from litepose_jax.training import train_checkpoints
 from litepose_jax.training import trainer
+from tests.training.helpers import set_fields
 
 
 def _params(result):
@@ -29,13 +30,7 @@ def _config(tiny_config, **fields):
   cfg = tiny_config
   cfg.total_steps = 4
   cfg.checkpoint_every = 2
-  for k, v in fields.items():
-    node = cfg
-    *parents, leaf = k.split('.')
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
-  return cfg
+  return set_fields(cfg, **fields)
 
 
 def test_resume_reproduces_uninterrupted_run(tiny_config, tmp_path):
