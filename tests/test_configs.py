@@ -116,8 +116,8 @@ ARGUMENTS = {
     'litepose_m.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal'],
     'litepose_l.py': ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal'],
     'quickstart.py': ['', 'fake', 'runlocal', 'fake,runlocal'],
-    'supernet.py': ['', 'dataset=coco', 'policy=official', 'synthetic', 'fake', 'runlocal',
-                    'synthetic,policy=official,runlocal', 'fake,runlocal'],
+    'supernet.py': ['', 'dataset=coco', 'policy=sandwich', 'synthetic', 'fake', 'runlocal',
+                    'synthetic,policy=sandwich,runlocal', 'fake,runlocal'],
 }
 
 
@@ -146,12 +146,12 @@ def test_each_config_loads_with_each_argument(name, arg):
 
 def test_supernet_recipe_is_the_official_one_but_for_the_policy():
   cfg = config_files.load_config(str(CONFIGS / 'supernet.py'))
-  assert cfg.supernet.policy == 'sandwich' and cfg.supernet.enabled
+  assert cfg.supernet.policy == 'official' and cfg.supernet.enabled
   assert tuple(cfg.data.input_sizes) == (256, 320, 384, 448, 512) and cfg.data.input_size == 512
   assert (cfg.optim.name, cfg.optim.lr, cfg.optim.schedule) == ('adam', 4e-3, 'constant')
   assert cfg.supernet.space.depths == (6, 8, 10, 10) and not cfg.supernet.shipped_depths
-  official = config_files.load_config(str(CONFIGS / 'supernet.py') + ':policy=official')
-  assert official.supernet.policy == 'official'
+  sandwich = config_files.load_config(str(CONFIGS / 'supernet.py') + ':policy=sandwich')
+  assert sandwich.supernet.policy == 'sandwich' and sandwich.supernet.num_random == 2
   synthetic = config_files.load_config(str(CONFIGS / 'supernet.py') + ':synthetic')
   assert set(synthetic.data.input_sizes) == set(synthetic.supernet.space.resolutions)
 

@@ -59,7 +59,7 @@ def _data_args(args):
   ann, images, dataset = args.ann, args.images, args.dataset
   if args.config:
     # A training config: its data section and eval split name the ground truth.
-    cfg = config_files.load_config(args.config, args.config_overrides or ())
+    cfg = config_files.load_config(args.config, getattr(args, 'config_overrides', None) or ())
     data = cfg.data
     split = cfg.get('eval', {}).get('split', '') or data.get('split', '')
     cfg_ann, cfg_images = datasets.resolve_paths(
@@ -100,7 +100,8 @@ def _subnet_predictor(args, **kwargs):
   spec = models.resolve_arch(args.supernet_arch)
   net, variables, model_cfg = nas.load_supernet(args.checkpoint)
   size = int(args.size or spec.img_size)
-  data_cfg = config_files.load_config(args.config, args.config_overrides or ()).data
+  overrides = getattr(args, 'config_overrides', None) or ()
+  data_cfg = config_files.load_config(args.config, overrides).data
   sub_variables, calibration = recalibrate_lib.recalibrated_subnet(
       net, variables, spec, data_cfg, size=size, num_images=args.calib_images,
       batch_size=args.calib_batch, seed=args.calib_seed)

@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
   calibration = None
   if args.config:
     calibration = {'data_cfg': config_files.load_config(
-                       args.config, args.config_overrides or ()).data,
+                       args.config, getattr(args, 'config_overrides', None) or ()).data,
                    'num_images': args.calib_images, 'batch_size': args.calib_batch,
                    'seed': args.calib_seed}
   out, cfg = extract_checkpoint(args.checkpoint, args.arch, args.out, step=args.step,
