@@ -1,5 +1,5 @@
 """Neural architecture search for LitePose: the search space (space.py), the weight-shared
-super-net (supernet.py), sub-net extraction from its variables (extract.py), BatchNorm
+super-net (supernet.py), the evolutionary search (evolution.py), sub-net extraction from its variables (extract.py), BatchNorm
 recalibration of a sub-net (recalibrate.py), channel sorting by importance (sort.py) and the
 official PyTorch super-net importer (torch_import.py). `nas.recalibrate` is the module (its
 function: `nas.recalibrate.recalibrate`).
@@ -9,6 +9,7 @@ evaluation, export or training.
 """
 from __future__ import annotations
 
+from litepose_jax.nas.evolution import evolutionary_search
 from litepose_jax.nas.extract import extract_subnet
 from litepose_jax.nas.recalibrate import calibration_batches
 from litepose_jax.nas.sort import channel_importance
@@ -38,6 +39,7 @@ from litepose_jax.nas.torch_import import import_torch_supernet
 
 __all__ = ['GENE_NAMES', 'OFFICIAL', 'WIDTH_GENES', 'SearchSpace', 'SuperLitePose',
            'calibration_batches', 'channel_importance', 'create_supernet', 'decode', 'encode',
+           'evolutionary_search',
            'extract_subnet', 'import_torch_supernet', 'init_supernet_from', 'largest',
            'load_supernet', 'max_arch', 'sample', 'smallest', 'sort_channels',
            'space_from_json', 'space_size', 'space_to_json', 'subnet_masks',

@@ -1,0 +1,145 @@
+"""Evolutionary architecture search over the space (official arch_search/evolution.py).
+
+The official algorithm (SUPERNET_SPEC.md §5.4): a population of `population_size` sub-nets drawn
+until each meets the constraint; then, `iterations` times, keep the `parents` best, add `mutants`
+children (each gene resampled with probability `mutate_prob`) and `crossovers` children (each
+gene from one of two parents), every child redrawn until it meets the constraint. Fixed here:
+- the best architecture is the best of everything evaluated, so the last generation counts (the
+  official code ranks parents only at the start of an iteration and drops the last children);
+- every gene crosses over, resolution and stem width included (official: always parent 1's);
+- scores are memoised: an architecture is scored once, however often it is drawn;
+- seeded: the draws depend on the seed only (never on the scores' memo), so a run is a pure
+  function of (seed, scores), and a run resumed from its log (`log_path`) replays the logged
+  scores without calling `score_fn` and ends with the uninterrupted run's result;
+- a constraint that the smallest sub-net fails is an error, and every rejection loop is bounded.
+Architectures are handled as genes (space.encode / decode); a mutated gene takes one of the
+gene's distinct values uniformly (the official code redraws a multiplier).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from litepose_jax.errors import UserError
+from litepose_jax.nas import space as space_lib
+
+Genes = tuple[int, ...]
+
+
+class _Scores:
+  """Memoised score_fn with an append-only jsonl log: {'genes', 'arch', 'score'} per line."""
+
+  def __init__(self, score_fn: Callable[[dict], float], space: space_lib.SearchSpace,
+               log_path: str | None):
+    self.score_fn, self.space, self.log_path = score_fn, space, log_path
+    self.memo: dict[Genes, float] = {}
+    self.order: list[Genes] = []
+    self.logged: dict[Genes, float] = {}
+    if log_path and os.path.exists(log_path):
+      with open(log_path) as f:
+        for n, line in enumerate(f, 1):
+          if not line.strip():
+            continue
+          try:
+            rec = json.loads(line)
+            self.logged[tuple(int(g) for g in rec['genes'])] = float(rec['score'])
+          except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f'{log_path}:{n}: not a search log line ({e}); remove the file to '
+                            'start the search afresh') from e
+
+  def __call__(self, genes: Genes) -> float:
+    if genes in self.memo:
+      return self.memo[genes]
+    if genes in self.logged:
+      score = self.logged[genes]
+    else:
+      arch = space_lib.decode(genes, self.space)
+      score = float(self.score_fn(arch))
+      if self.log_path:
+        with open(self.log_path, 'a') as f:
+          f.write(json.dumps({'genes': list(genes), 'arch': arch, 'score': score}) + '\n')
+    self.memo[genes] = score
+    self.order.append(genes)
+    return score
+
+
+def _draw(rng: np.random.Generator, make: Callable[[], Genes], ok: Callable[[Genes], bool],
+          max_tries: int, what: str) -> Genes:
+  """make() until ok(genes), at most max_tries times (UserError after)."""
+  for _ in range(max_tries):
+    genes = make()
+    if ok(genes):
+      return genes
+  raise UserError(f'{what}: no candidate met the constraint in {max_tries} tries; the budget '
+                  'admits too few sub-nets for the search (raise it, or max_tries)')
+
+
+def evolutionary_search(score_fn: Callable[[dict], float], constraint_fn: Callable[[dict], bool],
+                        *, seed: int, population_size: int = 40, iterations: int = 40,
+                        parents: int = 10, mutants: int = 20, crossovers: int = 20,
+                        mutate_prob: float = 0.1, space: space_lib.SearchSpace | None = None,
+                        log_path: str | None = None, max_tries: int = 10000) -> dict[str, Any]:
+  """The best sub-net (official-schema dict) by score_fn among those constraint_fn accepts.
+
+  score_fn(arch) -> float, higher is better (e.g. AP after BN recalibration); constraint_fn(arch)
+  -> bool (e.g. MACs <= budget). Returns {'best': {'arch', 'score'}, 'evaluated': [{'arch',
+  'score'}, ...] in the order first scored}. log_path: a jsonl file that records every score and
+  lets a killed search resume (see the module docstring).
+  """
+  space = space_lib.OFFICIAL if space is None else space
+  for name, v in (('population_size', population_size), ('parents', parents)):
+    if v < 1:
+      raise UserError(f'{name} must be >= 1, got {v}')
+  if iterations < 0 or mutants < 0 or crossovers < 0 or not 0 <= mutate_prob <= 1:
+    raise UserError('iterations, mutants and crossovers must be >= 0 and mutate_prob in [0, 1], '
+                    f'got {iterations}, {mutants}, {crossovers}, {mutate_prob}')
+  smallest = space_lib.smallest(space)
+  if not constraint_fn(smallest):
+    raise UserError(f'no sub-net of the space meets the constraint: even the smallest one '
+                    f'({smallest["img_size"]} px, stem {smallest["input_channel"]}, deconv '
+                    f'{smallest["deconv_setting"]}, stages '
+                    f'{[s["channel"] for s in smallest["backbone_setting"]]}) fails it')
+  rng = np.random.default_rng(seed)
+  scores = _Scores(score_fn, space, log_path)
+  accepted: dict[Genes, bool] = {}
+  choices = space.num_choices()
+
+  def ok(genes: Genes) -> bool:
+    if genes not in accepted:
+      accepted[genes] = bool(constraint_fn(space_lib.decode(genes, space)))
+    return accepted[genes]
+
+  def mutate(parent: Genes) -> Genes:
+    flips = rng.random(len(parent)) < mutate_prob
+    new = rng.integers(0, choices)
+    return tuple(int(n) if f else g for g, f, n in zip(parent, flips, new))
+
+  def cross(a: Genes, b: Genes) -> Genes:
+    take_b = rng.random(len(a)) < 0.5
+    return tuple(y if t else x for x, y, t in zip(a, b, take_b))
+
+  population = [_draw(rng, lambda: space_lib.encode(space_lib.sample(space, rng), space), ok,
+                      max_tries, 'initial population') for _ in range(population_size)]
+  for genes in population:
+    scores(genes)
+  for _ in range(iterations):
+    # Stable sort: equal scores keep population order, so ties break the same way every run.
+    ranked = sorted(population, key=lambda g: -scores.memo[g])
+    top = ranked[:parents]
+    children = []
+    for _ in range(mutants):
+      parent = top[int(rng.integers(len(top)))]
+      children.append(_draw(rng, lambda p=parent: mutate(p), ok, max_tries, 'mutation'))
+    for _ in range(crossovers):
+      a, b = top[int(rng.integers(len(top)))], top[int(rng.integers(len(top)))]
+      children.append(_draw(rng, lambda a=a, b=b: cross(a, b), ok, max_tries, 'crossover'))
+    for genes in children:
+      scores(genes)
+    population = top + children
+  evaluated = [{'arch': space_lib.decode(g, space), 'score': scores.memo[g]} for g in scores.order]
+  best = max(range(len(evaluated)), key=lambda i: (evaluated[i]['score'], -i))
+  return {'best': evaluated[best], 'evaluated': evaluated}
