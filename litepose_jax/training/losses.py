@@ -86,3 +86,13 @@ def litepose_loss(out4, out2, batch: Mapping, *, num_joints: int, heatmap_factor
   parts['pull'] = pull_factor * pull
   parts['total'] = parts['heatmap4'] + parts['heatmap2'] + parts['push'] + parts['pull']
   return parts
+
+
+def batch_loss(out4, out2, batch: Mapping, num_joints: int, loss_cfg) -> dict:
+  """litepose_loss with config.loss's factors, each part averaged over the batch (as the official
+  trainer does): -> {'total', 'heatmap4', 'heatmap2', 'push', 'pull'} scalars."""
+  parts = litepose_loss(out4, out2, batch, num_joints=num_joints,
+                        heatmap_factors=tuple(loss_cfg.heatmap_factors),
+                        push_factor=loss_cfg.push_factor, pull_factor=loss_cfg.pull_factor,
+                        ae_type=loss_cfg.ae_type)
+  return {k: jnp.mean(v) for k, v in parts.items()}

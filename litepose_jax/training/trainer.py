@@ -119,11 +119,7 @@ def make_train_step(model, tx, schedule, config, num_joints: int) -> Callable:
           {'params': params, 'batch_stats': state.batch_stats},
           normalize.model_input(batch['image'], jnp), train=True,
           mutable=['batch_stats'])
-      parts = losses.litepose_loss(out4, out2, batch, num_joints=num_joints,
-                                   heatmap_factors=tuple(lc.heatmap_factors),
-                                   push_factor=lc.push_factor, pull_factor=lc.pull_factor,
-                                   ae_type=lc.ae_type)
-      parts = {k: jnp.mean(v) for k, v in parts.items()}  # the official trainer averages
+      parts = losses.batch_loss(out4, out2, batch, num_joints, lc)
       return parts['total'], (parts, updates['batch_stats'])
 
     (_, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
