@@ -62,11 +62,13 @@ def check(config) -> None:
                     f'resolutions {space.resolutions}')
 
 
-def draw(config, step: int) -> list[dict]:
+def draw(config, step: int, space: nas.SearchSpace | None = None) -> list[dict]:
   """The sub-nets (official-schema dicts) global step `step` trains: a function of (seed, step).
 
-  Their img_size is the draw of the sub-net only; the step runs at the batch's size."""
-  s, space = config.supernet, search_space(config)
+  Their img_size is the draw of the sub-net only; the step runs at the batch's size. space:
+  search_space(config), when the caller has it (the super-net's own)."""
+  s = config.supernet
+  space = search_space(config) if space is None else space
   seed = int(config.seed)
   if s.policy == 'official':
     return [nas.sample(space, (seed, 7907, step))]
@@ -76,7 +78,8 @@ def draw(config, step: int) -> list[dict]:
 
 def step_masks(config, supernet: nas.SuperLitePose, step: int) -> list[dict]:
   """The channel masks of draw(config, step) (numpy; the jitted step's third argument)."""
-  return [nas.subnet_masks(supernet, a, check=False) for a in draw(config, step)]
+  return [nas.subnet_masks(supernet, a, check=False)
+          for a in draw(config, step, supernet.space)]
 
 
 def _distill_loss(out4, out2, teacher4, teacher2, num_joints: int):
@@ -101,11 +104,7 @@ def make_loss_fn(model, config, num_joints: int) -> Callable:
       (out4, out2), updates = model.apply({'params': params, 'batch_stats': batch_stats}, images,
                                           masks, train=True, mutable=['batch_stats'])
       batch_stats = updates['batch_stats']
-      parts = losses.litepose_loss(out4, out2, batch, num_joints=num_joints,
-                                   heatmap_factors=tuple(lc.heatmap_factors),
-                                   push_factor=lc.push_factor, pull_factor=lc.pull_factor,
-                                   ae_type=lc.ae_type)
-      parts = {k: jnp.mean(v) for k, v in parts.items()}
+      parts = losses.batch_loss(out4, out2, batch, num_joints, lc)
       loss = parts['total']
       if sandwich and distill > 0:
         if i == 0:
