@@ -38,6 +38,8 @@ COMMANDS = {
     'bench': ('litepose_jax.export.bench', 'measure TFLite network and end-to-end latency'),
     'train': ('litepose_jax.training.cli', 'train a LitePose model from a config (resumes in its workdir)'),
     'sweep': ('litepose_jax.training.sweep', 'expand a sweep into training runs (run them or print them)'),
+    'search': ('litepose_jax.search.cli', 'search a trained super-net for the best sub-nets per budget'),
+    'nas': ('litepose_jax.search.pipeline', 'super-net -> search -> extract -> fine-tune -> report'),
 }
 
 

@@ -23,7 +23,7 @@ LAYERS = {
     'inference': 4,
     'evaluation': 5,
     'export': 6,
-    'training': 7,
+    'training': 7, 'search': 7,
     'cli': 8,
 }
 

@@ -34,8 +34,10 @@ class _Scores:
   """Memoised score_fn with an append-only jsonl log: {'genes', 'arch', 'score'} per line."""
 
   def __init__(self, score_fn: Callable[[dict], float], space: space_lib.SearchSpace,
-               log_path: str | None):
+               log_path: str | None,
+               score_many: Callable[..., list[float]] | None = None):
     self.score_fn, self.space, self.log_path = score_fn, space, log_path
+    self.score_many = score_many
     self.memo: dict[Genes, float] = {}
     self.order: list[Genes] = []
     self.logged: dict[Genes, float] = {}
@@ -52,19 +54,39 @@ class _Scores:
                             'start the search afresh') from e
 
   def __call__(self, genes: Genes) -> float:
-    if genes in self.memo:
-      return self.memo[genes]
-    if genes in self.logged:
-      score = self.logged[genes]
-    else:
-      arch = space_lib.decode(genes, self.space)
-      score = float(self.score_fn(arch))
+    return self.batch([genes])[0]
+
+  def batch(self, candidates: list[Genes]) -> list[float]:
+    """Scores of `candidates`; the new ones (not memoised, not logged) are scored together, in
+    first-seen order, by score_many when given (e.g. in parallel over devices), else one by one;
+    each score is logged as soon as it is known."""
+    new = [g for g in dict.fromkeys(candidates) if g not in self.memo and g not in self.logged]
+    archs = [space_lib.decode(g, self.space) for g in new]
+    fresh: dict[Genes, float] = {}
+
+    def done(i: int, score: float) -> None:
+      if new[i] in fresh:
+        return
+      fresh[new[i]] = float(score)
       if self.log_path:
         with open(self.log_path, 'a') as f:
-          f.write(json.dumps({'genes': list(genes), 'arch': arch, 'score': score}) + '\n')
-    self.memo[genes] = score
-    self.order.append(genes)
-    return score
+          f.write(json.dumps({'genes': list(new[i]), 'arch': archs[i], 'score': float(score)})
+                  + '\n')
+
+    if self.score_many is not None and new:
+      values = list(self.score_many(archs, done))
+      if len(values) != len(new):
+        raise ValueError(f'score_many returned {len(values)} scores for {len(new)} architectures')
+      for i, v in enumerate(values):
+        done(i, v)
+    else:
+      for i, arch in enumerate(archs):
+        done(i, self.score_fn(arch))
+    for genes in candidates:
+      if genes not in self.memo:
+        self.memo[genes] = fresh[genes] if genes in fresh else self.logged[genes]
+        self.order.append(genes)
+    return [self.memo[g] for g in candidates]
 
 
 def _draw(rng: np.random.Generator, make: Callable[[], Genes], ok: Callable[[Genes], bool],
@@ -82,13 +104,18 @@ def evolutionary_search(score_fn: Callable[[dict], float], constraint_fn: Callab
                         *, seed: int, population_size: int = 40, iterations: int = 40,
                         parents: int = 10, mutants: int = 20, crossovers: int = 20,
                         mutate_prob: float = 0.1, space: space_lib.SearchSpace | None = None,
-                        log_path: str | None = None, max_tries: int = 10000) -> dict[str, Any]:
+                        log_path: str | None = None, max_tries: int = 10000,
+                        score_many: Callable[..., list[float]] | None = None
+                        ) -> dict[str, Any]:
   """The best sub-net (official-schema dict) by score_fn among those constraint_fn accepts.
 
   score_fn(arch) -> float, higher is better (e.g. AP after BN recalibration); constraint_fn(arch)
   -> bool (e.g. MACs <= budget). Returns {'best': {'arch', 'score'}, 'evaluated': [{'arch',
   'score'}, ...] in the order first scored}. log_path: a jsonl file that records every score and
-  lets a killed search resume (see the module docstring).
+  lets a killed search resume (see the module docstring). score_many(archs, done) -> scores:
+  scores a whole generation's new architectures at once (the initial population, then each
+  iteration's children), e.g. spread over devices and hosts, calling done(i, score) as each
+  result is known (so it is logged then); the result is the same as with score_fn.
   """
   space = space_lib.OFFICIAL if space is None else space
   for name, v in (('population_size', population_size), ('parents', parents)):
@@ -104,7 +131,7 @@ def evolutionary_search(score_fn: Callable[[dict], float], constraint_fn: Callab
                     f'{smallest["deconv_setting"]}, stages '
                     f'{[s["channel"] for s in smallest["backbone_setting"]]}) fails it')
   rng = np.random.default_rng(seed)
-  scores = _Scores(score_fn, space, log_path)
+  scores = _Scores(score_fn, space, log_path, score_many)
   accepted: dict[Genes, bool] = {}
   choices = space.num_choices()
 
@@ -124,8 +151,7 @@ def evolutionary_search(score_fn: Callable[[dict], float], constraint_fn: Callab
 
   population = [_draw(rng, lambda: space_lib.encode(space_lib.sample(space, rng), space), ok,
                       max_tries, 'initial population') for _ in range(population_size)]
-  for genes in population:
-    scores(genes)
+  scores.batch(population)
   for _ in range(iterations):
     # Stable sort: equal scores keep population order, so ties break the same way every run.
     ranked = sorted(population, key=lambda g: -scores.memo[g])
@@ -137,8 +163,7 @@ def evolutionary_search(score_fn: Callable[[dict], float], constraint_fn: Callab
     for _ in range(crossovers):
       a, b = top[int(rng.integers(len(top)))], top[int(rng.integers(len(top)))]
       children.append(_draw(rng, lambda a=a, b=b: cross(a, b), ok, max_tries, 'crossover'))
-    for genes in children:
-      scores(genes)
+    scores.batch(children)
     population = top + children
   evaluated = [{'arch': space_lib.decode(g, space), 'score': scores.memo[g]} for g in scores.order]
   best = max(range(len(evaluated)), key=lambda i: (evaluated[i]['score'], -i))

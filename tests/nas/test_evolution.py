@@ -80,3 +80,27 @@ def test_unsatisfiable_and_too_tight_budgets_fail_with_one_line():
   with pytest.raises(UserError, match='parents'):
     evolutionary_search(_size, _budget, seed=0, parents=0)
 
+
+
+def _refuse(arch):
+  raise AssertionError('score_fn must not be called when score_many is given')
+
+
+def test_score_many_scores_each_generation_at_once_with_the_same_result(tmp_path):
+  calls = []
+
+  def many(archs, done):
+    calls.append(len(archs))
+    out = [_size(a) for a in archs]
+    done(0, out[0])  # reported early, then again in the returned list: logged once
+    return out
+
+  kw = dict(seed=3, **SMALL)
+  one = nas.evolutionary_search(_size, _budget, **kw)
+  log = tmp_path / 'log.jsonl'
+  batched = nas.evolutionary_search(_refuse, _budget, score_many=many, log_path=str(log), **kw)
+  assert batched == one
+  assert len(calls) == 1 + SMALL['iterations'] and calls[0] == SMALL['population_size']
+  assert sum(calls) == len(one['evaluated'])
+  lines = log.read_text().splitlines()
+  assert len(lines) == len(one['evaluated'])
