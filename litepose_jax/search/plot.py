@@ -70,10 +70,11 @@ def _tick_text(v: float, ticks: list[float]) -> str:
 
 
 def _range(values: list[float]) -> tuple[float, float]:
-  """[lo, hi] around `values` with 6 % padding each side (a unit around a single value)."""
+  """[lo, hi] around `values` with 6 % padding each side (10 % of the value, at least 0.001,
+  around equal values), never below 0 when no value is (costs and APs are not negative)."""
   lo, hi = min(values), max(values)
   pad = (hi - lo) * 0.06 or max(abs(lo) * 0.1, 1e-3)
-  return lo - pad, hi + pad
+  return (lo - pad if lo < 0 else max(lo - pad, 0.0)), hi + pad
 
 
 class _Panel:
@@ -121,13 +122,23 @@ class _Panel:
     self.text(xlabel, ((self.left + self.right - w) // 2, PANEL_H - 14), 0.5)
     self.text(ylabel, (self.x0 + 8, 26), 0.5)
 
-  def label(self, s: str, anchor: tuple[int, int], color, scale: float = 0.45) -> None:
-    """`s` right of (or, where that overlaps an earlier label or leaves the plot, left of /
-    below) the point at `anchor`."""
+  def reserve(self, centre: tuple[int, int], r: int) -> None:
+    """Keeps labels off a marker of radius r at `centre`."""
+    self.taken.append((centre[0] - r, centre[1] - r, centre[0] + r, centre[1] + r))
+
+  def label(self, s: str, anchor: tuple[int, int], color, scale: float = 0.45,
+            required: bool = True) -> None:
+    """`s` beside the point at `anchor`: right of it, else left, above or below, a little
+    further out each round, where it covers no earlier label or reserved marker and stays in
+    the plot; a label that finds no such place is drawn at the first one if `required`, else
+    left out (a crowd of reference labels would bury the points)."""
     (w, h), _ = cv2.getTextSize(s, _FONT, scale, 1)
     x, y = anchor
-    tries = [(x + 8, y - 6), (x - 8 - w, y - 6), (x + 8, y + h + 6), (x - 8 - w, y + h + 6),
-             (x - w // 2, y - 12), (x - w // 2, y + h + 12)]
+    tries = []
+    for d in (0, 12, 24):
+      tries += [(x + 9 + d, y - 6), (x - 9 - w - d, y - 6), (x + 9 + d, y + h + 6),
+                (x - 9 - w - d, y + h + 6), (x - w // 2, y - 12 - d), (x - w // 2, y + h + 12 + d)]
+    place = None
     for ox, oy in tries:
       box = (ox - 1, oy - h - 2, ox + w + 1, oy + 3)
       inside = (box[0] >= self.left + 2 and box[2] <= self.right - 2 and box[1] >= self.top + 2
@@ -135,8 +146,14 @@ class _Panel:
       free = all(box[2] <= t[0] or t[2] <= box[0] or box[3] <= t[1] or t[3] <= box[1]
                  for t in self.taken)
       if inside and free:
+        place = ox, oy
         break
-    self.taken.append(box)
+    if place is None:
+      if not required:
+        return
+      place = tries[0]
+    ox, oy = place
+    self.taken.append((ox - 1, oy - h - 2, ox + w + 1, oy + 3))
     # A white halo keeps the label readable over the gray dots.
     self.text(s, (ox, oy), scale, _WHITE, 3)
     self.text(s, (ox, oy), scale, color, 1)
@@ -198,10 +215,14 @@ def _panel(img: np.ndarray, x0: int, key, candidates: list[dict], chosen: list[d
     cv2.circle(img, p.px(x, y), 7, _CHOSEN, -1, cv2.LINE_AA)
     cv2.circle(img, p.px(x, y), 7, _BLACK, 1, cv2.LINE_AA)
   # Labels after every marker, the chosen nets' first so that theirs get the best places.
+  for x, y, _ in picks:
+    p.reserve(p.px(x, y), 7)
+  for x, y, _ in unis:
+    p.reserve(p.px(x, y), 6)
   for x, y, c in picks:
     p.label(str(c['name']), p.px(x, y), _CHOSEN, 0.5)
   for x, y, u in unis:
-    p.label(f'{u["mult"]:g}@{u["img_size"]}', p.px(x, y), _UNIFORM, 0.42)
+    p.label(f'{u["mult"]:g}@{u["img_size"]}', p.px(x, y), _UNIFORM, 0.42, required=False)
   entries = [('dot', f'candidates ({len(cands)})'), ('front', 'Pareto front')]
   if picks:
     entries.append(('chosen', 'chosen per budget'))

@@ -207,7 +207,9 @@ class _Progress:
   """One bar over every scoring of the run, its postfix the best AP so far per budget."""
 
   def __init__(self, enabled: bool):
-    self.bar = tqdm.tqdm(desc='search', unit='eval', disable=not enabled, dynamic_ncols=True)
+    self.bar = tqdm.tqdm(desc='search', disable=not enabled, dynamic_ncols=True,
+                         bar_format='{desc}: {n_fmt} evaluations [{elapsed}, {rate_fmt}]{postfix}',
+                         unit='eval')
     self.best: dict[str, float] = {}
     self.stage = ''
 
