@@ -18,7 +18,7 @@ given: a method interceptor reads its `channel_mask` argument (layers.conv_bn), 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 import copy
 import functools
 import math
@@ -82,6 +82,13 @@ def _stats_fn(supernet: supernet_lib.SuperLitePose):
       out[key] = (new[key]['mean'] / keep, new[key]['var'] / keep, active)
     return out
   return jax.jit(fn)
+
+
+def batch_stats_fn(supernet: supernet_lib.SuperLitePose):
+  """The jitted per-batch statistics of `supernet` (shared, one compile per input size):
+  (variables, masks, normalised images [B, S, S, 3]) -> {BatchNorm path: (batch mean [C],
+  biased batch var [C], active [C] bool)}; callable inside another jit (search.fitness)."""
+  return _stats_fn(supernet)
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -153,7 +160,8 @@ def _plain(tree: Any) -> Any:
 
 
 def calibration_batches(data_cfg: Any, size: int, num_images: int = 2000, batch_size: int = 16,
-                        seed: int = 0) -> Iterator[np.ndarray]:
+                        seed: int = 0, *, image_ids: Sequence[int] | None = None,
+                        raw: bool = False) -> Iterator[np.ndarray]:
   """Normalised float32 image batches [batch_size, size, size, 3] for `recalibrate`.
 
   A fixed subset of min(num_images, N) images of the training split that `data_cfg` (a training
@@ -162,6 +170,9 @@ def calibration_batches(data_cfg: Any, size: int, num_images: int = 2000, batch_
   the next pass) through the training pipeline and its augmentation at input size `size`; the
   augmentation of every position is a pure function of (seed, position), so the same arguments
   give the same images. The data set is opened here (errors now), the images are read lazily.
+  image_ids: choose among these images of the split only (e.g. a search's calibration split;
+  UserError naming an id the split lacks), N = len(image_ids). raw: uint8 RGB batches as the
+  pipeline makes them (4x smaller, to be normalised on the device) instead of float32.
   """
   # Imported here: the training pipeline brings OpenCV and TensorFlow, which nas does not need
   # otherwise (and tests of the super-net alone should not pay for).
@@ -180,7 +191,11 @@ def calibration_batches(data_cfg: Any, size: int, num_images: int = 2000, batch_
   with cfg.unlocked():
     cfg.input_size, cfg.input_sizes = int(size), ()
     cfg.batch_size, cfg.seed, cfg.shuffle = int(batch_size), int(seed), False
+    if raw:
+      cfg.image_dtype = 'uint8'
   source = datasets.open_from_config(cfg)
+  if image_ids is not None:
+    source = _only_ids(source, image_ids)
   n = min(int(num_images), len(source))
   chosen = np.sort(np.random.default_rng([int(seed), 1511]).choice(len(source), n, replace=False))
   subset = source.subset(chosen)
@@ -189,8 +204,22 @@ def calibration_batches(data_cfg: Any, size: int, num_images: int = 2000, batch_
 
   def generate():
     for batch in dataset.take(steps).as_numpy_iterator():
-      yield normalize.model_input(batch['image'])
+      yield batch['image'] if raw else normalize.model_input(batch['image'])
   return _Batches(generate(), steps, n)
+
+
+def _only_ids(source: datasets.KeypointDataset, image_ids: Sequence[int]
+              ) -> datasets.KeypointDataset:
+  """The records of `source` whose image ids are in image_ids (in the split's order)."""
+  wanted = {int(i) for i in image_ids}
+  if not wanted:
+    raise UserError('calibration image ids: the list is empty')
+  index = [i for i, r in enumerate(source.records) if r.image_id in wanted]
+  if len(index) != len(wanted):
+    missing = sorted(wanted - {source.records[i].image_id for i in index})
+    raise UserError(f'calibration image ids: {len(missing)} not among the usable images of '
+                    f'{source.ann_file}, e.g. {missing[:5]}')
+  return source.subset(index)
 
 
 class _Batches:

@@ -33,3 +33,22 @@ def synthetic_data(root: pathlib.Path, num_images: int = 20, seed: int = 0) -> p
 def data_config(path: pathlib.Path, data_dir: pathlib.Path) -> pathlib.Path:
   """A config file whose only section is the data (train split under data_dir)."""
   return write_data_config(path, data_dir)
+
+
+def search_data_config(data_dir: pathlib.Path):
+  """config.data of the synthetic set at data_dir (training split 'train', one data thread)."""
+  from litepose_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  cfg = pipeline.default_data_config()
+  cfg.data_dir, cfg.split, cfg.num_parallel_calls = str(data_dir), 'train', 1
+  return cfg
+
+
+def search_setup(root: pathlib.Path, seed: int = 0):
+  """(super-net of SPACE with LAX layers, its random variables, config.data, SearchSplits of 8
+  calibration and 6 search images) over a 24-image synthetic set under root."""
+  from litepose_jax.search import splits  # pylint: disable=g-import-not-at-top
+  cfg = search_data_config(synthetic_data(root / 'data', num_images=24))
+  split = splits.carve_splits(cfg, str(root / 'search'), num_calibration=8, num_search=6)
+  net = nas.create_supernet(JOINTS, SPACE, **LAX)
+  variables = randomise_bn(models.init_variables(net, 64, seed), seed + 1)
+  return net, variables, cfg, split
