@@ -135,9 +135,11 @@ class _Panel:
     (w, h), _ = cv2.getTextSize(s, _FONT, scale, 1)
     x, y = anchor
     tries = []
-    for d in (0, 12, 24):
+    for d in (0, 12, 24, 40):
       tries += [(x + 9 + d, y - 6), (x - 9 - w - d, y - 6), (x + 9 + d, y + h + 6),
                 (x - 9 - w - d, y + h + 6), (x - w // 2, y - 12 - d), (x - w // 2, y + h + 12 + d)]
+    # Shifted sideways into the plot where they would stick out of it (points near an edge).
+    tries = [(min(max(ox, self.left + 3), self.right - 3 - w), oy) for ox, oy in tries]
     place = None
     for ox, oy in tries:
       box = (ox - 1, oy - h - 2, ox + w + 1, oy + 3)

@@ -37,6 +37,7 @@ import functools
 import json
 import math
 import os
+import shutil
 import tempfile
 from typing import Any
 import zlib
@@ -48,7 +49,12 @@ import tqdm
 from litepose_jax import checkpoints
 from litepose_jax import nas
 from litepose_jax.errors import UserError
+from litepose_jax.search import costs as costs_lib
+from litepose_jax.search import fitness as fitness_lib
+from litepose_jax.search import latency as latency_lib
+from litepose_jax.search import parallel
 from litepose_jax.search import plot
+from litepose_jax.search import splits as splits_lib
 
 CONVENTIONS = ('true', 'paper')
 # The finalists measured for a latency budget: the candidates below the best 20 of a search
@@ -122,6 +128,14 @@ def budget_seed(seed: int, name: str) -> int:
 def uniform_resolutions(space: nas.SearchSpace) -> tuple[int, ...]:
   """Resolutions of the uniform-width reference nets: the space's lowest and highest."""
   return tuple(sorted({min(space.resolutions), max(space.resolutions)}))
+
+
+def check_uniform_mults(space: nas.SearchSpace, mults: Sequence[float]) -> None:
+  """UserError naming --uniform-mults when a multiplier is not one of the space's."""
+  for m in mults:
+    if m not in space.width_mults:
+      raise UserError(f'--uniform-mults: {m:g} is not a width multiplier of the super-net\'s '
+                      f'space {tuple(space.width_mults)}')
 
 
 def _describe(arch: dict) -> str:
@@ -383,16 +397,14 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
     raise UserError('no budget: give --macs and / or --latency-ms')
   if latency_model is not None and measure is None:
     raise ValueError('a latency model needs `measure` (the exact latency of the finalists)')
-  for m in uniform_mults:
-    if m not in space.width_mults:
-      raise UserError(f'--uniform-mults: {m:g} is not a width multiplier of the super-net\'s '
-                      f'space {tuple(space.width_mults)}')
+  check_uniform_mults(space, uniform_mults)
   out = os.path.abspath(out)
   done = _finished(out, args)
   if done is not None:
     return done
   check_budgets(space, budgets, costs, convention, latency_model)
   is_main = jax.process_index() == 0
+  private = None
   if is_main:
     os.makedirs(out, exist_ok=True)
     log_path = os.path.join(out, EVALUATIONS)
@@ -428,6 +440,8 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
       searched.append(result)
   finally:
     bar.bar.close()
+    if private is not None:
+      shutil.rmtree(private, ignore_errors=True)  # a private copy: nothing to keep
 
   # Finalists: measured by process 0 only, its choice broadcast so that every process returns
   # (and e.g. fine-tunes) the same nets.
@@ -503,14 +517,6 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
   data_cfg: a training config's data section (its training split is carved into the calibration
   and search splits); latency_cache: where the latency model is kept (default out/latency).
   """
-  # Imported here, not at the top: the modules of the other search stages import this one's
-  # package only, and these pull in TensorFlow / the evaluator, which parse_budgets never needs.
-  from litepose_jax.search import costs as costs_lib  # pylint: disable=g-import-not-at-top
-  from litepose_jax.search import fitness as fitness_lib  # pylint: disable=g-import-not-at-top
-  from litepose_jax.search import latency as latency_lib  # pylint: disable=g-import-not-at-top
-  from litepose_jax.search import parallel  # pylint: disable=g-import-not-at-top
-  from litepose_jax.search import splits as splits_lib  # pylint: disable=g-import-not-at-top
-
   if convention not in CONVENTIONS:
     raise UserError(f'--convention must be one of {CONVENTIONS}, got {convention!r}')
   out = os.path.abspath(out)
@@ -529,6 +535,7 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
     return done
   net, variables, cfg = nas.load_supernet(source)
   space, joints, fusion = net.space, int(cfg['num_joints']), bool(cfg.get('fusion', True))
+  check_uniform_mults(space, uniform_mults)
   costs = functools.partial(costs_lib.arch_costs, num_joints=joints, fusion=fusion)
   # The MACs bounds before any slow step; the latency bounds once the model exists.
   check_budgets(space, [dataclasses.replace(b, latency_ms=None) for b in budgets], costs,
