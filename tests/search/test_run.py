@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pathlib
+import socket
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -15,6 +19,8 @@ from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.search import run
 from tests.search.helpers import SPACE
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def widths(arch):
@@ -248,3 +254,50 @@ def test_latency_finalists_are_measured_until_one_fits(tmp_path):
   better = [c for c in res['candidates'] if c['ap'] > row['ap']]
   assert better and lat.measured == len(better) + 1
   assert all(lat.measure(c['arch']) > budget for c in better)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+# One process of a two-process search with the fakes (jax.distributed over localhost).
+WORKER = '''
+import json, sys
+from litepose_jax.search import parallel, run
+parallel.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
+from tests.search import test_run as t
+lat = t.OptimisticLatency()
+if sys.argv[2] == '1':  # were process 1 to measure, it would pick other finalists
+  lat.measure = lambda arch: 1e9
+budget = float(sys.argv[4])
+res = t.search(sys.argv[3], run.parse_budgets(None, f'{budget:.6f}'), latency_model=lat,
+               measure=lat.measure)
+print('RESULT', json.dumps([[r['arch'], r['latency_ms_measured']] for r in res['budgets']]))
+'''
+
+
+def test_two_processes_choose_alike_and_only_process_0_writes(tmp_path):
+  port = _free_port()
+  budget = OptimisticLatency().predict(nas.largest(dataclasses.replace(SPACE, resolutions=(64,))))
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  procs = [subprocess.Popen([sys.executable, '-c', WORKER, f'127.0.0.1:{port}', str(pid),
+                             str(tmp_path / f'out{pid}'), str(budget)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True) for pid in range(2)]
+  outs = []
+  for p in procs:
+    try:
+      outs.append(p.communicate(timeout=300)[0])
+    except subprocess.TimeoutExpired:
+      for q in procs:
+        q.kill()
+      raise
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+  results = [json.loads(out.split('RESULT ', 1)[1].splitlines()[0]) for out in outs]
+  assert results[0] == results[1]
+  assert results[0][0][1] <= budget  # process 0's measurement, not process 1's 1e9
+  assert (tmp_path / 'out0' / run.RESULTS).is_file()
+  assert not (tmp_path / 'out1').exists()
