@@ -9,6 +9,9 @@ result equals one device's. The processes then exchange their scores (an all-gat
 returns the full list, in the order of `archs`.
 
 Multi-host runs call `initialize_distributed` first (the trainer's jax.distributed set-up).
+Bit-for-bit equal to one device where every device runs the same executable (CPU, TPU); on
+GPUs each process autotunes its convolutions by timing and may pick other algorithms (scores then
+agree to float noise); XLA_FLAGS=--xla_gpu_autotune_level=0 makes the choice fixed.
 """
 from __future__ import annotations
 
