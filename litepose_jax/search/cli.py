@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   fit.add_argument('--search-images', type=int, default=1000,
                    help='search split size (the AP of every candidate)')
   fit.add_argument('--calib-batch', type=int, default=16, help='calibration batch size')
-  parser.add_argument('--uniform-mults', type=_mults, default=(0.25, 0.5, 0.75, 1.0),
+  parser.add_argument('--uniform-mults', type=_mults, default='0.25,0.5,0.75,1',
                       help='width multipliers of the uniform reference nets (at the lowest and '
                            'highest resolution); \'\' for none')
   parser.add_argument('--latency-cache', default=None,
@@ -83,8 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument('--no-progress', action='store_true', help='no progress bar')
   dist = parser.add_argument_group('multi-host (jax.distributed)')
   dist.add_argument('--coordinator-address', default='', help='host:port of process 0')
-  dist.add_argument('--num-processes', type=int, default=1)
-  dist.add_argument('--process-id', type=int, default=0)
+  dist.add_argument('--num-processes', type=int, default=1, help='processes in the search')
+  dist.add_argument('--process-id', type=int, default=0, help='this process (0: writes files)')
   config_files.accept_config_overrides(parser)
 
 

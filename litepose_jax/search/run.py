@@ -306,7 +306,7 @@ def _key(arch: dict) -> str:
 
 
 def _finalist(budget: Budget, evaluated: list[dict], measure: Callable[[dict], float],
-              measured: dict[str, float], log_path: str,
+              measured: dict[str, float], log_path: str, measure_key: str,
               progress: _Progress) -> tuple[int, float, bool | None]:
   """(index in `evaluated` of the net chosen for `budget`, its measured latency (ms), whether it
   meets the latency bound (None without one)): with a latency bound, the best candidates in score
@@ -317,7 +317,7 @@ def _finalist(budget: Budget, evaluated: list[dict], measure: Callable[[dict], f
     if k not in measured:
       measured[k] = float(measure(arch))
       with open(log_path, 'a') as f:
-        f.write(json.dumps({'arch': arch, 'ms': measured[k]}) + '\n')
+        f.write(json.dumps({'arch': arch, 'ms': measured[k], 'key': measure_key}) + '\n')
     return measured[k]
 
   ranked = sorted(range(len(evaluated)), key=lambda i: (-evaluated[i]['score'], i))
@@ -381,15 +381,17 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
                    population_size: int = 40, iterations: int = 40, parents: int = 10,
                    mutants: int = 20, crossovers: int = 20, mutate_prob: float = 0.1,
                    uniform_mults: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-                   args: dict | None = None, latency_note: str = '',
+                   args: dict | None = None, latency_note: str = '', measure_key: str = '',
                    progress: bool = True) -> dict:
   """run_search once its pieces exist: the budgets' evolutions, finalists, reference nets and
   files (module docstring), with the scorer and costs given.
 
   score_many(archs, done) -> APs (parallel.score_many's contract); costs(arch) -> {'params',
   'macs_true', 'macs_paper'}; latency_model: .predict(arch) -> ms and .to_dict(), required when
-  a budget has a latency; measure(arch) -> exact ms, required with a latency model; args: what
-  identifies this search (a finished one with equal args is returned as is).
+  a budget has a latency; measure(arch) -> exact ms, required with a latency model;
+  measure_key: what the measurements depend on (latency.machine_key: CPU, LiteRT, threads),
+  kept measurements of another key are not reused; args: what identifies this search (a
+  finished one with equal args is returned as is).
   """
   if convention not in CONVENTIONS:
     raise UserError(f'--convention must be one of {CONVENTIONS}, got {convention!r}')
@@ -432,7 +434,8 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
     for b in budgets:
       scorer = bar.wrap(score_many, b.name, track=True)
       result = nas.evolutionary_search(
-          lambda arch, scorer=scorer: scorer([arch])[0], _constraint(b, costs, convention, latency_model), seed=budget_seed(seed, b.name),
+          lambda arch, scorer=scorer: scorer([arch])[0],
+          _constraint(b, costs, convention, latency_model), seed=budget_seed(seed, b.name),
           population_size=population_size, iterations=iterations, parents=parents,
           mutants=mutants, crossovers=crossovers, mutate_prob=mutate_prob, space=space,
           log_path=log_path, score_many=scorer)
@@ -448,10 +451,12 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
   picks = [(r['evaluated'].index(r['best']), None, None) for r in searched]
   if latency_model is not None:
     if is_main:
+      # Only the measurements of this machine and thread count count.
       measured = {_key(r['arch']): float(r['ms'])
-                  for r in _read_jsonl(os.path.join(out, MEASURED), ('arch', 'ms'))}
-      picks = [_finalist(b, r['evaluated'], measure, measured, os.path.join(out, MEASURED), bar)
-               for b, r in zip(budgets, searched)]
+                  for r in _read_jsonl(os.path.join(out, MEASURED), ('arch', 'ms'))
+                  if r.get('key', '') == measure_key}
+      picks = [_finalist(b, r['evaluated'], measure, measured, os.path.join(out, MEASURED),
+                         measure_key, bar) for b, r in zip(budgets, searched)]
     picks = [tuple(p) for p in _broadcast_json([list(p) for p in picks])]
 
   candidates, seen = [], set()
@@ -546,7 +551,7 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
   fitness = fitness_lib.Fitness(net, variables, data_cfg, splits, calib_batch=calib_batch,
                                 seed=seed)
   model = measure = None
-  note = ''
+  note = measure_key = ''
   if any(b.latency_ms is not None for b in budgets):
     # Process 0 measures and fits; every process must constrain with the very same model.
     built = None
@@ -558,10 +563,11 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
     measure = functools.partial(latency_lib.measure_ms, num_joints=joints, threads=threads,
                                 fusion=fusion)
     note = f'LiteRT, {threads} thread{"s" if threads != 1 else ""}'
+    measure_key = latency_lib.machine_key(threads)
   return search_budgets(space, budgets, out, score_many=functools.partial(parallel.score_many,
                                                                           fitness),
                         costs=costs, convention=convention, latency_model=model, measure=measure,
                         seed=seed, population_size=population_size, iterations=iterations,
                         parents=parents, mutants=mutants, crossovers=crossovers,
                         mutate_prob=mutate_prob, uniform_mults=uniform_mults, args=args,
-                        latency_note=note, progress=progress)
+                        latency_note=note, measure_key=measure_key, progress=progress)

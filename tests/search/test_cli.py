@@ -69,6 +69,10 @@ def test_search_end_to_end(setup, capsys, monkeypatch):
   (out / run.PICTURE).unlink()
   assert cli.main(argv) == 0
   assert not (out / run.PICTURE).exists()
+  # Scores of another calibration cannot be reused: refused, in one line.
+  assert cli.main(argv + ['--seed', '1']) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('litepose search: error: ') and 'seed differ' in err and '\n' not in err
   assert (out / run.EVALUATIONS).read_text().splitlines() == lines
   assert json.loads((out / run.RESULTS).read_text()) == results
 

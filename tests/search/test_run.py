@@ -228,6 +228,10 @@ def test_latency_budget_measures_finalists_until_one_fits(tmp_path):
   rerun = FakeLatency()
   assert search(tmp_path, budgets, latency_model=rerun, measure=rerun.measure) == res
   assert rerun.measured == 0
+  # ... on the same machine and threads only: another measure_key measures again.
+  os.remove(tmp_path / run.RESULTS)
+  search(tmp_path, budgets, latency_model=rerun, measure=rerun.measure, measure_key='other')
+  assert rerun.measured >= 1
 
 
 class OptimisticLatency(FakeLatency):
