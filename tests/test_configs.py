@@ -123,7 +123,7 @@ ARGUMENTS = {
 
 def test_every_config_file_is_covered():
   files = {p.name for p in CONFIGS.glob('*.py')} - {'common.py'}
-  assert files == set(ARGUMENTS) | {'sweep_kernel_size.py', 'sweep_width.py'}
+  assert files == set(ARGUMENTS) | {'sweep_kernel_size.py', 'sweep_width.py', 'nas.py'}
 
 
 @pytest.mark.parametrize('name,arg', [(n, a) for n, args in ARGUMENTS.items() for a in args])
@@ -185,3 +185,31 @@ def test_fake_knobs_live_only_in_the_fake_sub_dict():
   readers = sorted(str(p.relative_to(package)) for p in package.rglob('*.py')
                    if re.search(r'\.fake\b|fake_(num_images|people|nan)', p.read_text()))
   assert readers == ['training/input_pipeline.py'], readers
+
+
+@pytest.mark.parametrize('arg', ['', 'dataset=coco', 'synthetic', 'fake', 'runlocal',
+                                 'synthetic,runlocal', 'fake,runlocal', 'synthetic,fake'])
+def test_nas_config_holds_each_stage(arg):
+  # configs/nas.py is no training config: its super-net and fine-tuning sections are.
+  cfg = config_files.load_config(str(CONFIGS / 'nas.py') + (f':{arg}' if arg else ''),
+                                 ['supernet.data.data_dir=/data/x', 'progress=False'])
+  assert set(cfg) == {'progress', 'supernet', 'search', 'finetune', 'eval'}
+  assert cfg.supernet.supernet.enabled and not cfg.finetune.get('supernet')
+  # One data location and one progress switch for every stage.
+  assert cfg.finetune.data.data_dir == '/data/x' and not cfg.finetune.progress
+  assert (cfg.supernet.data.source == 'fake') == (cfg.finetune.data.source == 'fake') == (
+      'fake' in arg)
+  assert cfg.search.convention == 'paper' and cfg.eval.flip
+  if not arg or arg == 'dataset=coco':  # the official recipe of every stage
+    assert tuple(cfg.search.macs) == (1.2, 5.0, 7.8, 13.7)
+    assert (cfg.search.population_size, cfg.search.iterations) == (40, 40)
+    assert (cfg.finetune.optim.lr, cfg.finetune.num_epochs) == (4e-3, 500)
+    assert tuple(cfg.finetune.optim.milestones) == (350, 480)
+    assert cfg.supernet.num_epochs == 2400 and cfg.eval.split in ('test', 'val')
+  if 'synthetic' in arg:
+    assert cfg.eval.split == 'val' and not cfg.finetune.eval.enabled
+  if 'runlocal' in arg:
+    assert cfg.supernet.total_steps == cfg.finetune.total_steps == 4
+    assert len(cfg.search.macs) == 1 and cfg.search.population_size == 2
+  doc = (CONFIGS / 'nas.py').read_text()
+  assert 'litepose nas --config configs/nas.py' in doc and 'Expected' in doc
