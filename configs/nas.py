@@ -32,13 +32,14 @@ What `synthetic` shrinks, and why (measured on the 2-core CPU, docs/BENCHMARKS.m
   - data: 5690 training / 200 val images of 128 px, the sizes 64 / 96 px of configs/supernet.py:
     synthetic (the official widths and depths, so the sub-nets are the real ones, at small
     resolutions; 96 px keeps the 512 px net's 5.8 M parameters at 0.54 G paper MACs);
-  - super-net: 300 steps of the quickstart recipe instead of 2400 epochs (one step ~1.6 s:
-    ~8 minutes);
+  - super-net: 200 steps of the quickstart recipe instead of 2400 epochs (1.5-3.7 s per step
+    at batch 32, quiet / shared CPU: 5-12 minutes);
   - search: budgets 0.1 and 0.25 G (paper MACs: between the uniform nets 0.5x and 0.75x at 64 px,
-    and about 1x at 64 px), population 8, 2 generations of 4 + 4 children, calibration 128 /
-    search 96 images: a few dozen candidates instead of ~1600 per budget;
-  - fine-tuning: 300 steps of the quickstart recipe (batch 32, lr 8e-3, cosine) instead of 500
-    epochs of the official one; no evaluation during training (stage 5 scores every net);
+    and about 1x at 64 px), population 12, 3 generations of 6 + 6 children, calibration 128 /
+    search 96 images: up to 48 candidates per budget instead of ~1600 (2-6 s each);
+  - fine-tuning: 200 steps of the quickstart recipe (batch 32, lr 8e-3, cosine) instead of 500
+    epochs of the official one (40-80 img/s at 64 px: 2-3 minutes per net); no evaluation
+    during training (stage 5 scores every net);
   - evaluation: the 200 synthetic val images, flip test on.
 
 Run:
@@ -138,21 +139,21 @@ def get_config(arg=None):
 
 def _synthetic(config: ml_collections.ConfigDict) -> None:
   """`synthetic`: the shrinks of the module docstring."""
-  config.supernet.total_steps = 300
+  config.supernet.total_steps = 200
   config.supernet.checkpoint_every = 100
   config.search.macs = (0.1, 0.25)
-  config.search.population_size = 8
-  config.search.iterations = 2
+  config.search.population_size = 12
+  config.search.iterations = 3
   config.search.parents = 4
-  config.search.mutants = 4
-  config.search.crossovers = 4
+  config.search.mutants = 6
+  config.search.crossovers = 6
   config.search.num_calibration = 128
   config.search.num_search = 96
   config.search.calib_batch = 32
   # The quickstart's recipe and data (the super-net's too), shortened; fake stays fake.
   source = config.finetune.data.source
   config.finetune = quickstart.get_config('fake' if source == 'fake' else None)
-  config.finetune.total_steps = 300
+  config.finetune.total_steps = 200
   config.finetune.checkpoint_every = 100
   config.finetune.eval_every = 0
   config.finetune.eval.enabled = False  # stage 5 scores every net on the whole val split

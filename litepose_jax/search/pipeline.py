@@ -282,7 +282,9 @@ def _search_stage(config: ml_collections.ConfigDict, workdir: str, supernet_dir:
 @dataclasses.dataclass
 class Net:
   """One net of the report: a budget's searched net or its uniform-width baseline."""
-  name: str  # folder under DIR/nets: the budget's name, + '_uniform' for the baseline
+  # Folder under DIR/nets: the budget's name, + '_uniform' for the baseline; a net that an
+  # earlier budget has too (e.g. the same baseline) keeps that budget's folder and is trained once.
+  name: str
   role: str  # 'searched' | 'uniform'
   budget: str
   arch: dict  # official schema
@@ -344,7 +346,7 @@ def _nets_of(config: ml_collections.ConfigDict, workdir: str, results: dict, bud
   model = (latency_lib.LatencyModel.from_dict(results['latency_model'])
            if results.get('latency_model') else None)
   rows = {r['name']: r for r in results['budgets']}
-  out = []
+  out, by_arch = [], {}
   for b in budgets:
     row = rows[b.name]
     nets = [Net(b.name, 'searched', b.name, row['arch'])]
@@ -358,6 +360,7 @@ def _nets_of(config: ml_collections.ConfigDict, workdir: str, results: dict, bud
     else:
       nets.append(Net(f'{b.name}_uniform', 'uniform', b.name, found[0], mult=found[1]))
     for n in nets:
+      n.name = by_arch.setdefault(json.dumps(n.arch, sort_keys=True), n.name)
       n.folder = os.path.join(workdir, 'nets', n.name)
     out.append((b, nets))
   return out
@@ -406,7 +409,7 @@ def _describe_net(net: Net, row: dict | None, costs: Callable[[dict], dict], res
   path = os.path.join(net.folder, 'net.json')
   if os.path.isfile(path):
     have = _read_json(path)
-    if have.get('arch') == net.arch:
+    if have.get('arch') == net.arch and have.get('net') == net.name:
       return have
   c = costs(net.arch)
   search_ap, model_ms, measured = None, None, None
@@ -423,8 +426,7 @@ def _describe_net(net: Net, row: dict | None, costs: Callable[[dict], dict], res
       model_ms = latency_lib.LatencyModel.from_dict(results['latency_model']).predict(net.arch)
     if measure is not None:
       measured = float(measure(net.arch))
-  desc = {'name': net.name, 'role': net.role, 'budget': net.budget, 'arch': net.arch,
-          'mult': net.mult, 'img_size': int(net.arch['img_size']), 'params': int(c['params']),
+  desc = {'net': net.name, 'arch': net.arch, 'img_size': int(net.arch['img_size']), 'params': int(c['params']),
           'macs_true': int(c['macs_true']), 'macs_paper': int(c['macs_paper']),
           'search_ap': search_ap, 'latency_ms_model': model_ms, 'latency_ms_measured': measured}
   _write_json(path, desc)
@@ -549,6 +551,8 @@ def format_report(report: dict) -> str:
     lines += [f'## Budget {b["name"]} ({bound})', '', head, '|' + '---|' * 12]
     for n in b['nets']:
       label = 'searched' if n['role'] == 'searched' else f'uniform {n["mult"]:g}x'
+      if n['net'] != b['name'] + ('' if n['role'] == 'searched' else '_uniform'):
+        label += f' (= {n["net"]})'  # the same net as another budget's, trained once
       before, after = n['eval'].get('before') or {}, n['eval'].get('after') or {}
       lines.append(
           f'| {label} | {n["img_size"]} | {_widths(n["arch"])} | {_g(n["params"], 1e6, 2)} | '
@@ -583,8 +587,8 @@ def _report(config: ml_collections.ConfigDict, config_name: str, workdir: str, r
     budgets.append({
         'name': b.name, 'macs': b.macs, 'latency_ms': b.latency_ms,
         'convention': rows[b.name]['convention'],
-        'nets': [dict(descs[n.name], eval={p: (evals.get((n.name, p)) or {}).get('metrics')
-                                           for p in PHASES},
+        'nets': [dict(descs[n.name], role=n.role, mult=n.mult,
+                      eval={p: (evals.get((n.name, p)) or {}).get('metrics') for p in PHASES},
                       folder=os.path.relpath(n.folder, workdir)) for n in nets]})
   ann, _, dataset = eval_paths(config)
   first_eval = next(iter(evals.values()), None)
@@ -631,7 +635,11 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
     supernet_cfg = json.load(f)
 
   per_budget = _nets_of(config, workdir, results, budgets, supernet_cfg)
-  nets = [n for _, ns in per_budget for n in ns]
+  unique: dict[str, Net] = {}  # each net once, in budget order
+  for _, ns in per_budget:
+    for n in ns:
+      unique.setdefault(n.name, n)
+  nets = list(unique.values())
   _banner(3, 'extract + BatchNorm recalibration', os.path.join(workdir, 'nets'))
   costs = _costs_fn(supernet_cfg)
   rows = {r['name']: r for r in results['budgets']}
@@ -643,6 +651,8 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
                                 fusion=bool(supernet_cfg.get('fusion', True)))
     for b, ns in per_budget:
       for n in ns:
+        if n.name in descs:
+          continue
         with times(f'extract/{n.name}'):
           _extract(n, config, supernet_ckpt)
           descs[n.name] = _describe_net(

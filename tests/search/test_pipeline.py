@@ -109,6 +109,21 @@ def test_uniform_baseline_is_the_largest_uniform_net_within_the_cost():
                                    by_macs=True, mults=(0.5, 1.0)) is None
 
 
+def test_budgets_choosing_the_same_nets_share_them(tmp_path):
+  # Two budgets whose searches chose one net: one searched folder, one baseline folder.
+  arch = nas.uniform(SPACE, 0.75, 96)
+  rows = [{'name': name, 'arch': arch, 'convention': 'true'} for name in ('macs1G', 'macs2G')]
+  config = ml_collections.ConfigDict({'search': {'uniform_mults': (0.25, 0.5)}})
+  budgets = pipeline.budgets_of(ml_collections.ConfigDict({'macs': (1.0, 2.0), 'latency_ms': ()}))
+  per_budget = pipeline._nets_of(config, str(tmp_path), {'budgets': rows}, budgets,
+                                 nas.supernet_model_config(SPACE, 14))
+  (b1, (s1, u1)), (b2, (s2, u2)) = per_budget
+  assert (b1.name, b2.name) == ('macs1G', 'macs2G')
+  assert s1.name == s2.name == 'macs1G' and u1.name == u2.name == 'macs1G_uniform'
+  assert (s2.role, u2.role, u2.budget) == ('searched', 'uniform', 'macs2G')
+  assert u1.folder == str(tmp_path / 'nets' / 'macs1G_uniform') and u1.mult == 0.5
+
+
 def test_budgets_come_from_the_search_section():
   cfg = config_files.load_config(f'{CONFIG}:synthetic')
   assert [b.name for b in pipeline.budgets_of(cfg.search)] == ['macs0.1G', 'macs0.25G']
