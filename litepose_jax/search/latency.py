@@ -57,7 +57,6 @@ import functools
 import hashlib
 import importlib.metadata
 import json
-import math
 import os
 import platform
 import statistics
@@ -71,6 +70,7 @@ import numpy as np
 from litepose_jax.errors import UserError
 from litepose_jax.models import arch as arch_lib
 from litepose_jax.nas import space as space_lib
+from litepose_jax.search import costs as costs_lib
 
 # Bump when FEATURES or the fit change: a cached model of another version is refitted from its
 # measurements (they stay valid), never reused.
@@ -242,37 +242,14 @@ def measure_paired(arch: Mapping[str, Any] | arch_lib.ArchSpec,
 
 @functools.lru_cache(maxsize=65536)
 def _features_cached(canonical: str, num_joints: int, fusion: bool) -> tuple[float, ...]:
-  import flax.linen as nn
-  import jax
-  import jax.numpy as jnp
-
-  from litepose_jax import models
-  from litepose_jax.models import layers
   spec = arch_lib.arch_from_dict(json.loads(canonical))
-  # The plainest layers trace fastest (~20%); the counts do not depend on the implementation.
-  model = models.create_model(spec, num_joints, fusion=fusion, depthwise_impl='lax',
-                              conv_impl='lax')
   f = dict.fromkeys(FEATURES + ('elements_written',), 0.0)
-
-  def interceptor(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if context.method_name != '__call__':
-      return out
-    m, x = context.module, args[0]
-    if isinstance(m, layers.Conv):
-      f['dense_macs'] += math.prod(out.shape) * x.shape[-1] * m.kernel_size ** 2
-      f['elements_written'] += math.prod(out.shape)
-    elif isinstance(m, layers.DepthwiseConv):
-      f['depthwise_macs'] += math.prod(out.shape) * m.kernel_size ** 2
-      f['elements_written'] += math.prod(out.shape)
-    elif isinstance(m, layers.Deconv):
-      f['deconv_macs'] += math.prod(x.shape[:-1]) * x.shape[-1] * m.features * 16
-      f['elements_written'] += math.prod(out.shape)
-    return out
-
-  x = jnp.zeros((1, spec.img_size, spec.img_size, 3), jnp.float32)
-  with nn.intercept_methods(interceptor):
-    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+  # The closed-form layer walk of costs.py (checked against the traced model there): features
+  # are asked for every candidate a constrained search draws.
+  for layer in costs_lib.layer_table(spec, num_joints, fusion):
+    kind = 'dense' if layer.kind == 'conv' else layer.kind
+    f[f'{kind}_macs'] += layer.macs
+    f['elements_written'] += layer.out_hw ** 2 * layer.cout
   f['elements_x_side'] = f['elements_written'] * spec.img_size / _SIDE_UNIT
   f['constant'] = 1.0
   return tuple(float(f[k]) for k in FEATURES)

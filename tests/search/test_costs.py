@@ -91,3 +91,54 @@ def test_bad_arguments_are_user_errors():
     costs.arch_costs(dict(arch, img_size=100))
   with pytest.raises(UserError, match='convention'):
     costs.arch_macs(arch, 'flops')
+
+
+def _traced(arch, num_joints, fusion):
+  """Params, MACs and per-kind latency features of the model itself (an abstract trace)."""
+  import math
+
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+
+  from litepose_jax.models import counting
+  from litepose_jax.models import layers
+  model = models.create_model(arch, num_joints, fusion=fusion, depthwise_impl='lax',
+                              conv_impl='lax')
+  c = counting.count(model, arch['img_size'])
+  kinds = {'dense_macs': 0, 'depthwise_macs': 0, 'deconv_macs': 0, 'elements': 0}
+
+  def interceptor(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    m, x = context.module, args[0]
+    if context.method_name == '__call__' and isinstance(
+        m, (layers.Conv, layers.DepthwiseConv, layers.Deconv)):
+      if isinstance(m, layers.Conv):
+        kinds['dense_macs'] += math.prod(out.shape) * x.shape[-1] * m.kernel_size ** 2
+      elif isinstance(m, layers.DepthwiseConv):
+        kinds['depthwise_macs'] += math.prod(out.shape) * m.kernel_size ** 2
+      else:
+        kinds['deconv_macs'] += math.prod(x.shape) * m.features * 16
+      kinds['elements'] += math.prod(out.shape)
+    return out
+
+  x = jnp.zeros((1, arch['img_size'], arch['img_size'], 3), jnp.float32)
+  with nn.intercept_methods(interceptor):
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+  return ({'params': c.params, 'macs_true': c.macs('true'), 'macs_paper': c.macs('paper')},
+          kinds)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_closed_form_equals_the_traced_model(seed):
+  """costs.layer_table (what the search uses, microseconds) against the model's own trace."""
+  from litepose_jax.search import latency
+  space = nas.OFFICIAL if seed % 2 else SPACE
+  arch = nas.sample(space, seed)
+  num_joints, fusion = (17, seed % 3 != 0) if seed % 2 else (14, seed % 3 != 0)
+  want, kinds = _traced(arch, num_joints, fusion)
+  assert costs.arch_costs(arch, num_joints, fusion=fusion) == want
+  f = dict(zip(latency.FEATURES, latency.features(arch, num_joints, fusion=fusion)))
+  for key in ('dense_macs', 'depthwise_macs', 'deconv_macs'):
+    assert f[key] == kinds[key], key
+  assert f['elements_x_side'] == pytest.approx(kinds['elements'] * arch['img_size'] / 512)
