@@ -560,8 +560,10 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
                                               cache_dir=latency_cache, seed=seed, fusion=fusion,
                                               progress=progress).to_dict()
     model = latency_lib.LatencyModel.from_dict(_broadcast_json(built))
+    # On the model's scale (paired with its reference sub-net): a plain median on a busy
+    # machine can read 2-4x the quiet latency the model predicts (latency.py).
     measure = functools.partial(latency_lib.measure_ms, num_joints=joints, threads=threads,
-                                fusion=fusion)
+                                fusion=fusion, model=model)
     note = f'LiteRT, {threads} thread{"s" if threads != 1 else ""}'
     measure_key = latency_lib.machine_key(threads)
   return search_budgets(space, budgets, out, score_many=functools.partial(parallel.score_many,
