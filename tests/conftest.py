@@ -47,6 +47,12 @@ SLOW_FILES = {
     'test_extract.py',  # nas: super-nets and sub-nets compiled forward (about a minute)
     'test_supernet.py',  # nas and training: masked super-net forward / gradients, train loops
     'test_bench_supernet.py',  # five compiled super-net / largest-net programs
+    'test_fitness.py',  # search: compiled super-net recalibration + evaluation
+    'test_parallel.py',  # search: 2 processes x 2 devices scoring sub-nets vs 1 device
+    'test_bench_search.py',  # search: PyTorch official flow vs the compiled fitness
+    'test_latency.py',  # search: sub-nets exported to TFLite and timed
+    'test_bench_latency.py',  # search: the latency benchmark script (TFLite exports)
+    'test_pipeline.py',  # search: `litepose nas` end to end (trainings, search, report)
 }
 SLOW_FIXTURES = {
     'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS
@@ -60,6 +66,8 @@ SLOW_TESTS = {  # test function names, without parameters
     'test_subnets_run',  # nas: sub-nets compiled and run
     'test_extract_then_export_tflite_parity',  # `litepose extract` -> `litepose export`
     'test_eval_supernet_arch_recalibrates_and_scores_the_subnet',  # super-net compiled forward
+    'test_search_end_to_end',  # `litepose search` on a tiny super-net
+    'test_two_processes_choose_alike_and_only_process_0_writes',  # jax.distributed processes
 }
 
 
