@@ -4,7 +4,6 @@ score once; in one process, score_many equals scoring one by one."""
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -17,14 +16,10 @@ from tests.search.helpers import SPACE
 from tests.search.helpers import save_supernet
 from tests.search.helpers import search_setup
 from tests.search.helpers import synthetic_data
+from tests.training.helpers import communicate_all
+from tests.training.helpers import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 def _driver(args, devices):
@@ -38,21 +33,11 @@ def _driver(args, devices):
 def test_two_processes_two_devices_equal_one_device(tmp_path):
   ckpt = save_supernet(tmp_path / 'supernet')
   data = synthetic_data(tmp_path / 'data', num_images=24)
-  port = _free_port()
+  port = free_port()
   procs = [_driver([ckpt, data, tmp_path / 'multi', tmp_path / f'multi{pid}.json',
                     f'127.0.0.1:{port}', 2, pid], devices=2) for pid in range(2)]
   procs.append(_driver([ckpt, data, tmp_path / 'single', tmp_path / 'single.json'], devices=1))
-  outs = []
-  for p in procs:
-    try:
-      out, _ = p.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      raise
-    outs.append(out)
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  communicate_all(procs, timeout=600)
   single = json.loads((tmp_path / 'single.json').read_text())
   assert (single['devices'], single['processes']) == (1, 1)
   scores = single['scores']

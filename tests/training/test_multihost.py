@@ -3,7 +3,6 @@ gloo collectives) train in lockstep to the same parameters as 1 process with 4 d
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -12,14 +11,10 @@ import numpy as np
 import pytest
 
 from litepose_jax import checkpoints
+from tests.training.helpers import communicate_all
+from tests.training.helpers import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
 
 
 def _train_cmd(overrides, workdir, *extra, config='litepose_xs.py'):
@@ -53,7 +48,7 @@ SUPERNET = ('supernet.py', ['supernet.space.depths=(1,1,1,1)',
 @pytest.mark.parametrize('model', ['tiny', 'supernet'])
 def test_two_processes_match_one_process(model, tiny_overrides, tmp_path):
   config, overrides = ('litepose_xs.py', tiny_overrides) if model == 'tiny' else SUPERNET
-  port = _free_port()
+  port = free_port()
   procs = []
   for pid in range(2):
     cmd = _train_cmd(overrides, tmp_path / 'multi',
@@ -65,17 +60,7 @@ def test_two_processes_match_one_process(model, tiny_overrides, tmp_path):
   procs.append(subprocess.Popen(_train_cmd(overrides, tmp_path / 'single', config=config),
                                 cwd=REPO, env=_env(4), stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True))
-  outs = []
-  for p in procs:
-    try:
-      out, _ = p.communicate(timeout=1200)
-    except subprocess.TimeoutExpired:
-      for q in procs:
-        q.kill()
-      raise
-    outs.append(out)
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  outs = communicate_all(procs, timeout=1200)
   assert 'on 4 devices / 2 processes' in outs[0], outs[0][-2000:]
   assert 'on 4 devices / 1 processes' in outs[2], outs[2][-2000:]
   multi, single = _losses(tmp_path / 'multi'), _losses(tmp_path / 'single')
