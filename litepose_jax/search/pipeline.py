@@ -646,9 +646,12 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: str, *,
   descs = {}
   if _is_main():
     from litepose_jax.search import latency as latency_lib  # pylint: disable=g-import-not-at-top
+    # On the search's latency-model scale, as its finalists were (search/run.py).
+    model = (latency_lib.LatencyModel.from_dict(results['latency_model'])
+             if results.get('latency_model') else None)
     measure = functools.partial(latency_lib.measure_ms, num_joints=int(supernet_cfg['num_joints']),
                                 threads=config.search.threads,
-                                fusion=bool(supernet_cfg.get('fusion', True)))
+                                fusion=bool(supernet_cfg.get('fusion', True)), model=model)
     for b, ns in per_budget:
       for n in ns:
         if n.name in descs:
