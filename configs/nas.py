@@ -38,7 +38,7 @@ What `synthetic` shrinks, and why (measured on the 2-core CPU, docs/BENCHMARKS.m
     and about 1x at 64 px), population 12, 3 generations of 6 + 6 children, calibration 128 /
     search 96 images: up to 48 candidates per budget instead of ~1600 (2-6 s each);
   - fine-tuning: 200 steps of the quickstart recipe (batch 32, lr 8e-3, cosine) instead of 500
-    epochs of the official one (40-80 img/s at 64 px: 2-3 minutes per net); no evaluation
+    epochs of the official one (2.5 minutes per net at 64 px, 4.5 at 96 px); no evaluation
     during training (stage 5 scores every net);
   - evaluation: the 200 synthetic val images, flip test on.
 
@@ -52,9 +52,11 @@ Run:
   (the data location is set once: the fine-tuning and evaluation sections refer to the
   super-net's data_dir / dataset; --config.KEY=VALUE overrides any other field)
 
-Expected, synthetic: about 30 minutes on a 2-core CPU; the report gives, per budget, the searched
-and the uniform net's AP on the synthetic val split before and after fine-tuning
-(docs/BENCHMARKS.md, "Search", has the recorded run). Real data: the published sub-nets reach
+Expected, synthetic: about 30 minutes on a 2-core CPU (26 min measured, lightly shared: super-net
+8.5, search 3, extraction 0.5, fine-tuning 12.5, evaluation 1.2); synthetic val AP after
+fine-tuning 0.41 (searched) vs 0.39 (uniform 0.5x) at 0.1 G, 0.42 vs 0.42 (uniform 1x at 64 px)
+at 0.25 G, all nets ~0.01-0.02 before fine-tuning (docs/BENCHMARKS.md, "Search"). A rerun of a
+finished workdir skips every stage (seconds). Real data: the published sub-nets reach
 CrowdPose test AP 49.4 (XS), 58.3 (S), 59.9 (M), 61.9 (L) after this chain.
 
 Expected cost of the real recipe (CrowdPose trainval, ~12,000 images; estimates, not runs):
