@@ -55,7 +55,7 @@ Run:
 Expected, synthetic: about 30 minutes on a 2-core CPU (26 min measured, lightly shared: super-net
 8.5, search 3, extraction 0.5, fine-tuning 12.5, evaluation 1.2); synthetic val AP after
 fine-tuning 0.41 (searched) vs 0.39 (uniform 0.5x) at 0.1 G, 0.42 vs 0.42 (uniform 1x at 64 px)
-at 0.25 G, all nets ~0.01-0.02 before fine-tuning (docs/BENCHMARKS.md, "Search"). A rerun of a
+at 0.25 G, 0.006-0.022 before fine-tuning (docs/BENCHMARKS.md, "Search"). A rerun of a
 finished workdir skips every stage (seconds). Real data: the published sub-nets reach
 CrowdPose test AP 49.4 (XS), 58.3 (S), 59.9 (M), 61.9 (L) after this chain.
 
