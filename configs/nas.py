@@ -28,7 +28,8 @@ Arguments (comma separated, after a colon):
   runlocal   every stage tiny (4 training steps at batch 2, a search of 2 candidates and one
              generation, 4-image splits and evaluation): a smoke test of the chain
 
-What `synthetic` shrinks, and why (measured on the 2-core CPU, docs/BENCHMARKS.md, "Search"):
+What `synthetic` shrinks, and why (measured on the 2-core CPU; docs/BENCHMARKS.md,
+"Architecture search"):
   - data: 5690 training / 200 val images of 128 px, the sizes 64 / 96 px of configs/supernet.py:
     synthetic (the official widths and depths, so the sub-nets are the real ones, at small
     resolutions; 96 px keeps the 512 px net's 5.8 M parameters at 0.54 G paper MACs);
@@ -55,8 +56,8 @@ Run:
 Expected, synthetic: about 30 minutes on a 2-core CPU (26 min measured, lightly shared: super-net
 8.5, search 3, extraction 0.5, fine-tuning 12.5, evaluation 1.2); synthetic val AP after
 fine-tuning 0.41 (searched) vs 0.39 (uniform 0.5x) at 0.1 G, 0.42 vs 0.42 (uniform 1x at 64 px)
-at 0.25 G, 0.006-0.022 before fine-tuning (docs/BENCHMARKS.md, "Search"). A rerun of a
-finished workdir skips every stage (seconds). Real data: the published sub-nets reach
+at 0.25 G, 0.006-0.022 before fine-tuning (docs/BENCHMARKS.md, "Architecture search"). A
+rerun of a finished workdir skips every stage (seconds). Real data: the published sub-nets reach
 CrowdPose test AP 49.4 (XS), 58.3 (S), 59.9 (M), 61.9 (L) after this chain.
 
 Expected cost of the real recipe (CrowdPose trainval, ~12,000 images; estimates, not runs):
