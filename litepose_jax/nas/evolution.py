@@ -30,6 +30,27 @@ from litepose_jax.nas import space as space_lib
 Genes = tuple[int, ...]
 
 
+def read_jsonl(path: str, fields: tuple[str, ...]) -> list[tuple[int, dict]]:
+  """(line number, record) of each line of a search log ([] when absent); UserError naming a
+  broken line or one without every one of `fields`."""
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+        if not isinstance(rec, dict) or any(k not in rec for k in fields):
+          raise KeyError(f'missing one of {fields}')
+      except (ValueError, KeyError) as e:
+        raise UserError(f'{path}:{n}: not a search log line ({e}); remove the file to start '
+                        'afresh') from e
+      records.append((n, rec))
+  return records
+
+
 class _Scores:
   """Memoised score_fn with an append-only jsonl log: {'genes', 'arch', 'score'} per line."""
 
@@ -41,17 +62,12 @@ class _Scores:
     self.memo: dict[Genes, float] = {}
     self.order: list[Genes] = []
     self.logged: dict[Genes, float] = {}
-    if log_path and os.path.exists(log_path):
-      with open(log_path) as f:
-        for n, line in enumerate(f, 1):
-          if not line.strip():
-            continue
-          try:
-            rec = json.loads(line)
-            self.logged[tuple(int(g) for g in rec['genes'])] = float(rec['score'])
-          except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f'{log_path}:{n}: not a search log line ({e}); remove the file to '
-                            'start the search afresh') from e
+    for n, rec in read_jsonl(log_path, ('genes', 'score')) if log_path else ():
+      try:
+        self.logged[tuple(int(g) for g in rec['genes'])] = float(rec['score'])
+      except (ValueError, TypeError) as e:
+        raise UserError(f'{log_path}:{n}: not a search log line ({e}); remove the file to '
+                        'start the search afresh') from e
 
   def __call__(self, genes: Genes) -> float:
     return self.batch([genes])[0]

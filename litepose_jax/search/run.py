@@ -49,6 +49,7 @@ import tqdm
 from litepose_jax import checkpoints
 from litepose_jax import nas
 from litepose_jax.errors import UserError
+from litepose_jax.nas import evolution
 from litepose_jax.search import costs as costs_lib
 from litepose_jax.search import fitness as fitness_lib
 from litepose_jax.search import latency as latency_lib
@@ -190,23 +191,8 @@ def _broadcast_json(obj: Any) -> Any:
 
 
 def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict]:
-  """The records of a jsonl file ([] when absent); UserError naming a broken line."""
-  if not os.path.exists(path):
-    return []
-  records = []
-  with open(path) as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        rec = json.loads(line)
-        if any(k not in rec for k in fields):
-          raise KeyError(f'missing one of {fields}')
-      except (ValueError, KeyError) as e:
-        raise UserError(f'{path}:{n}: not a search log line ({e}); remove the file to start '
-                        'afresh') from e
-      records.append(rec)
-  return records
+  """The records of a jsonl log ([] when absent); UserError naming a broken line."""
+  return [rec for _, rec in evolution.read_jsonl(path, fields)]
 
 
 def _write_json(path: str, obj: Any) -> None:
