@@ -38,8 +38,9 @@ def split_images(gt, image_dir: str, limit: int | None = None) -> list[SplitImag
 
 
 def write_json(path: str, data: Any, indent: int | None = None) -> str:
-  """Writes `data` to `path` through a temporary file: readers never see half a file."""
-  tmp = path + '.tmp'
+  """Writes `data` to `path` through a temporary file: readers never see half a file (the
+  temporary name is per process, so several hosts may write the same file at once)."""
+  tmp = f'{path}.{os.getpid()}.tmp'
   with open(tmp, 'w') as f:
     json.dump(data, f, indent=indent)
   os.replace(tmp, path)

@@ -515,9 +515,7 @@ def build_latency_model(space: space_lib.SearchSpace, num_joints: int = 14, *, t
            'measure_total_s': float(sum(r['seconds'] for r in used)),
            'mean_rel_err': float(err[:num_fit].mean()),
            'max_rel_err': float(err[:num_fit].max())})
-  tmp = json_path + '.partial'
-  with open(tmp, 'w') as f:
-    json.dump({'version': MODEL_VERSION, 'key': key, 'settings': settings,
-               'model': model.to_dict()}, f, indent=1)
-  os.replace(tmp, json_path)
+  from litepose_jax.evaluation import split as split_lib  # pylint: disable=g-import-not-at-top
+  split_lib.write_json(json_path, {'version': MODEL_VERSION, 'key': key, 'settings': settings,
+                                   'model': model.to_dict()}, indent=1)
   return model

@@ -119,12 +119,9 @@ def _read_json(path: str) -> Any:
 
 def _write_json(path: str, obj: Any) -> str:
   """Atomic JSON write: a killed run leaves the old file or the new one, never half of one."""
+  from litepose_jax.evaluation import split as split_lib  # pylint: disable=g-import-not-at-top
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
-  return path
+  return split_lib.write_json(path, obj, indent=2)
 
 
 def _jsonable(cfg: Any) -> Any:

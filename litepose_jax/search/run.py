@@ -49,6 +49,7 @@ import tqdm
 from litepose_jax import checkpoints
 from litepose_jax import nas
 from litepose_jax.errors import UserError
+from litepose_jax.evaluation import split as split_lib
 from litepose_jax.nas import evolution
 from litepose_jax.search import costs as costs_lib
 from litepose_jax.search import fitness as fitness_lib
@@ -197,10 +198,7 @@ def _read_jsonl(path: str, fields: tuple[str, ...]) -> list[dict]:
 
 def _write_json(path: str, obj: Any) -> None:
   """Atomic JSON write (a killed run never leaves a half file)."""
-  with open(path + '.tmp', 'w') as f:
-    json.dump(obj, f, indent=2)
-    f.write('\n')
-  os.replace(path + '.tmp', path)
+  split_lib.write_json(path, obj, indent=2)
 
 
 class _Progress:

@@ -81,20 +81,10 @@ def _choose(num_records: int, num_calibration: int, num_search: int,
   return calib, search
 
 
-def _write_atomic(path: str, data: Any) -> None:
-  """json to `path` via a temporary file of this process (several hosts may write it at once)."""
-  tmp = f'{path}.{os.getpid()}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=1)
-  os.replace(tmp, path)
-
-
 def _restrict_gt(ann_file: str, image_ids: Sequence[int], path: str) -> None:
-  """WORKDIR/search_gt.json: the ground truth of image_ids only (evaluation.split.restrict_gt)."""
-  # A per-process name first: restrict_gt's own temporary name is shared between hosts.
-  part = f'{path}.{os.getpid()}.part'
-  split_lib.restrict_gt(ann_file, image_ids, part)
-  os.replace(part, path)
+  """WORKDIR/search_gt.json: the ground truth of image_ids only (evaluation.split.restrict_gt,
+  whose atomic write is safe for several hosts)."""
+  split_lib.restrict_gt(ann_file, image_ids, path)
 
 
 def carve_splits(data_cfg: Any, workdir: str, *, num_calibration: int = 2000,
@@ -141,7 +131,7 @@ def carve_splits(data_cfg: Any, workdir: str, *, num_calibration: int = 2000,
     # The ground truth first: a splits.json on disk always has its search_gt.json beside it.
     _restrict_gt(source.ann_file, record['search_ids'], gt_path)
   if fresh:
-    _write_atomic(path, record)
+    split_lib.write_json(path, record, indent=1)
   return SearchSplits(record['dataset'], record['ann_file'], record['image_dir'],
                       record['calibration_ids'], record['search_ids'], os.path.abspath(gt_path),
                       os.path.abspath(path))
