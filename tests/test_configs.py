@@ -1,4 +1,5 @@
 """Config files, config arguments, --config.KEY=VALUE overrides, locking and sweep expansion."""
+import json
 import pathlib
 import re
 
@@ -83,7 +84,8 @@ def test_cli_collects_config_flags():
 
 @pytest.mark.parametrize('sweep_file,field,values', [
     ('sweep_kernel_size.py', 'model.kernel_size', [3, 5, 7, 9]),
-    ('sweep_width.py', 'model.width_mult', [0.5, 0.75, 1.0, 1.25])])
+    ('sweep_width.py', 'model.width_mult', [0.5, 0.75, 1.0, 1.25]),
+    ('sweep_fusion.py', 'model.fusion', [True, False])])
 def test_sweep_expansion(sweep_file, field, values, tmp_path):
   runs = sweep.expand(str(CONFIGS / sweep_file) + ':model=XS,base=synthetic', str(tmp_path),
                       ['seed=7'])
@@ -123,7 +125,8 @@ ARGUMENTS = {
 
 def test_every_config_file_is_covered():
   files = {p.name for p in CONFIGS.glob('*.py')} - {'common.py'}
-  assert files == set(ARGUMENTS) | {'sweep_kernel_size.py', 'sweep_width.py', 'nas.py'}
+  assert files == set(ARGUMENTS) | {'sweep_kernel_size.py', 'sweep_width.py', 'sweep_fusion.py',
+                                    'sweep_shrink.py', 'nas.py'}
 
 
 @pytest.mark.parametrize('name,arg', [(n, a) for n, args in ARGUMENTS.items() for a in args])
@@ -213,3 +216,64 @@ def test_nas_config_holds_each_stage(arg):
     assert len(cfg.search.macs) == 1 and cfg.search.population_size == 2
   doc = (CONFIGS / 'nas.py').read_text()
   assert 'litepose nas --config configs/nas.py' in doc and 'Expected' in doc
+
+
+def _plan(sweep_file: str, arg: str, tmp_path) -> list[dict]:
+  return sweep.plan(sweep.expand(str(CONFIGS / sweep_file) + f':{arg}', str(tmp_path)))
+
+
+def test_kernel_size_plan_costs_grow_with_the_kernel(tmp_path):
+  rows = _plan('sweep_kernel_size.py', 'model=XS,base=synthetic', tmp_path)
+  assert [r['name'] for r in rows] == [f'kernel_size={k}' for k in (3, 5, 7, 9)]
+  assert all(r['input_size'] == 128 and r['joints'] == 14 for r in rows)
+  for key in ('params', 'gmacs_true', 'gmacs_paper'):
+    values = [r[key] for r in rows]
+    assert values == sorted(values) and len(set(values)) == 4, (key, values)
+  # Depthwise MACs grow with k^2 and nothing else changes: 5x5 - 3x3 costs 16/24 of 7x7 - 5x5.
+  t = [r['gmacs_true'] for r in rows]
+  assert (t[1] - t[0]) / (t[2] - t[1]) == pytest.approx(16 / 24, rel=1e-6)
+
+
+def test_fusion_plan_costs_and_published_size(tmp_path):
+  rows = _plan('sweep_fusion.py', 'model=S', tmp_path)
+  fused, plain = rows
+  assert (fused['name'], plain['name']) == ('fusion=True', 'fusion=False')
+  assert fused['gmacs_true'] > plain['gmacs_true'] and fused['params'] > plain['params']
+  assert fused['gmacs_paper'] > plain['gmacs_paper']
+  # The fusion point is LitePose-S as published (docs/OFFICIAL.md: 2,731,240 params, 4.981 G).
+  assert fused['params'] == 2_731_240 and fused['gmacs_paper'] == pytest.approx(4.981, abs=1e-3)
+  assert 'fusion=False' in sweep.format_table(rows) and 'GMACs paper' in sweep.format_table(rows)
+
+
+def test_sweep_plan_and_report_commands(capsys, tmp_path):
+  spec = str(CONFIGS / 'sweep_fusion.py') + ':model=XS,base=synthetic'
+  assert cli.main(['sweep', spec, '--workdir', str(tmp_path), '--plan', '--no-progress']) == 0
+  out = capsys.readouterr().out
+  assert out.count('| fusion=') == 2 and not (tmp_path / sweep.PLAN_FILE).exists()
+  # A finished run leaves best.json; a missing one reports '-'.
+  (tmp_path / 'fusion=True').mkdir()
+  (tmp_path / 'fusion=True' / 'best.json').write_text('{"AP": 0.25, "step": 40}')
+  assert cli.main(['sweep', spec, '--workdir', str(tmp_path), '--report', '--no-progress']) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].endswith('| AP | AP step |')
+  assert lines[2].endswith('| 0.250 | 40 |') and lines[3].endswith('| - | - |')
+  saved = json.loads((tmp_path / sweep.REPORT_FILE).read_text())
+  assert [r['ap'] for r in saved] == [0.25, None]
+  assert cli.main(['sweep', spec, '--workdir', str(tmp_path), '--latency']) == 2
+  assert '--latency goes with --report' in capsys.readouterr().err
+
+
+def test_shrink_sweep_expansion(tmp_path):
+  runs = sweep.expand(str(CONFIGS / 'sweep_shrink.py') + ':synthetic,runlocal', str(tmp_path))
+  assert [r.name for r in runs] == ['arch=higherhrnet-w16', 'arch=shrink1', 'arch=shrink2',
+                                    'arch=shrink3', 'arch=M']
+  cfgs = [r.load_config() for r in runs]
+  assert [c.model.arch for c in cfgs] == ['higherhrnet-w16', 'shrink1', 'shrink2', 'shrink3', 'M']
+  # One recipe for every point: the configs differ in model.arch only.
+  flat = [c.to_dict() for c in cfgs]
+  for d in flat:
+    del d['model']['arch']
+  assert all(d == flat[0] for d in flat)
+  assert cfgs[0].data.input_size == 128 and cfgs[0].total_steps == 4
+  full = sweep.expand(str(CONFIGS / 'sweep_shrink.py'), str(tmp_path))[0].load_config()
+  assert full.data.input_size == 512 and full.data.dataset == 'crowdpose'

@@ -1,0 +1,45 @@
+"""Sweep: the gradual-shrinking study, HigherHRNet-W16 -> Shrink1 -> Shrink2 -> Shrink3 -> LitePose.
+
+The paper's motivation (Sec. 3.2; slides pp. 9-10; SUPERNET_SPEC.md §7.1): start from HigherHRNet
+with base width 16 and remove the high-resolution branches' blocks step by step; Shrink3 keeps
+blocks only on the lowest-resolution branch ("single branch"). Slides: 12.50 -> 9.15 GMACs
+(paper convention) while CrowdPose AP goes up 50.4 -> 53.0. The last point is LitePose-M: of the
+four LitePose presets it is the one closest to Shrink3's cost at the same 512 px input (see the
+table below), so it shows what large kernels and the fusion head buy at a similar budget.
+
+Every point trains with the same recipe: the official LitePose normal-training recipe at 512 px
+(configs/litepose_l.py: Adam 4e-3, 500 epochs; 512 px is also the input of the shipped shrink yaml,
+w16_512_adam_lr1e-3.yaml, which trained with Adam 1e-3, 300 epochs, steps 200 / 260; pass
+--config.optim.lr=1e-3 --config.num_epochs=300 '--config.optim.milestones=(200,260)' for that).
+The HRNet points ignore model.kernel_size / width_mult / fusion (they have no depthwise convs
+and their own deconv head).
+
+Arguments (comma separated): dataset=crowdpose|coco, synthetic, fake, runlocal (as for the
+litepose_*.py configs).
+
+  litepose sweep configs/sweep_shrink.py --workdir runs/shrink --plan
+  litepose sweep configs/sweep_shrink.py --workdir runs/shrink --config.data.data_dir=/data/crowdpose
+  litepose sweep configs/sweep_shrink.py:synthetic --workdir runs/shrink_synth
+  litepose sweep configs/sweep_shrink.py:synthetic --workdir runs/shrink_synth --report --latency
+
+Cost of each point at 512 px, 14 joints (`--plan`):
+
+  (printed by --plan; the figures are in docs/BENCHMARKS.md, "HigherHRNet family")
+"""
+from __future__ import annotations
+
+from litepose_jax import config_files
+
+# HigherHRNet presets of litepose_jax.models.create_model, then the LitePose of similar cost.
+ARCHS = ('higherhrnet-w16', 'shrink1', 'shrink2', 'shrink3', 'M')
+
+
+def get_sweep(arg=None):
+  """The LitePose 512 px recipe and one run per architecture of the shrinking study."""
+  a = config_files.parse_arg(arg, dataset='crowdpose', synthetic=False, fake=False,
+                             runlocal=False)
+  flags = ''.join(f',{f}' for f in ('synthetic', 'fake', 'runlocal') if a[f])
+  return {
+      'config': f'litepose_l.py:dataset={a.dataset}{flags}',
+      'runs': [{'model.arch': arch} for arch in ARCHS],
+  }
