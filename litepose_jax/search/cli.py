@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   evo.add_argument('--mutants', type=int, default=20, help='mutated children per generation')
   evo.add_argument('--crossovers', type=int, default=20, help='crossed children per generation')
   evo.add_argument('--mutate-prob', type=float, default=0.1, help='per-gene mutation probability')
+  evo.add_argument('--prescreen', type=float, default=1.0, metavar='K',
+                   help='K > 1: once as many nets as --population are measured, rank each '
+                        'generation\'s new candidates with an accuracy predictor (an MLP on the '
+                        'measured ones) and measure only the best 1/K (at least --parents); the '
+                        'others keep the predicted AP (marked "predicted" in evaluations.jsonl) '
+                        'and are never chosen. 1 (default): measure every candidate')
   fit = parser.add_argument_group('fitness')
   fit.add_argument('--calib-images', type=int, default=2000,
                    help='calibration split size (BatchNorm recalibration of every candidate)')
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
       crossovers=args.crossovers, mutate_prob=args.mutate_prob,
       num_calibration=args.calib_images, num_search=args.search_images,
       calib_batch=args.calib_batch, uniform_mults=args.uniform_mults,
-      latency_cache=args.latency_cache, progress=not args.no_progress)
+      latency_cache=args.latency_cache, prescreen=args.prescreen, progress=not args.no_progress)
   if jax.process_index() == 0:
     out = os.path.abspath(args.out)
     print(run_lib.format_table(results), end='')

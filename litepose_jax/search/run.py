@@ -25,9 +25,23 @@ fixed_sample) at each of `uniform_mults`, at the lowest and the highest resoluti
 (official: 256 and 512 px, which include the paper's prune-S/M/L at 512 and the official search
 driver's own reference fixed_sample(256, 0.5)), scored and costed like the candidates.
 
+Pre-screening (`prescreen` K > 1, off by default; accuracy_model.py): once at least
+max(population_size, accuracy_model.MIN_PAIRS) nets have been measured (uniform reference nets
+included, so with the official 40 the first budget's initial population is always measured in
+full), each generation's new candidates are ranked by an MLP fitted to every pair measured so far
+in the run, and only the best 1/K of them (at least `parents`) are measured; the others get the
+MLP's prediction, logged with `"predicted": true`. Predicted scores steer the evolution but a
+chosen net is always a measured one (the best measured candidate of its budget). The predictor's
+training pairs are those the run has measured so far, in the order the run met them, and it is
+seeded, so a resumed search (which recomputes the predictions rather than reading them back)
+ends as the uninterrupted one; budgets are no longer independent, though: a later budget's
+predictor learns from the earlier budgets' measurements. results.json ('accuracy_model') and
+table.md report the predictor's 5-fold cross-validated Spearman rank correlation on the run's
+measured pairs.
+
 Writes (process 0 only): splits.json, evaluations.jsonl, fitness.json, <budget>.json (the chosen
 net in the official schema: `models.create_model`, `litepose train`, the official code),
-results.json, table.md, pareto.png (plot.py).
+results.json, table.md, pareto.png (plot.py; measured nets only).
 """
 from __future__ import annotations
 
@@ -51,6 +65,7 @@ from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.evaluation import split as split_lib
 from litepose_jax.nas import evolution
+from litepose_jax.search import accuracy_model
 from litepose_jax.search import costs as costs_lib
 from litepose_jax.search import fitness as fitness_lib
 from litepose_jax.search import latency as latency_lib
@@ -68,6 +83,9 @@ RESULTS = 'results.json'
 FITNESS = 'fitness.json'
 TABLE = 'table.md'
 PICTURE = 'pareto.png'
+# Folds of the predictor's cross-validated rank correlation in results.json / table.md.
+PREDICTOR_FOLDS = 5
+Genes = tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,32 +266,125 @@ class _Progress:
       print(msg, flush=True)
 
 
-def _score_logged(archs: list[dict], space: nas.SearchSpace, log_path: str,
-                  score_many: Callable[..., list[float]]) -> list[float]:
-  """Scores of `archs`, taken from the evaluation log when there and otherwise scored together
-  and appended to it in the evolution's format (so the evolutions reuse them too)."""
-  logged = {tuple(int(g) for g in r['genes']): float(r['score'])
-            for r in _read_jsonl(log_path, ('genes', 'score'))}
-  genes = [nas.encode(a, space) for a in archs]
-  new: list[int] = []  # the first index of each distinct net not logged yet
-  for i, g in enumerate(genes):
-    if g not in logged and all(genes[j] != g for j in new):
-      new.append(i)
+class _Evaluations:
+  """Every scoring of a search, through its log (out/evaluations.jsonl): a net measured in the
+  log is never measured again; with `prescreen` > 1 the accuracy predictor spares measurements
+  (module docstring).
 
-  def done(k: int, score: float) -> None:
-    i = new[k]
-    if genes[i] in logged:
-      return
-    logged[genes[i]] = float(score)
-    with open(log_path, 'a') as f:
-      f.write(json.dumps({'genes': list(genes[i]), 'arch': archs[i], 'score': float(score)})
-              + '\n')
+  The log's lines are {'genes', 'arch', 'score'} (the evolution's format), plus 'predicted':
+  true for a predicted score. Predicted scores are logged for the record only: a rerun predicts
+  them again (the same values), and a net predicted before is measured when a run needs it.
+  """
 
-  if new:
-    values = score_many([archs[i] for i in new], done)
-    for k, v in enumerate(values):
-      done(k, v)
-  return [logged[g] for g in genes]
+  def __init__(self, space: nas.SearchSpace, log_path: str, *, prescreen: float = 1.0,
+               min_measured: int = 0, keep: int = 1, seed: int = 0):
+    self.space, self.log_path = space, log_path
+    self.prescreen, self.min_measured, self.keep, self.seed = prescreen, min_measured, keep, seed
+    self.logged: dict[Genes, float] = {}  # measured scores in the log
+    self.logged_predicted: set[Genes] = set()
+    for n, rec in evolution.read_jsonl(log_path, ('genes', 'score')):
+      try:
+        genes, score = tuple(int(g) for g in rec['genes']), float(rec['score'])
+      except (TypeError, ValueError) as e:
+        raise UserError(f'{log_path}:{n}: not a search log line ({e}); remove the file to start '
+                        'afresh') from e
+      if rec.get('predicted'):
+        self.logged_predicted.add(genes)
+      else:
+        self.logged[genes] = score
+    self.scores: dict[Genes, float] = {}  # every net scored in this run
+    self.measured: list[Genes] = []  # the measured ones, in the order met: the predictor's pairs
+    self.predicted: set[Genes] = set()
+
+  def _append(self, genes: Genes, arch: dict, score: float, predicted: bool) -> None:
+    rec = {'genes': list(genes), 'arch': arch, 'score': float(score)}
+    with open(self.log_path, 'a') as f:
+      f.write(json.dumps(dict(rec, predicted=True) if predicted else rec) + '\n')
+
+  def _screen(self, pool: list[Genes]) -> dict[Genes, float]:
+    """Predicted AP of the nets of `pool` (distinct, not scored yet) that are not to be measured
+    ({} when pre-screening is off or not started yet)."""
+    measure = max(self.keep, math.ceil(len(pool) / self.prescreen))
+    if (self.prescreen <= 1 or len(self.measured) < self.min_measured
+        or measure >= len(pool)):
+      return {}
+    model = accuracy_model.fit_accuracy_model(
+        [nas.decode(g, self.space) for g in self.measured],
+        [self.scores[g] for g in self.measured], self.space, seed=self.seed)
+    pred = model.predict([nas.decode(g, self.space) for g in pool])
+    # Stable: equal predictions keep the evolution's order, so the choice is the same every run.
+    order = sorted(range(len(pool)), key=lambda i: -pred[i])
+    return {pool[i]: float(pred[i]) for i in order[measure:]}
+
+  def scorer(self, score_many: Callable[..., list[float]], screen: bool
+             ) -> Callable[..., list[float]]:
+    """score_many(archs, done) -> scores over the log; with `screen`, every call after the first
+    (a budget's initial population) is pre-screened by the predictor, and otherwise every net is
+    measured (a net predicted before included). The nets to measure go to `score_many` together,
+    each logged as soon as it is known."""
+    calls = [0]
+
+    def score(archs: list[dict], done: Callable[[int, float], None] | None = None
+              ) -> list[float]:
+      del done  # the scores are returned; the caller (the evolution) records them
+      screened = screen and calls[0] > 0
+      calls[0] += 1
+      genes = [nas.encode(a, self.space) for a in archs]
+      arch_of = dict(zip(genes, archs))
+      pool = [g for g in dict.fromkeys(genes)
+              if g not in self.scores or (g in self.predicted and not screened)]
+      predicted = self._screen([g for g in pool if g not in self.scores]) if screened else {}
+      new = [g for g in pool if g not in self.logged and g not in predicted]
+
+      def measured(k: int, value: float) -> None:
+        g = new[k]
+        if g not in self.logged:
+          self.logged[g] = float(value)
+          self._append(g, arch_of[g], value, predicted=False)
+
+      if new:
+        values = list(score_many([arch_of[g] for g in new], measured))
+        if len(values) != len(new):
+          raise ValueError(f'score_many returned {len(values)} scores for {len(new)} nets')
+        for k, v in enumerate(values):
+          measured(k, v)
+      for g in pool:
+        # A net measured in the log (e.g. by a search without pre-screening) stays measured.
+        if g in predicted and g not in self.logged:
+          self.scores[g] = predicted[g]
+          self.predicted.add(g)
+          if g not in self.logged_predicted:
+            self.logged_predicted.add(g)
+            self._append(g, arch_of[g], predicted[g], predicted=True)
+        else:
+          self.scores[g] = self.logged[g]
+          self.predicted.discard(g)
+          self.measured.append(g)
+      return [self.scores[g] for g in genes]
+
+    return score
+
+  def is_predicted(self, arch: dict) -> bool:
+    """Whether the run's score of `arch` is (still) a prediction."""
+    return nas.encode(arch, self.space) in self.predicted
+
+  def score_of(self, arch: dict) -> float:
+    """The run's last score of `arch` (measured once measured, even if predicted before)."""
+    return self.scores[nas.encode(arch, self.space)]
+
+  def report(self) -> dict:
+    """results.json's 'accuracy_model': the pre-screening's counts and the predictor's k-fold
+    cross-validated Spearman rank correlation on the run's measured pairs (None when too few)."""
+    archs = [nas.decode(g, self.space) for g in self.measured]
+    aps = [self.scores[g] for g in self.measured]
+    rho = None  # too few measured pairs to cross-validate, or no ranking (constant APs)
+    if len(aps) >= accuracy_model.cv_min_pairs(PREDICTOR_FOLDS):
+      rho = accuracy_model.cross_validated_rank_correlation(archs, aps, self.space,
+                                                            folds=PREDICTOR_FOLDS, seed=self.seed)
+      rho = rho if math.isfinite(rho) else None
+    return {'prescreen': float(self.prescreen), 'min_measured': int(self.min_measured),
+            'measured': len(self.measured), 'predicted': len(self.predicted),
+            'folds': PREDICTOR_FOLDS, 'rank_correlation': rho}
 
 
 def _point(arch: dict, ap: float, costs: Callable[[dict], dict], latency_model: Any) -> dict:
@@ -355,6 +466,14 @@ def format_table(results: dict) -> str:
       lines.append(f'| x{u["mult"]:g} | {u["ap"]:.4f} | {_fmt(u["macs_true"], 1e9)} | '
                    f'{_fmt(u["macs_paper"], 1e9)} | {_fmt(u["latency_ms_model"], digits=2)} | - | '
                    f'{_fmt(u["params"], 1e6)} | {u["img_size"]} |')
+  acc = results.get('accuracy_model')
+  if acc:
+    rho = acc['rank_correlation']
+    rho = f'{rho:.3f}' if rho is not None else 'n/a (too few measured nets or constant APs)'
+    lines += ['', f'Pre-screening (--prescreen {acc["prescreen"]:g}): {acc["measured"]} nets '
+                  f'measured, {acc["predicted"]} predicted only; accuracy predictor\'s '
+                  f'{acc["folds"]}-fold cross-validated rank correlation (Spearman) with the '
+                  f'measured AP: {rho}.']
   return '\n'.join(lines) + '\n'
 
 
@@ -366,7 +485,7 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
                    mutants: int = 20, crossovers: int = 20, mutate_prob: float = 0.1,
                    uniform_mults: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
                    args: dict | None = None, latency_note: str = '', measure_key: str = '',
-                   progress: bool = True) -> dict:
+                   prescreen: float = 1.0, progress: bool = True) -> dict:
   """run_search once its pieces exist: the budgets' evolutions, finalists, reference nets and
   files (module docstring), with the scorer and costs given.
 
@@ -375,7 +494,8 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
   a budget has a latency; measure(arch) -> exact ms, required with a latency model;
   measure_key: what the measurements depend on (latency.machine_key: CPU, LiteRT, threads),
   kept measurements of another key are not reused; args: what identifies this search (a
-  finished one with equal args is returned as is).
+  finished one with equal args is returned as is); prescreen: K > 1 measures only the best 1/K
+  of each generation's new candidates by the accuracy predictor (module docstring), 1 is off.
   """
   if convention not in CONVENTIONS:
     raise UserError(f'--convention must be one of {CONVENTIONS}, got {convention!r}')
@@ -383,6 +503,10 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
     raise UserError('no budget: give --macs and / or --latency-ms')
   if latency_model is not None and measure is None:
     raise ValueError('a latency model needs `measure` (the exact latency of the finalists)')
+  if isinstance(prescreen, bool) or not isinstance(prescreen, (int, float)) or not (
+      math.isfinite(prescreen) and prescreen >= 1):
+    raise UserError(f'--prescreen must be a number >= 1 (1: off, K: measure the best 1/K of '
+                    f'each generation), got {prescreen!r}')
   check_uniform_mults(space, uniform_mults)
   out = os.path.abspath(out)
   done = _finished(out, args)
@@ -404,26 +528,35 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
       with open(shared) as src, open(log_path, 'w') as dst:
         dst.write(src.read())
   bar = _Progress(progress and is_main)
+  evals = _Evaluations(space, log_path, prescreen=prescreen,
+                       min_measured=max(population_size, accuracy_model.MIN_PAIRS),
+                       keep=parents, seed=seed)
   try:
     uniform = []
     archs = [(m, r, nas.uniform(space, m, r)) for m in uniform_mults
              for r in uniform_resolutions(space)]
     if archs:
-      aps = _score_logged([a for _, _, a in archs], space, log_path,
-                          bar.wrap(score_many, 'uniform', track=False))
+      aps = evals.scorer(bar.wrap(score_many, 'uniform', track=False), screen=False)(
+          [a for _, _, a in archs])
       uniform = [dict(_point(a, ap, costs, latency_model), mult=float(m), img_size=r)
                  for (m, r, a), ap in zip(archs, aps)]
 
     searched = []
     for b in budgets:
-      scorer = bar.wrap(score_many, b.name, track=True)
+      # The log is replayed by `evals`, not by the evolution: it tells measured scores from
+      # predicted ones, which the evolution's own replay would take for measurements.
+      scorer = evals.scorer(bar.wrap(score_many, b.name, track=True), screen=True)
       result = nas.evolutionary_search(
           lambda arch, scorer=scorer: scorer([arch])[0],
           _constraint(b, costs, convention, latency_model), seed=budget_seed(seed, b.name),
           population_size=population_size, iterations=iterations, parents=parents,
           mutants=mutants, crossovers=crossovers, mutate_prob=mutate_prob, space=space,
-          log_path=log_path, score_many=scorer)
-      bar.record(b.name, result['best']['score'])
+          score_many=scorer)
+      for e in result['evaluated']:
+        if evals.is_predicted(e['arch']):
+          e['predicted'] = True  # as this budget's evolution saw it: not a final candidate
+      best = [e['score'] for e in result['evaluated'] if not e.get('predicted')]
+      bar.record(b.name, max(best))  # the initial population is measured: never empty
       searched.append(result)
   finally:
     bar.bar.close()
@@ -432,15 +565,21 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
 
   # Finalists: measured by process 0 only, its choice broadcast so that every process returns
   # (and e.g. fine-tunes) the same nets.
-  picks = [(r['evaluated'].index(r['best']), None, None) for r in searched]
+  # A chosen net is a measured one: the finalists are the measured candidates (all of them
+  # without pre-screening, where this is the evolution's best).
+  real = [[i for i, e in enumerate(r['evaluated']) if not e.get('predicted')] for r in searched]
+  picks = [(max(idx, key=lambda i, r=r: (r['evaluated'][i]['score'], -i)), None, None)
+           for r, idx in zip(searched, real)]
   if latency_model is not None:
     if is_main:
       # Only the measurements of this machine and thread count count.
       measured = {_key(r['arch']): float(r['ms'])
                   for r in _read_jsonl(os.path.join(out, MEASURED), ('arch', 'ms'))
                   if r.get('key', '') == measure_key}
-      picks = [_finalist(b, r['evaluated'], measure, measured, os.path.join(out, MEASURED),
-                         measure_key, bar) for b, r in zip(budgets, searched)]
+      picks = [_finalist(b, [r['evaluated'][i] for i in idx], measure, measured,
+                         os.path.join(out, MEASURED), measure_key, bar)
+               for b, r, idx in zip(budgets, searched, real)]
+      picks = [(idx[i], ms, met) for idx, (i, ms, met) in zip(real, picks)]
     picks = [tuple(p) for p in _broadcast_json([list(p) for p in picks])]
 
   candidates, seen = [], set()
@@ -448,7 +587,10 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
     for e in r['evaluated']:
       if _key(e['arch']) not in seen:
         seen.add(_key(e['arch']))
-        candidates.append(_point(e['arch'], e['score'], costs, latency_model))
+        # The run's final score: a net predicted by one budget may be measured by a later one.
+        point = _point(e['arch'], evals.score_of(e['arch']), costs, latency_model)
+        candidates.append(dict(point, predicted=True) if evals.is_predicted(e['arch'])
+                          else point)
   rows = []
   for b, r, (i, ms, met) in zip(budgets, searched, picks):
     e = r['evaluated'][i]
@@ -457,15 +599,20 @@ def search_budgets(space: nas.SearchSpace, budgets: Sequence[Budget], out: str, 
                      latency_ms_measured=ms, latency_met=met,
                      evaluations=len(r['evaluated']), seed=budget_seed(seed, b.name),
                      file=f'{b.name}.json'))
+    if prescreen > 1:
+      rows[-1]['measured'] = len(real[len(rows) - 1])
   results = {'args': args, 'convention': convention, 'budgets': rows, 'candidates': candidates,
              'uniform': uniform,
              'latency_model': latency_model.to_dict() if latency_model is not None else None}
+  if prescreen > 1:
+    results['accuracy_model'] = evals.report()
   if is_main:
     for row in rows:
       _write_json(os.path.join(out, row['file']), row['arch'])
     with open(os.path.join(out, TABLE), 'w') as f:
       f.write(format_table(results))
-    plot.draw_search(candidates, rows, uniform, os.path.join(out, PICTURE),
+    plot.draw_search([c for c in candidates if not c.get('predicted')], rows, uniform,
+                     os.path.join(out, PICTURE),
                      convention=convention, latency_note=latency_note)
     _write_json(os.path.join(out, RESULTS), results)  # last: its presence means finished
   return results
@@ -499,12 +646,14 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
                mutants: int = 20, crossovers: int = 20, mutate_prob: float = 0.1,
                num_calibration: int = 2000, num_search: int = 1000, calib_batch: int = 16,
                uniform_mults: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-               latency_cache: str | None = None, progress: bool = True) -> dict:
+               latency_cache: str | None = None, prescreen: float = 1.0,
+               progress: bool = True) -> dict:
   """Searches the super-net at `checkpoint` (checkpoint dir or training workdir) for the best
   sub-net per budget; writes out/ (module docstring) and returns results.json's dict.
 
   data_cfg: a training config's data section (its training split is carved into the calibration
-  and search splits); latency_cache: where the latency model is kept (default out/latency).
+  and search splits); latency_cache: where the latency model is kept (default out/latency);
+  prescreen: K > 1 pre-screens candidates with the accuracy predictor (module docstring).
   """
   if convention not in CONVENTIONS:
     raise UserError(f'--convention must be one of {CONVENTIONS}, got {convention!r}')
@@ -519,6 +668,9 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
               iterations=iterations, parents=parents, mutants=mutants, crossovers=crossovers,
               mutate_prob=mutate_prob, uniform_mults=[float(m) for m in uniform_mults],
               latency_cache=latency_cache)
+  if prescreen != 1:
+    # Only when on: the searches finished before the option existed still count as finished.
+    args['prescreen'] = prescreen
   done = _finished(out, args)
   if done is not None:
     return done
@@ -556,4 +708,5 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
                         seed=seed, population_size=population_size, iterations=iterations,
                         parents=parents, mutants=mutants, crossovers=crossovers,
                         mutate_prob=mutate_prob, uniform_mults=uniform_mults, args=args,
-                        latency_note=note, measure_key=measure_key, progress=progress)
+                        latency_note=note, measure_key=measure_key, prescreen=prescreen,
+                        progress=progress)
