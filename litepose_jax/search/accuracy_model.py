@@ -18,11 +18,14 @@ predicts the very same scores.
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 import contextlib
 import dataclasses
 import functools
+import json
 import math
+import os
 from typing import Any
 
 import jax
@@ -259,3 +262,63 @@ def cross_validated_rank_correlation(archs: Sequence[dict], aps: Sequence[float]
                             weight_decay=weight_decay)
   held_out = pred[fold, np.arange(n)]
   return spearman(held_out, y)
+
+
+def measured_pairs(search_dir: str, checkpoint: str | None = None
+                   ) -> tuple[list[dict], np.ndarray, space_lib.SearchSpace, dict]:
+  """(archs, measured APs [n], the super-net's space, its model.json) of a search's
+  evaluations.jsonl (predicted lines left out); the super-net is `checkpoint` or the one the
+  search's fitness.json names."""
+  # Local imports: the predictor itself needs neither checkpoints nor the search's files.
+  from litepose_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from litepose_jax.nas import evolution  # pylint: disable=g-import-not-at-top
+  from litepose_jax.nas import supernet  # pylint: disable=g-import-not-at-top
+  if checkpoint is None:
+    fitness = os.path.join(search_dir, 'fitness.json')
+    if not os.path.isfile(fitness):
+      raise UserError(f'{fitness} not found: give --checkpoint (the searched super-net)')
+    with open(fitness) as f:
+      checkpoint = json.load(f).get('checkpoint')
+    if not checkpoint or not os.path.exists(checkpoint):
+      raise UserError(f'{fitness} names checkpoint {checkpoint!r}, which is not there (moved?): '
+                      'give --checkpoint')
+  model_json = os.path.join(checkpoints.find_checkpoint(checkpoint), checkpoints.MODEL_JSON)
+  with open(model_json) as f:
+    cfg = json.load(f)
+  if supernet.SUPERNET_FIELD not in cfg:
+    raise UserError(f'{model_json}: not a super-net checkpoint (no {supernet.SUPERNET_FIELD!r})')
+  space = space_lib.space_from_json(cfg[supernet.SUPERNET_FIELD], f'{model_json}: supernet')
+  log = os.path.join(search_dir, 'evaluations.jsonl')
+  if not os.path.isfile(log):
+    raise UserError(f'{log} not found: not a `litepose search` output directory')
+  records = [r for _, r in evolution.read_jsonl(log, ('genes', 'score')) if not r.get('predicted')]
+  archs = [space_lib.decode([int(g) for g in r['genes']], space) for r in records]
+  return archs, np.array([float(r['score']) for r in records]), space, cfg
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """`python -m litepose_jax.search.accuracy_model SEARCH_DIR`: the predictor's cross-validated
+  rank correlation on a finished (or running) search's measured nets, per seed, beside the rank
+  correlation of true MACs alone with AP (the trivial predictor it has to beat)."""
+  parser = argparse.ArgumentParser(description=main.__doc__)
+  parser.add_argument('search_dir', help='a `litepose search` --out directory')
+  parser.add_argument('--checkpoint', default=None,
+                      help='the searched super-net (default: the one in SEARCH_DIR/fitness.json)')
+  parser.add_argument('--folds', type=int, default=5, help='cross-validation folds')
+  parser.add_argument('--seeds', type=int, default=3, help='seeds 0..N-1 (folds and weights)')
+  args = parser.parse_args(argv)
+  from litepose_jax.search import costs  # pylint: disable=g-import-not-at-top
+  archs, aps, space, cfg = measured_pairs(args.search_dir, args.checkpoint)
+  rhos = [cross_validated_rank_correlation(archs, aps, space, folds=args.folds, seed=s)
+          for s in range(max(1, args.seeds))]
+  macs = [costs.arch_costs(a, int(cfg['num_joints']), fusion=bool(cfg.get('fusion', True)))
+          ['macs_true'] for a in archs]
+  print(f'{len(aps)} measured nets; {args.folds}-fold cross-validated rank correlation '
+        f'(Spearman) of the accuracy predictor: ' + ', '.join(f'{r:.3f}' for r in rhos)
+        + f' (seeds 0-{len(rhos) - 1}, mean {np.mean(rhos):.3f}); true MACs alone: '
+        f'{spearman(macs, aps):.3f}')
+  return 0
+
+
+if __name__ == '__main__':
+  raise SystemExit(main())

@@ -3,6 +3,7 @@ pair checks; and `search_budgets(prescreen=K)` with test_run.py's fake scorer an
 super-net): fewer measurements, a measured best, predicted lines in the log, resumability."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -12,7 +13,9 @@ import pytest
 from litepose_jax import nas
 from litepose_jax.errors import UserError
 from litepose_jax.search import accuracy_model as am
+from litepose_jax.search import cli
 from litepose_jax.search import run
+from tests.search.helpers import JOINTS
 from tests.search.helpers import SPACE
 from tests.search.test_run import HIGH
 from tests.search.test_run import LOW
@@ -153,3 +156,27 @@ def test_prescreen_is_deterministic_and_resumable(tmp_path):
   assert plain.calls == len(nets - before) > 0
   assert all(c['ap'] == pytest.approx(fake_ap(c['arch'])) for c in res['candidates'])
   assert 'accuracy_model' not in res and not any(c.get('predicted') for c in res['candidates'])
+
+
+def test_cli_flag_and_the_measuring_command(tmp_path, capsys):
+  parser = argparse.ArgumentParser()
+  cli.add_arguments(parser)
+  base = ['--checkpoint', 'sn', '--out', 'o', '--macs', '1']
+  assert parser.parse_args(base).prescreen == 1.0  # off by default
+  assert parser.parse_args(base + ['--prescreen', '3']).prescreen == 3.0
+  # `python -m litepose_jax.search.accuracy_model OUT`: the measured nets of a search's log,
+  # in the space of the super-net that fitness.json names (only its model.json is read).
+  ckpt = tmp_path / 'supernet'
+  ckpt.mkdir()
+  (ckpt / 'model.json').write_text(json.dumps(nas.supernet_model_config(SPACE, JOINTS)))
+  out = tmp_path / 'search'
+  search(out, run.parse_budgets(f'{HIGH}', None), Scorer(), prescreen=2, **EVO)
+  with pytest.raises(UserError, match='fitness.json not found'):
+    am.measured_pairs(str(out))
+  (out / run.FITNESS).write_text(json.dumps({'checkpoint': str(ckpt)}))
+  archs, aps, space, _ = am.measured_pairs(str(out))
+  assert space == SPACE
+  assert len(archs) == sum(1 for r in log_lines(out) if not r.get('predicted'))
+  np.testing.assert_allclose(aps, [fake_ap(a) for a in archs])
+  assert am.main([str(out), '--seeds', '1']) == 0
+  assert f'{len(archs)} measured nets; 5-fold' in capsys.readouterr().out
