@@ -1,7 +1,9 @@
-"""LitePose model family: `create_model(arch, num_joints)` and the model zoo presets."""
+"""The model families: `create_model(arch, num_joints)` builds a LitePose (official JSON schema,
+presets XS..L) or a HigherHRNet (official yaml MODEL.EXTRA, presets in hrnet_arch.PRESETS)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+import os
 from typing import Any
 
 import jax
@@ -18,18 +20,40 @@ from litepose_jax.models.arch import get_preset
 from litepose_jax.models.arch import make_divisible
 from litepose_jax.models.arch import resolve_arch
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
+from litepose_jax.models.higherhrnet import HigherHRNet
+from litepose_jax.models.hrnet_arch import HRNetSpec
+from litepose_jax.models.hrnet_arch import is_hrnet_dict
+from litepose_jax.models.hrnet_arch import is_hrnet_name
+from litepose_jax.models.hrnet_arch import resolve_hrnet
 from litepose_jax.models.layers import numpy_init
 from litepose_jax.models.litepose import LitePose
 
 
-def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
+def is_hrnet(arch: Any) -> bool:
+  """True when `arch` names a HigherHRNet: HRNetSpec, MODEL.EXTRA / whole-yaml dict, preset name
+  ('higherhrnet-w32', ...) or .yaml path; anything else is a LitePose description."""
+  if isinstance(arch, HRNetSpec):
+    return True
+  if isinstance(arch, Mapping):
+    return is_hrnet_dict(arch)
+  return isinstance(arch, (str, os.PathLike)) and is_hrnet_name(os.fspath(arch))
+
+
+def resolve_model_arch(arch: Any) -> ArchSpec | HRNetSpec:
+  """The validated spec of either family (resolve_arch for LitePose, resolve_hrnet otherwise)."""
+  return resolve_hrnet(arch) if is_hrnet(arch) else resolve_arch(arch)
+
+
+def create_model(arch: ArchLike | HRNetSpec, num_joints: int = 14, *, fusion: bool = True,
                  kernel_size: int | None = None, width_mult: float = 1.0,
                  depthwise_impl: str = 'auto', dtype: Any = jnp.float32,
-                 conv_impl: str = 'auto') -> LitePose:
-  """Builds a LitePose module from a preset name, an official-schema dict or a JSON path.
+                 conv_impl: str = 'auto') -> LitePose | HigherHRNet:
+  """Builds a LitePose (preset name, official-schema dict or JSON path) or a HigherHRNet (preset
+  name, MODEL.EXTRA / whole-yaml dict or .yaml path, HRNetSpec).
 
   `apply(variables, images [B, H, W, 3], train=False)` returns
   (out_stride4 [B, H/4, W/4, 2J], out_stride2 [B, H/2, W/2, J]).
+  fusion / kernel_size / width_mult are LitePose's ablations (rejected for a HigherHRNet).
   """
   if isinstance(num_joints, bool) or not isinstance(num_joints, int) or num_joints <= 0:
     raise UserError(f'num_joints must be a positive integer, got {num_joints!r}')
@@ -37,13 +61,18 @@ def create_model(arch: ArchLike, num_joints: int = 14, *, fusion: bool = True,
     raise UserError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
   if conv_impl not in layers.CONV_IMPLS:
     raise UserError(f'conv_impl must be one of {layers.CONV_IMPLS}, got {conv_impl!r}')
+  if is_hrnet(arch):
+    if not fusion or kernel_size is not None or width_mult != 1.0:
+      raise UserError('fusion=False, kernel_size and width_mult are LitePose ablations; a '
+                      'HigherHRNet is changed through its MODEL.EXTRA instead')
+    return HigherHRNet(resolve_hrnet(arch), num_joints, depthwise_impl, dtype, conv_impl)
   spec = resolve_arch(arch)
   if kernel_size is not None or width_mult != 1.0:
     spec = spec.replace(kernel_size=kernel_size, width_mult=width_mult)
   return LitePose(spec, num_joints, fusion, depthwise_impl, dtype, conv_impl)
 
 
-def init_variables(model: LitePose, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:
+def init_variables(model: LitePose | HigherHRNet, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:
   """Fresh {'params', 'batch_stats'} (numpy) for `model`, PyTorch-default init, in milliseconds."""
   if size is None:
     size = model.arch.img_size
@@ -53,12 +82,13 @@ def init_variables(model: LitePose, size: int | tuple[int, int] | None = None, s
   return numpy_init(dict(shapes), seed)
 
 
-def variable_shapes(model: LitePose) -> dict[tuple[str, ...], tuple[int, ...]]:
+def variable_shapes(model: LitePose | HigherHRNet) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{(collection, *module path, leaf name): shape} of every variable `model.init` creates.
 
   Shapes do not depend on the input size; traced abstractly (no compilation, no arrays).
   """
-  x = jax.ShapeDtypeStruct((1, 64, 64, 3), jnp.float32)
+  side = max(64, getattr(model.arch, 'input_multiple', 1))  # a HigherHRNet's branch stride
+  x = jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32)
   shapes = jax.eval_shape(model.clone(folded=False).init, jax.random.PRNGKey(0), x)
   return {tuple(p.key for p in path): tuple(s.shape)
           for path, s in jax.tree_util.tree_flatten_with_path(dict(shapes))[0]}
@@ -76,4 +106,5 @@ def nest_variables(flat: Mapping[tuple[str, ...], Any]) -> dict:
 
 
 __all__ = ['init_variables', 'nest_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
-           'get_preset', 'make_divisible', 'resolve_arch']
+           'get_preset', 'make_divisible', 'resolve_arch', 'HRNetSpec', 'HigherHRNet', 'is_hrnet',
+           'resolve_hrnet', 'resolve_model_arch']
