@@ -3,6 +3,8 @@
 Layout of a model checkpoint directory:
   DIR/model.json   {'arch': <official JSON schema>, 'num_joints': 14, 'joint_set': 'crowdpose',
                     'fusion': true, 'name': 'S', ...}
+                   or, for a HigherHRNet, {'family': 'higherhrnet', 'arch': <official MODEL.EXTRA>,
+                    'img_size': 512, 'num_joints': 14, 'name': 'shrink3', ...}
   DIR/variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
 
 A super-net checkpoint (nas/supernet.py) has one more model.json field, 'supernet': the search
@@ -25,26 +27,42 @@ import orbax.checkpoint as ocp
 
 from litepose_jax import models
 from litepose_jax.errors import UserError
+from litepose_jax.models import hrnet_arch
 
 MODEL_JSON = 'model.json'
 VARIABLES_DIR = 'variables'
 
 
-def model_config(arch: models.ArchLike, num_joints: int = 14, *, joint_set: str | None = None,
-                 fusion: bool = True, **extra: Any) -> dict:
+HRNET_FAMILY = 'higherhrnet'
+
+
+def model_config(arch: models.ArchLike | models.HRNetSpec, num_joints: int = 14, *,
+                 joint_set: str | None = None, fusion: bool = True, **extra: Any) -> dict:
   """The JSON-able description that `model_from_config` turns back into a module."""
-  spec = models.resolve_arch(arch)
+  spec = models.resolve_model_arch(arch)
   if joint_set is None:
     joint_set = {14: 'crowdpose', 17: 'coco'}.get(num_joints, 'custom')
+  if isinstance(spec, models.HRNetSpec):
+    # MODEL.EXTRA has no input size: it travels beside it.
+    return {'name': spec.name, 'family': HRNET_FAMILY, 'arch': spec.to_extra(),
+            'img_size': spec.img_size, 'num_joints': num_joints, 'joint_set': joint_set,
+            'fusion': fusion, **extra}
   return {'name': spec.name, 'arch': spec.to_json_dict(), 'num_joints': num_joints,
           'joint_set': joint_set, 'fusion': fusion, **extra}
 
 
-def model_from_config(cfg: Mapping[str, Any], **overrides: Any) -> models.LitePose:
-  """Builds the LitePose module a checkpoint's model.json describes."""
+def model_from_config(cfg: Mapping[str, Any], **overrides: Any):
+  """Builds the LitePose or HigherHRNet module a checkpoint's model.json describes."""
   for key in ('arch', 'num_joints'):
     if key not in cfg:
       raise UserError(f'{MODEL_JSON} lacks the field {key!r} (have {sorted(cfg)})')
+  if cfg.get('family') == HRNET_FAMILY or (isinstance(cfg['arch'], Mapping)
+                                           and models.is_hrnet(cfg['arch'])):
+    spec = models.hrnet_from_extra(cfg['arch'],
+                                   img_size=cfg.get('img_size', hrnet_arch.DEFAULT_IMG_SIZE),
+                                   name=cfg.get('name', 'custom'),
+                                   where=f'{MODEL_JSON}: arch')
+    return models.create_model(spec, cfg['num_joints'], **overrides)
   spec = models.arch_from_dict(cfg['arch'], name=cfg.get('name', 'custom'))
   return models.create_model(spec, cfg['num_joints'], fusion=cfg.get('fusion', True), **overrides)
 

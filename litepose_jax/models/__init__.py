@@ -22,6 +22,7 @@ from litepose_jax.models.arch import resolve_arch
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
 from litepose_jax.models.higherhrnet import HigherHRNet
 from litepose_jax.models.hrnet_arch import HRNetSpec
+from litepose_jax.models.hrnet_arch import hrnet_from_extra
 from litepose_jax.models.hrnet_arch import is_hrnet_dict
 from litepose_jax.models.hrnet_arch import is_hrnet_name
 from litepose_jax.models.hrnet_arch import resolve_hrnet
@@ -107,4 +108,4 @@ def nest_variables(flat: Mapping[tuple[str, ...], Any]) -> dict:
 
 __all__ = ['init_variables', 'nest_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
            'get_preset', 'make_divisible', 'resolve_arch', 'HRNetSpec', 'HigherHRNet', 'is_hrnet',
-           'resolve_hrnet', 'resolve_model_arch']
+           'hrnet_from_extra', 'resolve_hrnet', 'resolve_model_arch']

@@ -21,9 +21,23 @@ import jax.numpy as jnp
 
 from litepose_jax.errors import UserError
 from litepose_jax.models import arch as arch_lib
+from litepose_jax.models import hrnet_arch
 from litepose_jax.models import layers
 
 CONVENTIONS = ('true', 'paper')
+FAMILIES = ('all', 'litepose', 'higherhrnet')
+
+
+def preset_names(family: str = 'all') -> tuple[str, ...]:
+  """The zoo's preset names of `family` ('all', 'litepose' or 'higherhrnet'), LitePose first."""
+  if family not in FAMILIES:
+    raise UserError(f'family must be one of {FAMILIES}, got {family!r}')
+  names = ()
+  if family in ('all', 'litepose'):
+    names += arch_lib.PRESET_NAMES
+  if family in ('all', 'higherhrnet'):
+    names += hrnet_arch.preset_names()
+  return names
 
 
 @dataclasses.dataclass
@@ -76,7 +90,10 @@ def count(model: nn.Module, height: int, width: int | None = None) -> Counts:
 
 
 def add_arguments(parser) -> None:
-  parser.add_argument('--arch', default='S', help="preset (XS, S, M, L) or architecture JSON path")
+  parser.add_argument('--arch', default='S',
+                      help='LitePose preset (XS, S, M, L) or architecture JSON path, or a '
+                           f'HigherHRNet preset ({", ".join(hrnet_arch.preset_names())}) or '
+                           'official experiment .yaml')
   parser.add_argument('--joints', type=int, default=14, help='number of joints (14 CrowdPose, 17 COCO)')
   parser.add_argument('--size', type=int, default=None,
                       help="input side in pixels (default: the architecture's img_size)")
@@ -87,26 +104,29 @@ def add_arguments(parser) -> None:
   parser.add_argument('--width-mult', type=float, default=1.0, help='channel width multiplier')
   parser.add_argument('--no-fusion', action='store_true', help='plain deconv head ablation')
   parser.add_argument('--all', action='store_true', help='print the whole model zoo as a table')
+  parser.add_argument('--family', choices=FAMILIES, default='all',
+                      help="with --all: only LitePose or only HigherHRNet presets")
 
 
 def run(args) -> int:
   from litepose_jax.models import create_model  # pylint: disable=g-import-not-at-top
   if args.all:
-    print(f'{"model":<6} {"input":>5} {"joints":>6} {"params":>11} {"true GMACs":>11} '
+    print(f'{"model":<15} {"input":>5} {"joints":>6} {"params":>11} {"true GMACs":>11} '
           f'{"paper GMACs":>12}')
     for joints in (14, 17):
-      for name in arch_lib.PRESET_NAMES:
+      for name in preset_names(args.family):
         m = create_model(name, joints, depthwise_impl='lax')
         c = count(m, m.arch.img_size)
-        print(f'{name:<6} {m.arch.img_size:>5} {joints:>6} {c.params:>11,} '
+        print(f'{name:<15} {m.arch.img_size:>5} {joints:>6} {c.params:>11,} '
               f'{c.macs("true") / 1e9:>11.3f} {c.macs("paper") / 1e9:>12.3f}')
     return 0
   m = create_model(args.arch, args.joints, fusion=not args.no_fusion, kernel_size=args.kernel_size,
                    width_mult=args.width_mult, depthwise_impl='lax')
   h = args.size or m.arch.img_size
   w = args.width or h
-  if h % 16 or w % 16:
-    raise UserError(f'--size/--width must be multiples of 16, got {h}x{w}')
+  mult = getattr(m.arch, 'input_multiple', 16)  # a HigherHRNet's lowest branch: 32
+  if h % mult or w % mult:
+    raise UserError(f'--size/--width must be multiples of {mult}, got {h}x{w}')
   c = count(m, h, w)
   print(f'arch: {m.arch.name}  input: {h}x{w}  joints: {args.joints}')
   print(f'params: {c.params:,}')
