@@ -72,18 +72,27 @@ def _units(module: nn.Module, train: bool):
 
 
 class Upsample(nn.Module):
-  """Nearest-neighbour upsampling by an integer factor: [B, H, W, C] -> [B, fH, fW, C].
+  """Nearest-neighbour upsampling by a power of 2: [B, H, W, C] -> [B, fH, fW, C].
 
   A module so that op counting sees it (old ptflops counts nn.Upsample's output elements).
-  Broadcast + reshape: exact, and builtin ops in a TFLite export.
+  Computed as doublings, each two concatenations of a tensor with itself + reshapes: exact, and
+  ops that the TFLite XNNPACK delegate takes (BROADCAST_TO, the plain formulation, is not, and
+  would cut the graph into several delegate partitions).
   """
   factor: int
 
   def __call__(self, x):
-    b, h, w, c = x.shape
     f = self.factor
-    y = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, f, w, f, c))
-    return y.reshape(b, h * f, w * f, c)
+    if f < 1 or f & (f - 1):
+      raise ValueError(f'Upsample factor must be a power of 2, got {f}')
+    while f > 1:
+      b, h, w, c = x.shape
+      # [.., w, c] twice along channels is [.., 2w, c] with every column repeated.
+      x = jnp.concatenate([x, x], axis=-1).reshape(b, h, 1, 2 * w * c)
+      # Then every row twice.
+      x = jnp.concatenate([x, x], axis=2).reshape(b, 2 * h, 2 * w, c)
+      f //= 2
+    return x
 
 
 class BiasConv(nn.Module):

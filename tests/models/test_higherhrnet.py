@@ -126,6 +126,15 @@ def test_tiny_forward_train_eval_and_folded():
     m.apply(v, jnp.zeros((1, 48, 64, 3)))
 
 
+def test_upsample_is_nearest_neighbour():
+  x = np.random.default_rng(0).normal(size=(2, 3, 5, 4)).astype(np.float32)
+  for f in (1, 2, 8):
+    y = higherhrnet.Upsample(f).apply({}, jnp.asarray(x))
+    np.testing.assert_array_equal(y, np.repeat(np.repeat(x, f, axis=1), f, axis=2))
+  with pytest.raises(ValueError, match='power of 2'):
+    higherhrnet.Upsample(3).apply({}, jnp.asarray(x))
+
+
 def test_variable_names_follow_the_official_keys():
   shapes = models.variable_shapes(_tiny())
   expect = {
