@@ -69,27 +69,35 @@ class LitePose(nn.Module):
     self.check_input(x)
     if self.folded and train:
       raise ValueError('a folded LitePose runs inference only (train=False)')
+    m = masks or {}
+    y = self._stem(x, train, m)
+    feats = [y]
+    for si, stage in enumerate(self.arch.stages):
+      for bi in range(len(stage.blocks)):
+        y = self.block(si, bi)(y, train, m['blocks'][si][bi] if m else None)
+      feats.append(y)
+    return self._head(feats, train, m)
+
+  def block(self, si: int, bi: int) -> layers.InvertedResidual:
+    """Block bi of stage si as an unbound module (its variables: `stage{si}_block{bi}`)."""
+    stage = self.arch.stages[si]
+    block = stage.blocks[bi]
+    return layers.InvertedResidual(stage.channels, stage.stride if bi == 0 else 1, block.kernel,
+                                   block.expansion, self.depthwise_impl, self.dtype,
+                                   self.conv_impl, self.folded, name=f'stage{si}_block{bi}')
+
+  def _stem(self, x, train: bool, masks):
+    """Stem: 3x3/2 conv (BN, ReLU6) -> dw 3x3 (BN, ReLU6) -> 1x1 (BN, linear):
+    [B, H, W, 3] -> [B, H/2, W/2, input_channel]; masks: {} or the sub-net's ('stem')."""
     dt, impl, ci, folded = self.dtype, self.depthwise_impl, self.conv_impl, self.folded
     unit = functools.partial(layers.conv_bn, train=train, dtype=dt, folded=folded)
     conv = functools.partial(layers.Conv, dtype=dt, impl=ci, folded=folded)
     x = x.astype(dt)
-
-    # Stem: 3x3/2 conv (BN, ReLU6) -> dw 3x3 (BN, ReLU6) -> 1x1 (BN, linear).
     y = layers.relu6(unit([(conv(STEM_CHANNELS, 3, 2, name='stem_conv'), x)], 'stem_conv_bn'))
     y = layers.relu6(unit([(layers.DepthwiseConv(3, 1, impl, dt, name='stem_dw'), y)],
                           'stem_dw_bn'))
-    m = masks or {}
-    y = unit([(conv(self.arch.input_channel, 1, name='stem_pw'), y)], 'stem_pw_bn',
-             mask=m.get('stem'))
-    feats = [y]
-    for si, stage in enumerate(self.arch.stages):
-      for bi, block in enumerate(stage.blocks):
-        y = layers.InvertedResidual(stage.channels, stage.stride if bi == 0 else 1, block.kernel,
-                                    block.expansion, impl, dt, ci, folded,
-                                    name=f'stage{si}_block{bi}')(
-                                        y, train, m['blocks'][si][bi] if m else None)
-      feats.append(y)
-    return self._head(feats, train, m)
+    return unit([(conv(self.arch.input_channel, 1, name='stem_pw'), y)], 'stem_pw_bn',
+                mask=masks.get('stem'))
 
   def _head(self, feats, train: bool, masks):
     """Fusion Deconv Head over [stem, stage0..3] features -> the outputs (see the class).

@@ -65,22 +65,31 @@ def _flat_stats(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[s
   return out
 
 
+def module_batch_stats(module: nn.Module, params: Mapping[str, Any],
+                       batch_stats: Mapping[str, Any], *args: Any) -> tuple[Any, dict]:
+  """(output, {BatchNorm path: (batch mean [C], biased batch var [C], active [C] bool)}) of a
+  training-mode `module.apply` on `args` (traceable); paths relative to `module`."""
+  # From zero running statistics, one EMA step leaves (1 - momentum) x the batch statistics.
+  zeros = jax.tree.map(jnp.zeros_like, batch_stats)
+  record: dict = {}
+  with nn.intercept_methods(_bn_recorder(record)):
+    out, upd = module.apply({'params': params, 'batch_stats': zeros}, *args,
+                            mutable=['batch_stats'])
+  new = _flat_stats(upd['batch_stats'])
+  stats = {}
+  for key, (momentum, active) in record.items():
+    keep = 1.0 - momentum
+    stats[key] = (new[key]['mean'] / keep, new[key]['var'] / keep, active)
+  return out, stats
+
+
 @functools.lru_cache(maxsize=8)
 def _stats_fn(supernet: supernet_lib.SuperLitePose):
   """Jitted (variables, masks, images [B, S, S, 3]) -> {path: (batch mean [C], batch var [C],
   active [C] bool)} of every BatchNorm of `supernet` running the sub-net of `masks`."""
   def fn(variables, masks, images):
-    zeros = jax.tree.map(jnp.zeros_like, variables['batch_stats'])
-    record: dict = {}
-    with nn.intercept_methods(_bn_recorder(record)):
-      _, upd = supernet.apply({'params': variables['params'], 'batch_stats': zeros}, images,
-                              masks, train=True, mutable=['batch_stats'])
-    new = _flat_stats(upd['batch_stats'])
-    out = {}
-    for key, (momentum, active) in record.items():
-      keep = 1.0 - momentum
-      out[key] = (new[key]['mean'] / keep, new[key]['var'] / keep, active)
-    return out
+    return module_batch_stats(supernet, variables['params'], variables['batch_stats'], images,
+                              masks, True)[1]
   return jax.jit(fn)
 
 

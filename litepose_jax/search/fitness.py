@@ -12,7 +12,9 @@ fitted into the candidate's square input (Predictor's fixed-input protocol: one 
 resolution). There is no per-candidate copy of the super-net and no data loader: the candidate is
 a set of channel masks passed as arrays to three jitted programs (calibration step, statistics
 merge, flip-fused maps), so every sub-net at a resolution runs the same compiled programs;
-`compiles` counts them. Everything of one candidate runs on one device (`score(arch, device)`),
+`compiles` counts them. With `sliced=True` the sub-net runs at its own widths instead, through
+block programs that are all compiled with the first candidate of a resolution (search/sliced.py):
+less work per candidate, more to compile once. Everything of one candidate runs on one device (`score(arch, device)`),
 which is what lets search.parallel spread candidates over devices and hosts with results equal to
 one device's.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Mapping
 import copy
+import dataclasses
 import threading
 from typing import Any
 
@@ -42,6 +45,7 @@ from litepose_jax.inference import transforms
 from litepose_jax.inference.parser import parse_poses
 from litepose_jax.nas import recalibrate as recalibrate_lib
 from litepose_jax.nas import supernet as supernet_lib
+from litepose_jax.search import sliced as sliced_lib
 from litepose_jax.search import splits as splits_lib
 
 # The evaluator swaps sys.stdout for its printout (contextlib.redirect_stdout, process-wide):
@@ -63,6 +67,18 @@ def _copy_dicts(tree: Any) -> Any:
   return tree
 
 
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+  """A sub-net on its device: input side, super-net params, its (recalibrated) batch_stats,
+  channel masks, and its sliced plan (None: run through the masked super-net)."""
+  size: int
+  params: Any
+  batch_stats: Any
+  masks: Any
+  plan: Any
+  device: Any
+
+
 def _set_stats(batch_stats: Mapping[str, Any], new: Mapping[str, tuple]) -> dict:
   """A copy of the nested batch_stats tree with {'a/b/bn': (mean, var)} written in."""
   out = _copy_dicts(batch_stats)
@@ -80,13 +96,16 @@ class Fitness:
   supernet / variables: the trained super-net (nas.load_supernet); data_cfg: the training
   config's config.data that `splits` was carved from; calib_batch: calibration batch size (the
   official 16); eval_batch: search images per network call (x2 with flip); seed: of the
-  calibration augmentation. `compiles`: programs compiled so far (constant after the first
-  candidate at each resolution and device).
+  calibration augmentation. sliced: run each sub-net at its own widths through per-block
+  programs (search/sliced.py: ~1.5-2x less work per candidate on XLA:CPU, ~60 more programs to
+  compile per resolution) instead of the masked super-net. `compiles`: programs compiled so far
+  (constant after the first candidate at each resolution and device).
   """
 
   def __init__(self, supernet: supernet_lib.SuperLitePose, variables: Mapping[str, Any],
                data_cfg: Any, splits: splits_lib.SearchSplits, *, calib_batch: int = 16,
-               eval_batch: int = 8, flip: bool = True, seed: int = 0, progress: bool = False):
+               eval_batch: int = 8, flip: bool = True, seed: int = 0, progress: bool = False,
+               sliced: bool = False):
     for name, value in (('calib_batch', calib_batch), ('eval_batch', eval_batch)):
       if int(value) <= 0:
         raise UserError(f'{name} must be positive, got {value}')
@@ -125,6 +144,9 @@ class Fitness:
     self._zeros: dict[int, Any] = {}
     self._on_device: dict[Any, dict] = {}
     self._build_programs()
+    self.sliced = bool(sliced)
+    self._sliced = sliced_lib.SlicedSubnets(supernet, flip_index=(
+        tuple(self.joint_set.flip_index) if self.flip else None))
 
   def _build_programs(self) -> None:
     """The three jitted programs; the candidate's masks are arguments, never constants."""
@@ -163,7 +185,8 @@ class Fitness:
   @property
   def compiles(self) -> int:
     """Programs compiled so far by this Fitness (all resolutions and devices)."""
-    return sum(f._cache_size() for f in (self._calib_step, self._merge, self._maps))  # pylint: disable=protected-access
+    return self._sliced.compiles + sum(
+        f._cache_size() for f in (self._calib_step, self._merge, self._maps))  # pylint: disable=protected-access
 
   def __call__(self, arch: dict) -> float:
     """AP@[.5:.95] (fraction) of sub-net `arch` on the search split, on the first local device."""
@@ -183,35 +206,33 @@ class Fitness:
 
   def predict(self, arch: dict, device: Any = None) -> list[dict]:
     """COCO keypoint results of sub-net `arch` (recalibrated) on the search images."""
-    size, params, batch_stats, masks, device = self._prepare(arch, device)
-    return self._predict(params, batch_stats, masks, size, device)
+    return self._predict(self._prepare(arch, device))
 
   def recalibrated(self, arch: dict, device: Any = None) -> dict:
     """The super-net's {'params', 'batch_stats'} (numpy) with sub-net `arch`'s statistics
     recalibrated, as nas.recalibrate.recalibrate returns them (diagnostics, tests)."""
-    _, params, batch_stats, _, _ = self._prepare(arch, device)
-    return _plain_numpy({'params': params, 'batch_stats': jax.device_get(batch_stats)})
+    cand = self._prepare(arch, device)
+    return _plain_numpy({'params': cand.params, 'batch_stats': jax.device_get(cand.batch_stats)})
 
   def maps(self, arch: dict, device: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Fused maps of sub-net `arch` on the search images: heatmaps [N, S/2, S/2, J] and tags
     [N, S/2, S/2, J, T] (T = 2 with flip), S = its img_size (diagnostics, tests)."""
-    size, params, batch_stats, masks, device = self._prepare(arch, device)
     heats, tags = [], []
-    for _, heat, tag, count in self._map_batches(params, batch_stats, masks, size, device):
+    for _, heat, tag, count in self._map_batches(self._prepare(arch, device)):
       heats.append(heat[:count])
       tags.append(tag[:count])
     return np.concatenate(heats), np.concatenate(tags)
 
-  def _prepare(self, arch: dict, device: Any) -> tuple:
-    """(size, params, recalibrated batch_stats, masks, device) of `arch`, on the device."""
+  def _prepare(self, arch: dict, device: Any) -> _Candidate:
+    """Sub-net `arch` on the device, its statistics recalibrated."""
     spec = models.resolve_arch(arch)
     masks = supernet_lib.subnet_masks(self.supernet, spec)
     device = self._device(device)
     variables = self._device_variables(device)
-    masks = jax.device_put(masks, device)
-    size = int(spec.img_size)
-    return (size, variables['params'], self._recalibrate(variables, masks, size, device), masks,
-            device)
+    cand = _Candidate(int(spec.img_size), variables['params'], variables['batch_stats'],
+                      jax.device_put(masks, device),
+                      self._sliced.plan(spec) if self.sliced else None, device)
+    return dataclasses.replace(cand, batch_stats=self._recalibrate(cand))
 
   def _log(self, msg: str) -> None:
     if self.progress:
@@ -237,13 +258,18 @@ class Fitness:
     with self._lock:
       return self._size_locks.setdefault(size, threading.Lock())
 
-  def _recalibrate(self, variables: dict, masks: Any, size: int, device) -> dict:
-    """batch_stats (on `device`) with the sub-net's channels recalibrated at input `size`."""
-    batches = self._calibration(size)
-    total = jax.device_put(self._zeros[size], device)
+  def _recalibrate(self, cand: _Candidate) -> dict:
+    """batch_stats (on the candidate's device) with its channels recalibrated."""
+    batches = self._calibration(cand.size)
+    total = jax.device_put(self._zeros[cand.size], cand.device)
+    variables = {'params': cand.params, 'batch_stats': cand.batch_stats}
     for images in batches:
-      total = self._calib_step(variables, masks, jax.device_put(images, device), total)
-    return self._merge(variables['batch_stats'], total, np.float32(len(batches)))
+      images = jax.device_put(images, cand.device)
+      if cand.plan is not None:
+        total = self._sliced.run(cand.plan, variables, cand.masks, images, cand.device, total)
+      else:
+        total = self._calib_step(variables, cand.masks, images, total)
+    return self._merge(cand.batch_stats, total, np.float32(len(batches)))
 
   def _calibration(self, size: int) -> list[np.ndarray]:
     """The calibration batches at `size`, uint8 [calib_batch, size, size, 3], made once."""
@@ -279,11 +305,12 @@ class Fitness:
         self._search[size] = (fitted, centers, scales)
       return self._search[size]
 
-  def _map_batches(self, params: dict, batch_stats: dict, masks: Any, size: int, device):
+  def _map_batches(self, cand: _Candidate):
     """(start, heatmaps, tags, images in the batch) per eval_batch search images; the next call
     is dispatched before the current one's maps are fetched (grouped meanwhile on the host)."""
-    images, _, _ = self._search_images(size)
+    images, _, _ = self._search_images(cand.size)
     n, step = len(images), self.eval_batch
+    variables = {'params': cand.params, 'batch_stats': cand.batch_stats}
 
     def launch(start: int):
       chunk = images[start:start + step]
@@ -291,7 +318,10 @@ class Fitness:
         # Padded to the one batch shape (eval-mode BatchNorm: images do not interact).
         chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]),
                                                 chunk.dtype)])
-      return self._maps(params, batch_stats, masks, jax.device_put(chunk, device))
+      chunk = jax.device_put(chunk, cand.device)
+      if cand.plan is not None:
+        return self._sliced.run(cand.plan, variables, cand.masks, chunk, cand.device)
+      return self._maps(cand.params, cand.batch_stats, cand.masks, chunk)
 
     pending = collections.deque([(0, launch(0))])
     while pending:
@@ -301,15 +331,14 @@ class Fitness:
       heat, tags = (np.asarray(o) for o in jax.device_get(out))
       yield start, heat, tags, min(step, n - start)
 
-  def _predict(self, params: dict, batch_stats: dict, masks: Any, size: int,
-               device) -> list[dict]:
+  def _predict(self, cand: _Candidate) -> list[dict]:
     """COCO results on the search images (Predictor's fixed-input decode of each image)."""
-    _, centers, scales = self._search_images(size)
+    _, centers, scales = self._search_images(cand.size)
     results: list[dict] = []
-    for start, heat, tags, count in self._map_batches(params, batch_stats, masks, size, device):
+    for start, heat, tags, count in self._map_batches(cand):
       for k in range(count):
         i = start + k
-        results += self._decode(heat[k], tags[k], centers[i], scales[i], size,
+        results += self._decode(heat[k], tags[k], centers[i], scales[i], cand.size,
                                 self._records[i].image_id)
     return results
 

@@ -43,12 +43,12 @@ def search_data_config(data_dir: pathlib.Path):
   return cfg
 
 
-def search_setup(root: pathlib.Path, seed: int = 0):
-  """(super-net of SPACE with LAX layers, its random variables, config.data, SearchSplits of 8
+def search_setup(root: pathlib.Path, seed: int = 0, space: nas.SearchSpace = SPACE):
+  """(super-net of `space` with LAX layers, its random variables, config.data, SearchSplits of 8
   calibration and 6 search images) over a 24-image synthetic set under root."""
   from litepose_jax.search import splits  # pylint: disable=g-import-not-at-top
   cfg = search_data_config(synthetic_data(root / 'data', num_images=24))
   split = splits.carve_splits(cfg, str(root / 'search'), num_calibration=8, num_search=6)
-  net = nas.create_supernet(JOINTS, SPACE, **LAX)
+  net = nas.create_supernet(JOINTS, space, **LAX)
   variables = randomise_bn(models.init_variables(net, 64, seed), seed + 1)
   return net, variables, cfg, split
