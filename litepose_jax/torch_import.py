@@ -9,6 +9,11 @@ HWIO (used with transpose_kernel=False).
 `--arch supernet` imports the official super-net (pose_supermobilenet.py): the same keys at the
 largest widths, plus dead kernel-transform layers that are skipped (SUPERNET_SKIPPED), written as
 a super-net checkpoint (nas.supernet.supernet_model_config).
+
+A HigherHRNet arch (preset 'higherhrnet-w32', 'shrink3', ..., a MODEL.EXTRA / whole-yaml dict or a
+.yaml path) imports the official lib/models/pose_higher_hrnet.py state_dict (also the key names of
+the HigherHRNet authors' released checkpoints): models/higherhrnet.py names every flax module after
+its torch path with the numeric indices joined by '_' (hrnet_torch_key).
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 from litepose_jax import checkpoints
 from litepose_jax import models
 from litepose_jax.errors import UserError
+from litepose_jax.models import hrnet_arch
 
 # Official module names of the children of each flax module kind: (flax name pattern, official
 # name, the table of its own children). SepConv is the official SepConv2d, whose `conv`
@@ -99,9 +105,44 @@ def torch_key(path: Sequence[str]) -> tuple[str, Layout | None]:
   return f'{_module_key(modules)}.{_BN_LEAVES[leaf]}', None
 
 
-def key_map(model: models.LitePose) -> dict[tuple[str, ...], tuple[str, Layout | None]]:
-  """(collection, *flax path) -> (official key, layout transform) for every variable of `model`."""
-  return {path: torch_key(path) for path in models.variable_shapes(model)}
+# A HigherHRNet flax module name is its official torch path with '_' before each numeric index.
+_HRNET_MODULE = re.compile(r'[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*(_\d+)*')
+
+
+def hrnet_torch_key(path: Sequence[str]) -> tuple[str, Layout | None]:
+  """(collection, *module path, leaf) of a HigherHRNet variable -> (official key, layout or None).
+
+  'stage4_0/fuse_layers_3_0_2_0/conv/kernel' -> 'stage4.0.fuse_layers.3.0.2.0.weight' (OIHW ->
+  HWIO); a biased conv (final_layers_N) holds its conv as a child 'conv', which also drops out.
+  """
+  _, *modules, leaf = path
+  layout = None
+  if leaf == 'kernel':
+    if modules[-1] not in ('conv', 'deconv'):
+      raise ValueError(f'kernel outside a conv / deconv child: {"/".join(path)}')
+    layout = _KERNEL_LAYOUT[modules[-1]]
+    modules = modules[:-1]
+    if modules[-1] == 'conv':  # models.higherhrnet.BiasConv
+      modules = modules[:-1]
+    name = 'weight'
+  else:
+    name = _BN_LEAVES[leaf]  # BN leaves; a BiasConv's 'bias' maps to 'bias' alike
+  for m in modules:
+    if not _HRNET_MODULE.fullmatch(m):
+      raise ValueError(f'no official name for the flax module {m!r} in {"/".join(path)}')
+  return '.'.join([re.sub(r'_(\d)', r'.\1', m) for m in modules] + [name]), layout
+
+
+def _key_fn(model: Any) -> Callable[[Sequence[str]], tuple[str, Layout | None]]:
+  """The naming rule of `model`'s family: hrnet_torch_key for a HigherHRNet, torch_key else."""
+  return hrnet_torch_key if isinstance(model, models.HigherHRNet) else torch_key
+
+
+def key_map(model: Any) -> dict[tuple[str, ...], tuple[str, Layout | None]]:
+  """(collection, *flax path) -> (official key, layout transform) for every variable of `model`
+  (a LitePose or a HigherHRNet)."""
+  key_fn = _key_fn(model)
+  return {path: key_fn(path) for path in models.variable_shapes(model)}
 
 
 def _to_numpy(v: Any) -> np.ndarray:
@@ -140,6 +181,9 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
                                   skipped: Mapping[str, str] | None = None) -> dict:
   """Official state_dict (numpy or torch values, optional 'module.' prefix) -> Flax variables.
 
+  arch: a LitePose (pose_mobilenet.py keys) or a HigherHRNet (pose_higher_hrnet.py keys; see
+  models.create_model for the accepted forms; fusion must stay True).
+
   prefixes: leading key prefixes to strip (the first that matches, once per key).
   skipped: {regex matching whole keys (after the prefix): why} of entries to drop without
   importing them (e.g. SUPERNET_SKIPPED); a note says how many were dropped and why.
@@ -151,7 +195,8 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
   if skipped:
     sd = _skip(sd, skipped)
   shapes = models.variable_shapes(model)
-  keys = {path: torch_key(path) for path in shapes}
+  key_fn = _key_fn(model)
+  keys = {path: key_fn(path) for path in shapes}
   missing, bad_shape = [], []
   flat = {}
   for path, (tkey, layout) in keys.items():
@@ -168,7 +213,8 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
   used = {tkey for tkey, _ in keys.values()}
   unexpected = sorted(k for k in sd if k not in used and not k.endswith('num_batches_tracked'))
   if missing or unexpected or bad_shape:
-    parts = [f'state_dict does not match LitePose {model.arch.name} with {num_joints} joints:']
+    family = 'HigherHRNet' if isinstance(model, models.HigherHRNet) else 'LitePose'
+    parts = [f'state_dict does not match {family} {model.arch.name} with {num_joints} joints:']
     for title, items in (('missing keys', missing), ('unexpected keys', unexpected),
                          ('shape mismatches', bad_shape)):
       if items:
@@ -207,11 +253,13 @@ SUPERNET_ARCH = 'supernet'
 
 
 def add_arguments(parser) -> None:
+  hrnet_presets = ', '.join(hrnet_arch.preset_names())
   parser.add_argument('--arch', required=True,
                       help='preset (XS, S, M, L), the architecture JSON the checkpoint was '
                       f'trained with, or {SUPERNET_ARCH!r} for an official super-net checkpoint '
                       '(pose_supermobilenet, official search space; writes a super-net '
-                      'checkpoint)')
+                      'checkpoint); for an official pose_higher_hrnet checkpoint, a HigherHRNet '
+                      f'preset ({hrnet_presets}) or the experiment .yaml it was trained with')
   parser.add_argument('--checkpoint', required=True, help='official .pth file')
   parser.add_argument('--out', required=True, help='output checkpoint directory (must be new)')
   parser.add_argument('--joints', type=int, default=14, help='14 (CrowdPose) or 17 (COCO)')

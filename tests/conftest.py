@@ -43,6 +43,7 @@ SLOW_FILES = {
     'test_trainer.py',  # whole train_and_evaluate loops: resume, SIGTERM, NaN guard, EMA
     'test_real_data.py',  # training with periodic evaluation on generated image files
     'test_torch_import.py',  # PyTorch parity of the checkpoint importer (imports torch)
+    'test_torch_import_hrnet.py',  # PyTorch HigherHRNet reference and importer parity
     'test_dynamic_range.py',  # TFLite conversions (toy graphs and an XS export)
     'test_extract.py',  # nas: super-nets and sub-nets compiled forward (about a minute)
     'test_supernet.py',  # nas and training: masked super-net forward / gradients, train loops

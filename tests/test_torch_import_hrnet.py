@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import copy
 
+import jax
+import numpy as np
 import pytest
 import torch
+import yaml
 
+from litepose_jax import checkpoints
+from litepose_jax import cli
+from litepose_jax import convert
+from litepose_jax import models
+from litepose_jax import torch_import
 from litepose_jax.errors import UserError
 from litepose_jax.reference.torch_higherhrnet import TorchHigherHRNet
 from litepose_jax.reference.torch_higherhrnet import count_parameters
+from litepose_jax.reference.torch_higherhrnet import randomize_bn
 
 
 def _stage(modules: int, blocks: list[int], channels: list[int]) -> dict:
@@ -115,3 +124,147 @@ def test_reference_rejects_unsupported_configs(field, value, message):
   extra['STAGE3'][field] = value
   with pytest.raises(UserError, match=message):
     TorchHigherHRNet(extra, TINY_JOINTS)
+
+
+# ---- The importer: litepose_jax.convert.torch_state_dict_to_variables on a HigherHRNet ----------
+
+
+def _reference(extra: dict, joints: int, seed: int = 0) -> TorchHigherHRNet:
+  torch.manual_seed(seed)
+  return randomize_bn(TorchHigherHRNet(extra, joints), seed).eval()
+
+
+def _torch_outputs(model: TorchHigherHRNet, x: np.ndarray) -> list[np.ndarray]:
+  """NHWC numpy in, NHWC numpy outputs (out4, out2)."""
+  with torch.no_grad():
+    outs = model(torch.from_numpy(x.transpose(0, 3, 1, 2)))
+  return [o.numpy().transpose(0, 2, 3, 1) for o in outs]
+
+
+@pytest.mark.parametrize('arch,official', [('shrink3', SHRINK3_EXTRA), ('higherhrnet-w32', W32_EXTRA)])
+def test_presets_are_the_official_configs(arch, official):
+  # What `--arch shrink3` / `--arch higherhrnet-w32` import is the official yamls' MODEL.EXTRA.
+  spec = models.resolve_hrnet(arch)
+  assert spec.to_extra() == {k: v for k, v in official.items() if k != 'PRETRAINED_LAYERS'}
+
+
+@pytest.mark.parametrize('path,key,kind', [
+    (('params', 'conv1', 'conv', 'kernel'), 'conv1.weight', 'conv'),
+    (('batch_stats', 'bn2', 'mean'), 'bn2.running_mean', None),
+    (('params', 'layer1_0', 'downsample_1', 'scale'), 'layer1.0.downsample.1.weight', None),
+    (('params', 'transition2_2_0_0', 'conv', 'kernel'), 'transition2.2.0.0.weight', 'conv'),
+    (('batch_stats', 'stage4_2', 'fuse_layers_0_3_1', 'var'),
+     'stage4.2.fuse_layers.0.3.1.running_var', None),
+    (('params', 'stage3_1', 'branches_2_3', 'conv2', 'conv', 'kernel'),
+     'stage3.1.branches.2.3.conv2.weight', 'conv'),
+    (('params', 'deconv_layers_0_0_0', 'deconv', 'kernel'), 'deconv_layers.0.0.0.weight',
+     'deconv'),
+    (('params', 'final_layers_0', 'conv', 'conv', 'kernel'), 'final_layers.0.weight', 'conv'),
+    (('params', 'final_layers_1', 'bias'), 'final_layers.1.bias', None),
+])
+def test_hrnet_torch_key(path, key, kind):
+  official, layout = torch_import.hrnet_torch_key(path)
+  assert official == key
+  w = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+  if kind is None:
+    assert layout is None
+  elif kind == 'conv':  # OIHW -> HWIO
+    np.testing.assert_array_equal(layout(w), w.transpose(2, 3, 1, 0))
+  else:  # IOHW -> spatially flipped HWIO
+    np.testing.assert_array_equal(layout(w), w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1))
+
+
+def test_hrnet_torch_key_rejects_unknown_names():
+  with pytest.raises(ValueError, match='no official name'):
+    torch_import.hrnet_torch_key(('params', 'Stage2', 'conv', 'kernel'))
+
+
+def test_converted_model_matches_torch():
+  tm = _reference(TINY_EXTRA, TINY_JOINTS)
+  sd = {'module.' + k: v for k, v in tm.state_dict().items()}  # DataParallel prefix
+  variables = convert.torch_state_dict_to_variables(sd, TINY_EXTRA, TINY_JOINTS)
+  x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype(np.float32)
+  ref = _torch_outputs(tm, x)
+  # 'lax' convolutions: the weight layouts are what is tested here, and they compile in seconds
+  # ('matmul' equals 'lax': tests/models).
+  apply = jax.jit(models.create_model(TINY_EXTRA, TINY_JOINTS, conv_impl='lax').apply)
+  ours = [np.asarray(o) for o in apply(variables, x)]
+  assert [o.shape for o in ours] == [(2, 16, 16, 2 * TINY_JOINTS), (2, 32, 32, TINY_JOINTS)]
+  for r, o in zip(ref, ours):
+    assert np.abs(r).max() > 0.1  # not a trivially small output
+    assert np.abs(r - o).max() <= 1e-4 * max(1.0, float(np.abs(r).max())), np.abs(r - o).max()
+  # The transposed conv needs its spatial flip: without it (flipped twice) out2 differs.
+  sd['module.deconv_layers.0.0.0.weight'] = sd['module.deconv_layers.0.0.0.weight'].flip(2, 3)
+  unflipped = convert.torch_state_dict_to_variables(sd, TINY_EXTRA, TINY_JOINTS)
+  assert np.abs(np.asarray(apply(unflipped, x)[1]) - ref[1]).max() > 1e-2
+
+
+def test_bad_keys_are_listed():
+  sd = {k: v.numpy() for k, v in TorchHigherHRNet(TINY_EXTRA, TINY_JOINTS).state_dict().items()}
+  sd.pop('stage4.0.fuse_layers.3.0.2.1.running_mean')
+  sd['stage5.0.branches.0.0.conv1.weight'] = np.zeros((1,), np.float32)
+  sd['final_layers.1.weight'] = np.zeros((17, 8, 1, 1), np.float32)  # a COCO head
+  with pytest.raises(UserError) as e:
+    convert.torch_state_dict_to_variables(sd, TINY_EXTRA, TINY_JOINTS)
+  msg = str(e.value)
+  assert 'does not match HigherHRNet custom with 3 joints' in msg
+  assert 'missing keys (1): stage4.0.fuse_layers.3.0.2.1.running_mean' in msg
+  assert 'unexpected keys (1): stage5.0.branches.0.0.conv1.weight' in msg
+  assert 'final_layers.1.weight: checkpoint (17, 8, 1, 1), model expects (1, 1, 8, 3)' in msg
+  with pytest.raises(UserError, match='fusion=False'):  # LitePose's plain-head ablation
+    convert.torch_state_dict_to_variables(sd, TINY_EXTRA, TINY_JOINTS, fusion=False)
+
+
+def test_import_torch_cli_round_trip(tmp_path, capsys):
+  # An official-style experiment yaml (whole config) selects the architecture.
+  cfg = {'DATASET': {'INPUT_SIZE': 64}, 'LOSS': {'WITH_AE_LOSS': [True, False]},
+         'MODEL': {'NAME': 'pose_higher_hrnet', 'NUM_JOINTS': TINY_JOINTS, 'TAG_PER_JOINT': True,
+                   'EXTRA': TINY_EXTRA}}
+  arch = tmp_path / 'tiny_hrnet.yaml'
+  arch.write_text(yaml.safe_dump(cfg))
+  tm = _reference(TINY_EXTRA, TINY_JOINTS, seed=3)
+  pth = tmp_path / 'model_best.pth'
+  torch.save({'state_dict': {'module.' + k: v for k, v in tm.state_dict().items()}, 'epoch': 9},
+             pth)
+  out = tmp_path / 'ckpt'
+  argv = ['import-torch', '--arch', str(arch), '--checkpoint', str(pth), '--out', str(out),
+          '--joints', str(TINY_JOINTS)]
+  assert cli.main(argv) == 0
+  assert 'wrote' in capsys.readouterr().out
+  module, variables, saved = checkpoints.load_model(out)
+  assert isinstance(module, models.HigherHRNet) and saved['num_joints'] == TINY_JOINTS
+  assert module.arch == models.resolve_hrnet(arch) and module.arch.img_size == 64
+  assert saved['source'] == 'model_best.pth'
+  # The checkpoint holds the converted weights (whose forward parity the test above checks).
+  expected = convert.torch_state_dict_to_variables(tm.state_dict(), TINY_EXTRA, TINY_JOINTS)
+  flat = jax.tree_util.tree_leaves_with_path(variables)
+  assert len(flat) == len(jax.tree.leaves(expected))
+  for path, v in flat:
+    node = expected
+    for p in path:
+      node = node[p.key]
+    np.testing.assert_array_equal(v, node)
+  # A preset and the wrong joint count: the error names the head's keys, nothing is written.
+  bad = tmp_path / 'bad'
+  assert cli.main(['import-torch', '--arch', 'shrink3', '--checkpoint', str(pth), '--out',
+                   str(bad)]) == 2
+  assert 'does not match HigherHRNet shrink3 with 14 joints' in capsys.readouterr().err
+  assert not bad.exists()
+
+
+def test_import_torch_cli_reads_the_shipped_shrink3_layout(tmp_path):
+  # The shipped Shrink3 (w16_512) at full size, CrowdPose joints: import and load, no forward.
+  tm = TorchHigherHRNet(SHRINK3_EXTRA, 14)
+  pth = tmp_path / 'shrink3.pth'
+  torch.save(tm.state_dict(), pth)
+  out = tmp_path / 'ckpt'
+  assert cli.main(['import-torch', '--arch', 'shrink3', '--checkpoint', str(pth), '--out',
+                   str(out)]) == 0
+  _, variables, saved = checkpoints.load_model(out)
+  assert saved['name'] == 'shrink3' and saved['img_size'] == 512
+  n = sum(v.size for v in jax.tree.leaves(variables['params']))
+  assert n == count_parameters(tm) == 7_375_166
+  w = tm.state_dict()['stage4.2.fuse_layers.0.3.0.weight'].numpy()
+  np.testing.assert_array_equal(
+      variables['params']['stage4_2']['fuse_layers_0_3_0']['conv']['kernel'],
+      w.transpose(2, 3, 1, 0))
