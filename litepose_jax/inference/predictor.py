@@ -268,9 +268,6 @@ class Predictor:
   def _decode(self, items, image_shape):
     heats = [it[0] for it in items]
     tags = [it[1] for it in items]
-    if any(np.isnan(h).any() for h in heats):
-      # The parser never takes a NaN pixel as a joint: people would vanish without a word.
-      raise ValueError('the network returned NaN heatmaps (a diverged or broken model?)')
     # Official: the map back uses the last (smallest) scale's centre and scale.
     _, _, center, scale, _ = items[-1]
     if self.group_at == 'stride2':
@@ -281,7 +278,21 @@ class Predictor:
       (base_w, base_h), _, _ = transforms.multi_scale_size(
           image_shape[0], image_shape[1], self.size, 1.0, min(self.scales))
       size = (base_h, base_w)
-    heat, tag = fusion.aggregate_scales(self.scales, heats, tags, size)
-    poses, scores = parse_poses(heat, tag, **self.parse_kw)
-    poses = transforms.to_image_coords(poses, center, scale, (size[1], size[0]))
-    return poses.astype(np.float32), scores
+    return decode_maps(self.scales, heats, tags, size, center, scale, self.parse_kw)
+
+
+def decode_maps(scales, heats, tags, size: tuple[int, int], center, scale,
+                parse_kw: dict, what: str = 'the network') -> tuple[np.ndarray, np.ndarray]:
+  """One image's maps per scale -> (poses [P, J, 3] float32 in image pixels, scores [P]).
+
+  heats / tags: per scale, [h, w, J] and [h, w, J, T]; size: (h, w) grouping resolution;
+  center / scale: the map back of the network input (transforms.fit_image); parse_kw: parser
+  settings. what: names the source in the NaN error.
+  """
+  if any(np.isnan(h).any() for h in heats):
+    # The parser never takes a NaN pixel as a joint: people would vanish without a word.
+    raise ValueError(f'{what} returned NaN heatmaps (a diverged or broken model?)')
+  heat, tag = fusion.aggregate_scales(scales, heats, tags, size)
+  poses, scores = parse_poses(heat, tag, **parse_kw)
+  poses = transforms.to_image_coords(poses, center, scale, (size[1], size[0]))
+  return poses.astype(np.float32), scores
