@@ -142,23 +142,26 @@ def recalibrate(supernet: supernet_lib.SuperLitePose, variables: Mapping[str, An
     count += 1
   if not count:
     raise UserError('no calibration batches: BatchNorm recalibration needs at least one')
-  return _merge(variables, jax.device_get(total), count)
+  batch_stats = _merge_stats(on_device['batch_stats'], total, np.float32(count))
+  return jax.tree.map(np.array, _plain({'params': variables['params'],
+                                        'batch_stats': batch_stats}))
 
 
-def _merge(variables: Mapping[str, Any], total: Mapping[str, tuple], count: int) -> dict:
-  """Copies of `variables` with the averaged statistics written into the active channels."""
-  out = jax.tree.map(np.array, {'params': variables['params'],
-                                'batch_stats': variables['batch_stats']})
-  out = _plain(out)
+def merge_stats(batch_stats: Mapping[str, Any], total: Mapping[str, tuple], count) -> dict:
+  """A copy of the nested batch_stats tree with total's {path: (mean sum, var sum, active)}
+  averaged over `count` batches in the active channels; the others keep their values
+  (traceable: search.fitness jits it)."""
+  out = _plain(batch_stats)  # new dicts all the way down: the input tree is not touched
   for key, (mean_sum, var_sum, active) in total.items():
-    node = out['batch_stats']
+    node = out
     for name in key.split('/'):
       node = node[name]
-    active = np.asarray(active, bool)
-    for leaf, value in (('mean', mean_sum), ('var', var_sum)):
-      avg = (np.asarray(value, np.float64) / count).astype(node[leaf].dtype)
-      node[leaf] = np.where(active, avg, node[leaf])
+    node['mean'] = jnp.where(active, mean_sum / count, node['mean'])
+    node['var'] = jnp.where(active, var_sum / count, node['var'])
   return out
+
+
+_merge_stats = jax.jit(merge_stats)
 
 
 def _plain(tree: Any) -> Any:

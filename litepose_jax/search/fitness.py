@@ -42,7 +42,6 @@ from litepose_jax.evaluation import split as split_lib
 from litepose_jax.inference import fusion
 from litepose_jax.inference import predictor as predictor_lib
 from litepose_jax.inference import transforms
-from litepose_jax.inference.parser import parse_poses
 from litepose_jax.nas import recalibrate as recalibrate_lib
 from litepose_jax.nas import supernet as supernet_lib
 from litepose_jax.search import sliced as sliced_lib
@@ -60,13 +59,6 @@ def _plain_numpy(tree: Any) -> Any:
   return np.asarray(tree)
 
 
-def _copy_dicts(tree: Any) -> Any:
-  """Nested Mappings -> new plain dicts, the leaves shared (traceable)."""
-  if isinstance(tree, Mapping):
-    return {k: _copy_dicts(v) for k, v in tree.items()}
-  return tree
-
-
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
   """A sub-net on its device: input side, super-net params, its (recalibrated) batch_stats,
@@ -77,17 +69,6 @@ class _Candidate:
   masks: Any
   plan: Any
   device: Any
-
-
-def _set_stats(batch_stats: Mapping[str, Any], new: Mapping[str, tuple]) -> dict:
-  """A copy of the nested batch_stats tree with {'a/b/bn': (mean, var)} written in."""
-  out = _copy_dicts(batch_stats)
-  for key, (mean, var) in new.items():
-    node = out
-    for name in key.split('/'):
-      node = node[name]
-    node['mean'], node['var'] = mean, var
-  return out
 
 
 class Fitness:
@@ -160,17 +141,6 @@ class Fitness:
       return {k: (total[k][0] + m, total[k][1] + v, active)
               for k, (m, v, active) in stats.items()}
 
-    def merge(batch_stats, total, count):
-      # The cumulative average in the active channels; the others keep the super-net's values.
-      new = {}
-      for key, (mean_sum, var_sum, active) in total.items():
-        node = batch_stats
-        for name in key.split('/'):
-          node = node[name]
-        new[key] = (jnp.where(active, mean_sum / count, node['mean']),
-                    jnp.where(active, var_sum / count, node['var']))
-      return _set_stats(batch_stats, new)
-
     def maps(params, batch_stats, masks, images):
       x = normalize.normalize_images(images, jnp)
       if flip_index is not None:
@@ -180,6 +150,10 @@ class Fitness:
       return fusion.fuse_outputs_jax(out4, out2, num_joints, flip_index)
 
     self._stats_fn = stats_fn
+    def merge(batch_stats, total, count):
+      # Its own function object: jit caches are per function, and `compiles` counts this one's.
+      return recalibrate_lib.merge_stats(batch_stats, total, count)
+
     self._calib_step, self._merge, self._maps = jax.jit(calib_step), jax.jit(merge), jax.jit(maps)
 
   @property
@@ -345,13 +319,10 @@ class Fitness:
   def _decode(self, heat: np.ndarray, tags: np.ndarray, center, scale, size: int,
               image_id: int) -> list[dict]:
     """One image's fused stride-2 maps -> its COCO results (Predictor's fixed-input decode)."""
-    if np.isnan(heat).any():
-      # The parser never takes a NaN pixel as a joint: people would vanish without a word.
-      raise ValueError(f'the super-net returned NaN heatmaps for search image {image_id}')
-    heat, tag = fusion.aggregate_scales((1.0,), [heat], [tags], (size, size))
-    poses, scores = parse_poses(heat, tag, **self._parse_kw)
-    poses = transforms.to_image_coords(poses, center, scale, (size, size))
-    return predictor_lib.Prediction(poses.astype(np.float32), scores, {}).to_coco(image_id)
+    poses, scores = predictor_lib.decode_maps(
+        (1.0,), [heat], [tags], (size, size), center, scale, self._parse_kw,
+        what=f'the super-net (search image {image_id})')
+    return predictor_lib.Prediction(poses, scores, {}).to_coco(image_id)
 
 
 def _max_masks(supernet: supernet_lib.SuperLitePose) -> dict:
