@@ -119,6 +119,7 @@ def get_config(arg=None):
   config.search.threads = 2  # LiteRT threads of latency budgets
   config.search.uniform_mults = (0.25, 0.5, 0.75, 1.0)  # the uniform-width reference nets
   config.search.latency_cache = ''  # '' = WORKDIR/search/latency
+  config.search.fitness_widths = 'auto'  # sliced sub-nets on a CPU for long searches
 
   # The fixed-net recipe of the chosen nets; the pipeline sets model.arch, data.input_size (the
   # net's img_size) and init_from (its transferred weights) per net.

@@ -80,6 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   fit.add_argument('--search-images', type=int, default=1000,
                    help='search split size (the AP of every candidate)')
   fit.add_argument('--calib-batch', type=int, default=16, help='calibration batch size')
+  fit.add_argument('--fitness-widths', choices=run_lib.FITNESS_WIDTHS, default='auto',
+                   help="run candidates at their own widths ('sliced': less work, more to "
+                        "compile once per resolution) or through the full-width super-net "
+                        "('masked'); 'auto': sliced on a CPU for long searches")
   parser.add_argument('--uniform-mults', type=_mults, default='0.25,0.5,0.75,1',
                       help='width multipliers of the uniform reference nets (at the lowest and '
                            'highest resolution); \'\' for none')
@@ -142,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
       crossovers=args.crossovers, mutate_prob=args.mutate_prob,
       num_calibration=args.calib_images, num_search=args.search_images,
       calib_batch=args.calib_batch, uniform_mults=args.uniform_mults,
-      latency_cache=args.latency_cache, prescreen=args.prescreen, progress=not args.no_progress)
+      latency_cache=args.latency_cache, prescreen=args.prescreen,
+      fitness_widths=args.fitness_widths, progress=not args.no_progress)
   if jax.process_index() == 0:
     out = os.path.abspath(args.out)
     print(run_lib.format_table(results), end='')

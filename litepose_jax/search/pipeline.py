@@ -261,7 +261,7 @@ def _search_stage(config: ml_collections.ConfigDict, workdir: str, supernet_dir:
         mutants=s.mutants, crossovers=s.crossovers, mutate_prob=s.mutate_prob,
         num_calibration=s.num_calibration, num_search=s.num_search, calib_batch=s.calib_batch,
         uniform_mults=tuple(s.uniform_mults), latency_cache=s.latency_cache or None,
-        progress=bool(config.progress))
+        fitness_widths=s.get('fitness_widths', 'auto'), progress=bool(config.progress))
   unchanged = before is not None and os.path.getmtime(results_path) == before
   if unchanged:
     _log(f'stage 2 skipped: the search in {out} is finished with these settings')

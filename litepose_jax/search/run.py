@@ -640,6 +640,24 @@ def _check_fitness_key(out: str, key: dict) -> None:
     _write_json(path, key)
 
 
+# How the fitness runs candidates: 'sliced' at their own widths (search/sliced.py), 'masked'
+# through the full-width super-net, 'auto' by `sliced_fitness`.
+FITNESS_WIDTHS = ('auto', 'sliced', 'masked')
+# Sliced evaluation compiles ~60 more programs per resolution (a minute or two on a CPU) and
+# saves ~0.5-1 s per candidate there: worth it from about this many candidates per resolution.
+SLICED_BREAK_EVEN = 100
+
+
+def sliced_fitness(choice: str, per_resolution: float) -> bool:
+  """Whether to evaluate candidates sliced: as chosen, or ('auto') on XLA:CPU for searches
+  expecting at least SLICED_BREAK_EVEN evaluations per resolution (upper bound, before
+  memoisation). A GPU / TPU runs the masked full width nearly as fast as the sliced sub-net
+  ("Super-net" in docs/BENCHMARKS.md) and compiles more slowly."""
+  if choice == 'auto':
+    return jax.default_backend() == 'cpu' and per_resolution >= SLICED_BREAK_EVEN
+  return choice == 'sliced'
+
+
 def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: Any,
                convention: str = 'true', threads: int = 2, seed: int = 0,
                population_size: int = 40, iterations: int = 40, parents: int = 10,
@@ -647,16 +665,19 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
                num_calibration: int = 2000, num_search: int = 1000, calib_batch: int = 16,
                uniform_mults: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
                latency_cache: str | None = None, prescreen: float = 1.0,
-               progress: bool = True) -> dict:
+               fitness_widths: str = 'auto', progress: bool = True) -> dict:
   """Searches the super-net at `checkpoint` (checkpoint dir or training workdir) for the best
   sub-net per budget; writes out/ (module docstring) and returns results.json's dict.
 
   data_cfg: a training config's data section (its training split is carved into the calibration
   and search splits); latency_cache: where the latency model is kept (default out/latency);
-  prescreen: K > 1 pre-screens candidates with the accuracy predictor (module docstring).
+  prescreen: K > 1 pre-screens candidates with the accuracy predictor (module docstring);
+  fitness_widths: how candidates run (`sliced_fitness`).
   """
   if convention not in CONVENTIONS:
     raise UserError(f'--convention must be one of {CONVENTIONS}, got {convention!r}')
+  if fitness_widths not in FITNESS_WIDTHS:
+    raise UserError(f'--fitness-widths must be one of {FITNESS_WIDTHS}, got {fitness_widths!r}')
   out = os.path.abspath(out)
   source = checkpoints.find_checkpoint(checkpoint)
   fitness_key = {'checkpoint': source, 'data': _jsonable(data_cfg), 'seed': int(seed),
@@ -684,8 +705,10 @@ def run_search(checkpoint: str, budgets: list[Budget], out: str, *, data_cfg: An
   _check_fitness_key(out, fitness_key)
   splits = splits_lib.carve_splits(data_cfg, out, num_calibration=num_calibration,
                                    num_search=num_search, seed=seed)
-  fitness = fitness_lib.Fitness(net, variables, data_cfg, splits, calib_batch=calib_batch,
-                                seed=seed)
+  evaluations = len(budgets) * (population_size + iterations * (mutants + crossovers))
+  fitness = fitness_lib.Fitness(
+      net, variables, data_cfg, splits, calib_batch=calib_batch, seed=seed,
+      sliced=sliced_fitness(fitness_widths, evaluations / len(space.resolutions)))
   model = measure = None
   note = measure_key = ''
   if any(b.latency_ms is not None for b in budgets):

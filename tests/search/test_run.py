@@ -121,6 +121,15 @@ def test_budget_seed_depends_on_seed_and_name_only():
               run.budget_seed(0, 'macs2G')}) == 3
 
 
+def test_sliced_fitness_choice():
+  # 'auto' slices on XLA:CPU (the test backend) only where the compile pays back.
+  assert run.sliced_fitness('auto', run.SLICED_BREAK_EVEN)
+  assert not run.sliced_fitness('auto', run.SLICED_BREAK_EVEN - 1)
+  assert run.sliced_fitness('sliced', 1) and not run.sliced_fitness('masked', 10 ** 6)
+  with pytest.raises(UserError, match='--fitness-widths'):
+    run.run_search('unused', [], 'unused', data_cfg={}, fitness_widths='fast')
+
+
 def test_best_meets_its_budget_and_files_are_written(tmp_path):
   budgets = run.parse_budgets(f'{LOW},{HIGH}', None)
   res = search(tmp_path, budgets)
