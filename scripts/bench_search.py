@@ -12,8 +12,10 @@ moved by the momentum-0.1 EMA, forwards without no_grad as official), then the o
 the search split: batch 1, flip test, the official resize (short side to the size), maps resized
 to the input (PROJECT2IMAGE), the literal official parser (litepose_jax/reference
 /official_parser.py, its NMS on OpenCV), the official evaluator.
-Ours: search.fitness.Fitness (cached calibration batches and search inputs, one compiled program
-per resolution whatever the sub-net, cumulative BN averages, batched flip test, the fast parser).
+Ours: search.fitness.Fitness (cached calibration batches and search inputs, programs compiled
+once per resolution whatever the sub-net, cumulative BN averages, batched flip test, the fast
+parser), timed both ways it runs a candidate: sliced (at the sub-net's own widths) and masked
+(the full-width super-net).
 The first candidate of ours is timed apart (compilation); the ratio is of the medians of the
 others. Goal (issue 19): ours >= 10x cheaper per candidate, zero compilations after the first.
 """
@@ -158,6 +160,9 @@ def main(argv=None) -> int:
   parser.add_argument('--calib-batch', type=int, default=16)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--json', default=None, help='also write the figures here')
+  parser.add_argument('--widths', default='sliced,masked', choices=('sliced,masked', 'sliced',
+                                                                    'masked'),
+                      help='how ours runs candidates (search.fitness sliced / masked)')
   config_files.accept_config_overrides(parser)
   args = parser.parse_args(argv)
 
@@ -172,12 +177,15 @@ def main(argv=None) -> int:
   archs = [dict(nas.sample(space, (args.seed, 7, i)), img_size=size)
            for i in range(args.candidates + 1)]
 
-  fitness = fitness_lib.Fitness(net, variables, data_cfg, splits, calib_batch=args.calib_batch,
-                                seed=args.seed)
-  ours = [_timed(lambda: fitness(archs[0]))]
-  compiles_after_first = fitness.compiles
-  ours += [_timed(lambda a=a: fitness(a)) for a in archs[1:]]
-  ours_rest = [t for t, _ in ours[1:]]
+  runs = {}
+  for widths in args.widths.split(','):
+    fitness = fitness_lib.Fitness(net, variables, data_cfg, splits,
+                                  calib_batch=args.calib_batch, seed=args.seed,
+                                  sliced=widths == 'sliced')
+    ours = [_timed(lambda f=fitness: f(archs[0]))]
+    compiles_after_first = fitness.compiles
+    ours += [_timed(lambda a=a, f=fitness: f(a)) for a in archs[1:]]
+    runs[widths] = (ours, compiles_after_first, fitness.compiles - compiles_after_first)
 
   model = torch_supernet_from(net, variables)
   parse = _reference_parser()
@@ -194,23 +202,25 @@ def main(argv=None) -> int:
         seed=int(time.time_ns() % 2**31), image_ids=splits.calibration_ids)
   official = [_timed(lambda a=a: official_candidate(model, a, calibration, search, parse,
                                                     joint_set, size)) for a in archs[1:]]
-  t_ours = statistics.median(ours_rest)
   t_off = statistics.median(t for t, _ in official)
   print(f'{args.candidates} sub-nets at {size} px, {len(splits.calibration_ids)} calibration / '
         f'{len(splits.search_ids)} search images, batch {args.calib_batch}')
   print(f'  official flow (PyTorch)   {t_off:8.2f} s / candidate   1.00x')
-  print(f'  ours (Fitness)            {t_ours:8.2f} s / candidate   {t_off / t_ours:5.1f}x '
-        f'cheaper (first candidate, compiling: {ours[0][0]:.1f} s)')
-  print(f'  compilations: {compiles_after_first} for the first candidate, '
-        f'{fitness.compiles - compiles_after_first} for the other {args.candidates}')
-  print('  AP official / ours: ' + ', '.join(f'{o[1]:.3f}/{u[1]:.3f}'
-                                              for o, u in zip(official, ours[1:])))
+  figures = {'size': size, 'official_s': t_off, 'ap_official': [o[1] for o in official]}
+  for widths, (ours, first_compiles, later_compiles) in runs.items():
+    t_ours = statistics.median(t for t, _ in ours[1:])
+    print(f'  ours, {widths:<6} (Fitness)  {t_ours:8.2f} s / candidate   {t_off / t_ours:5.1f}x '
+          f'cheaper (first candidate, compiling: {ours[0][0]:.1f} s)')
+    print(f'    compilations: {first_compiles} for the first candidate, {later_compiles} for '
+          f'the other {args.candidates}')
+    print('    AP official / ours: ' + ', '.join(f'{o[1]:.3f}/{u[1]:.3f}'
+                                                  for o, u in zip(official, ours[1:])))
+    figures[widths] = {'ours_s': t_ours, 'ratio': t_off / t_ours, 'first_s': ours[0][0],
+                       'compiles_first': first_compiles, 'compiles_later': later_compiles,
+                       'ap_ours': [u[1] for u in ours[1:]]}
   if args.json:
     with open(args.json, 'w') as f:
-      json.dump({'size': size, 'official_s': t_off, 'ours_s': t_ours,
-                 'ratio': t_off / t_ours, 'first_s': ours[0][0],
-                 'ap_official': [o[1] for o in official], 'ap_ours': [u[1] for u in ours[1:]]},
-                f, indent=1)
+      json.dump(figures, f, indent=1)
   return 0
 
 

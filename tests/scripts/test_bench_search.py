@@ -42,10 +42,13 @@ def test_prints_the_ratio_and_no_compilation_after_the_first(tmp_path, capsys):
   out_json = tmp_path / 'bench.json'
   assert _bench().main(['--checkpoint', str(ckpt), '--config', str(cfg), '--size', '64',
                         '--candidates', '2', '--calib-images', '4', '--search-images', '3',
-                        '--calib-batch', '2', '--json', str(out_json)]) == 0
+                        '--calib-batch', '2', '--widths', 'masked', '--json',
+                        str(out_json)]) == 0
   out = capsys.readouterr().out
   assert re.search(r'official flow \(PyTorch\) +\d+\.\d+ s / candidate', out), out
-  assert re.search(r'ours \(Fitness\) +\d+\.\d+ s / candidate +\d+\.\d+x cheaper', out), out
+  assert re.search(r'ours, masked \(Fitness\) +\d+\.\d+ s / candidate +\d+\.\d+x cheaper',
+                   out), out
   assert re.search(r'compilations: [1-9]\d* for the first candidate, 0 for the other 2', out), out
   record = json.loads(out_json.read_text())
-  assert len(record['ap_official']) == len(record['ap_ours']) == 2 and record['ratio'] > 0
+  assert len(record['ap_official']) == len(record['masked']['ap_ours']) == 2
+  assert record['masked']['ratio'] > 0 and 'sliced' not in record
