@@ -232,16 +232,8 @@ class HigherHRNet(nn.Module):
 
   def check_input(self, x) -> None:
     """Raises a ValueError naming what is wrong with an input batch."""
-    if x.ndim != 4:
-      raise ValueError(f'HigherHRNet expects images of shape [B, H, W, 3], got shape {x.shape}')
-    if x.shape[-1] != 3:
-      raise ValueError(f'HigherHRNet expects 3 channels (RGB, NHWC), got {x.shape[-1]} in shape '
-                       f'{x.shape}; channels-first input must be transposed to NHWC')
-    h, w = x.shape[1:3]
-    m = self.arch.input_multiple
-    if h % m or w % m:
-      raise ValueError(f'HigherHRNet {self.arch.name} input height and width must be multiples '
-                       f'of {m} (stride of its lowest-resolution branch), got {h}x{w}')
+    layers.check_images(x, f'HigherHRNet {self.arch.name}', self.arch.input_multiple,
+                        'stride of its lowest-resolution branch')
 
   @nn.compact
   def __call__(self, x, train: bool = False):

@@ -38,6 +38,20 @@ Fold = Callable[[Any], tuple[Any, Any]]
 _DN = ('NHWC', 'HWIO', 'NHWC')
 
 
+def check_images(x, model: str, multiple: int, why: str) -> None:
+  """Raises a ValueError naming what is wrong with an input batch [B, H, W, 3] of `model`, whose
+  sides must be multiples of `multiple` (`why`: the stride that requires it)."""
+  if x.ndim != 4:
+    raise ValueError(f'{model} expects images of shape [B, H, W, 3], got shape {x.shape}')
+  if x.shape[-1] != 3:
+    raise ValueError(f'{model} expects 3 channels (RGB, NHWC), got {x.shape[-1]} in shape '
+                     f'{x.shape}; channels-first input must be transposed to NHWC')
+  h, w = x.shape[1:3]
+  if h % multiple or w % multiple:
+    raise ValueError(f'{model} input height and width must be multiples of {multiple} ({why}), '
+                     f'got {h}x{w}')
+
+
 class Activation(nn.Module):
   """ReLU ('relu') or ReLU6 ('relu6'); a module so that op counting sees every activation."""
   kind: str = 'relu6'

@@ -52,15 +52,7 @@ class LitePose(nn.Module):
 
   def check_input(self, x) -> None:
     """Raises a ValueError naming what is wrong with an input batch."""
-    if x.ndim != 4:
-      raise ValueError(f'LitePose expects images of shape [B, H, W, 3], got shape {x.shape}')
-    if x.shape[-1] != 3:
-      raise ValueError(f'LitePose expects 3 channels (RGB, NHWC), got {x.shape[-1]} in shape '
-                       f'{x.shape}; channels-first input must be transposed to NHWC')
-    h, w = x.shape[1:3]
-    if h % 16 or w % 16:
-      raise ValueError(f'LitePose input height and width must be multiples of 16 (backbone '
-                       f'stride), got {h}x{w}')
+    layers.check_images(x, 'LitePose', 16, 'backbone stride')
 
   @nn.compact
   def __call__(self, x, train: bool = False, masks=None):
