@@ -12,7 +12,8 @@ of calls to them:
 - stem: the super-net's stem with its channel mask (1% of the work), output at the largest width;
 - block programs: `stage{s}_block{b}`'s variables sliced to the candidate's widths inside the
   program (leading channels, as extraction does), input cut to its width, output at its width;
-  the blocks of a stage after the first share one program per width;
+  the blocks of a stage after the first share one program per width; at inference each
+  BatchNorm is folded into its conv (layers.py's folded mode);
 - pad programs: a stage's output zero-padded back to the largest width (what the masked
   super-net holds there);
 - head: the super-net's Fusion Deconv Head with the sub-net's masks, on the padded features.
@@ -124,17 +125,19 @@ class SlicedSubnets:
 
   # Programs -----------------------------------------------------------------------------------
 
-  def _block_module(self, si: int, first: bool, cout: int):
+  def _block_module(self, si: int, first: bool, cout: int, folded: bool = False):
     stage = self.net.arch.stages[si]
     block = stage.blocks[0 if first else 1]
     return models.layers.InvertedResidual(
         cout, stage.stride if first else 1, block.kernel, block.expansion,
-        self.net.depthwise_impl, self.net.dtype, self.net.conv_impl)
+        self.net.depthwise_impl, self.net.dtype, self.net.conv_impl, folded)
 
   def _block_fn(self, si: int, first: bool, cin: int, cout: int, train: bool) -> Callable:
     """(block variables at the super-net's widths, x [B, H, W, >= cin][, sums]) -> y [.., cout]
     (calibration: (y, sums + this batch's statistics at the super-net's widths))."""
     module = self._block_module(si, first, cout)
+    # Inference folds each BN into its conv (layers.py): one pass less per layer, ~15-25%.
+    folded = self._block_module(si, first, cout, folded=True)
 
     def fn(block_vars, x, sums=None):
       x = x[..., :cin]
@@ -142,7 +145,7 @@ class SlicedSubnets:
       params = _leading(block_vars['params'], shapes['params'])
       stats = _leading(block_vars['batch_stats'], shapes['batch_stats'])
       if not train:
-        return module.apply({'params': params, 'batch_stats': stats}, x, False)
+        return folded.apply({'params': params, 'batch_stats': stats}, x, False)
       y, batch = recalibrate_lib.module_batch_stats(module, params, stats, x, True)
       out = {}
       for k, (m, v, _) in batch.items():
