@@ -8,7 +8,9 @@ The exported graph takes `image` float32 [1, S, S, 3] (RGB, (pixel/255 - mean)/s
 statistics) and returns heatmaps4 / tags4 [1, S/4, S/4, J] and heatmaps2 [1, S/2, S/2, J].
 With S a multiple of 64 the input is resizable (inference/litert.py): under XNNPACK the graph
 runs at any [1, H, W, 3] with H, W multiples of 64, which `litepose eval` / `predict` use to feed
-each image at the official test size; the sidecar says so (input.resizable).
+each image at the official test size; the sidecar says so (input.resizable). The export checks
+that by running the graph at another size: a graph with fixed-shape ops (a HigherHRNet's
+upsampling reshapes) is written as fixed-size, and eval / predict fit each image into it.
 Parity against the JAX model is measured on the calibration inputs; an fp32 / fp16 model whose
 error exceeds its bound is not written unless --force.
 """
@@ -32,14 +34,16 @@ PARITY_IMAGES = 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   src = parser.add_mutually_exclusive_group(required=True)
   src.add_argument('--checkpoint', help='model checkpoint dir or training workdir')
-  src.add_argument('--arch', help='preset (XS/S/M/L) or arch json, with --init random')
+  src.add_argument('--arch', help='preset (XS/S/M/L, higherhrnet-w16/-w32/-w48, shrink1..3), '
+                   'arch json or HigherHRNet yaml, with --init random')
   parser.add_argument('--init', choices=('random',),
                       help='with --arch: random weights and BN statistics (benchmarking only)')
   parser.add_argument('--joints', default='crowdpose', choices=sorted(joints_lib.JOINT_SETS),
                       help='joint set of a --init random model')
   parser.add_argument('--out', required=True, help='output .tflite path (sidecar: OUT.json)')
   parser.add_argument('--size', type=int, default=None,
-                      help='square input size, multiple of 16 (default: the arch img_size)')
+                      help='square input size, a multiple of 16 (of 32 for a HigherHRNet: its '
+                           'lowest branch\'s stride; default: the arch img_size)')
   parser.add_argument('--quantize', default='none', choices=tflite.QUANTIZE_MODES,
                       help='none: fp32; fp16: fp16 weights; dynamic: int8 weights, float '
                            'activations quantised on the fly in the convs (1/3 the size, a bit '
@@ -80,15 +84,30 @@ def load_source(args: argparse.Namespace):
   joint_set = joints_lib.get_joint_set(args.joints)
   module = models.create_model(args.arch, joint_set.num_joints, depthwise_impl='lax')
   size = args.size or module.arch.img_size
-  variables = fold.random_variables(module, _check_size(size), args.seed)
+  variables = fold.random_variables(module, _check_size(size, module), args.seed)
   cfg = checkpoints.model_config(module.arch, joint_set.num_joints, joint_set=joint_set.name)
   return module, variables, cfg, joint_set, f'random init of {module.arch.name} (seed {args.seed})', True
 
 
-def _check_size(size: int) -> int:
-  if size <= 0 or size % 16:
-    raise UserError(f'--size must be a positive multiple of 16 (backbone stride), got {size}')
+def _check_size(size: int, module=None) -> int:
+  """`size` if it is a positive multiple of the model's input stride (16; a HigherHRNet's 32)."""
+  multiple = max(16, getattr(getattr(module, 'arch', None), 'input_multiple', 16))
+  if size <= 0 or size % multiple:
+    raise UserError(f'--size must be a positive multiple of {multiple} (the model\'s largest '
+                    f'stride), got {size}')
   return size
+
+
+def resize_problem(path: str, size: int, threads: int = 2) -> str:
+  """'' when the .tflite at `path` (sidecar marked resizable) runs at [1, size + 64, size, 3]
+  with outputs at input / stride, else why not (the interpreter's error)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  x = np.zeros((1, size + sidecar.RESIZE_MULTIPLE, size, 3), np.float32)
+  try:
+    litert.TFLiteModel(path, threads).raw(x)
+  except RuntimeError as e:  # XNNPACK / LiteRT report a failed re-plan as RuntimeError
+    return str(e).strip().splitlines()[0][:200]
+  return ''
 
 
 def export_model(module, variables, out: str, *, size: int, quantize: str = 'none',
@@ -97,7 +116,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
                  source: str = '', random_init: bool = False, threads: int = 2,
                  log: Callable[[str], Any] = print) -> dict:
   """Exports `module`/`variables` to `out` (+ sidecar); returns the sidecar dict."""
-  _check_size(size)
+  _check_size(size, module)
   if quantize not in tflite.QUANTIZE_MODES:
     raise UserError(f'--quantize must be one of {tflite.QUANTIZE_MODES}, got {quantize!r}')
   if num_calibration < 1:
@@ -134,6 +153,13 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
       raise UserError(f'{bound_msg}; refusing to write {out} (use --force to write it anyway)')
     if bound_msg:
       log(f'WARNING: {bound_msg}')
+    if sidecar.resizable(meta):
+      # Fixed-shape ops (RESHAPE to constant shapes) pass parity at the exported size but fail
+      # at others; eval / predict must then fit images into the exported input instead.
+      why = resize_problem(tmp, size, threads)
+      if why:
+        meta['input']['resizable'] = {'value': False,
+                                      'why': f'the graph does not run at other sizes: {why}'}
     meta['parity'] = stats
     meta['ops'] = dict(hist)
     meta['gpu_compatible'] = gpu_ok
@@ -184,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
   if args.arch and args.init is None:
     raise UserError('--arch needs --init random (to export trained weights use --checkpoint)')
   if args.size is not None:
-    _check_size(args.size)
+    _check_size(args.size)  # the model's own multiple is checked once it is loaded
   if args.calibration and not os.path.isdir(args.calibration):
     raise FileNotFoundError(f'--calibration folder not found: {args.calibration}')
   module, variables, cfg, joint_set, source, random_init = load_source(args)

@@ -8,12 +8,15 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable, Mapping
 
-# Builtin ops a LitePose graph may contain: the float graph needs the first five (PAD for the
-# stem's symmetric stride-2 padding; SLICE is allowed for graphs of other arches); fp16 adds
-# DEQUANTIZE (fp16 weights), int8 QUANTIZE / DEQUANTIZE at the float interface. RELU / RELU6 may
-# appear where the converter cannot fuse the activation.
+# Builtin ops an exported graph may contain, all taken by the XNNPACK and GPU delegates. A
+# LitePose float graph needs the first five (PAD for the stem's symmetric stride-2 padding; SLICE
+# is allowed for graphs of other arches); a HigherHRNet adds CONCATENATION and RESHAPE (its head
+# concatenates features and stride-4 output; its fusion layers' nearest upsampling is
+# concatenation + reshape, models/higherhrnet.py). fp16 adds DEQUANTIZE (fp16 weights), int8
+# QUANTIZE / DEQUANTIZE at the float interface. RELU / RELU6 may appear where the converter cannot
+# fuse the activation.
 ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD', 'PAD', 'SLICE',
-                         'RELU', 'RELU6', 'QUANTIZE', 'DEQUANTIZE'})
+                         'CONCATENATION', 'RESHAPE', 'RELU', 'RELU6', 'QUANTIZE', 'DEQUANTIZE'})
 
 
 def builtin_op_name(builtin_code: int, deprecated_code: int) -> str:
