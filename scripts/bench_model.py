@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Forward and train-step throughput of a LitePose model on the current JAX backend.
+"""Forward and train-step throughput of a LitePose or HigherHRNet model on the current JAX backend.
 
 Default: LitePose-XS at 128 px, batch 16, float32, the backend's default depthwise impl, i.e.
 the CPU bar measured with the official PyTorch code (17.8 img/s for this train step on a 2-core
@@ -9,6 +9,10 @@ CPU; docs/BENCHMARKS.md).
   python scripts/bench_model.py --impl lax                      # XLA's grouped conv for depthwise
   python scripts/bench_model.py --arch S --size 448 --batch 4 --mode forward
   python scripts/bench_model.py --arch XS --size 256 --batch 32 --dtype bfloat16   # on a GPU
+  python scripts/bench_model.py --arch shrink3 --size 128 --batch 8 --mode train --torch
+
+--arch takes the HigherHRNet family too (presets higherhrnet-w16 / -w32 / -w48, shrink1..3, or an
+official experiment .yaml); its --torch baseline is litepose_jax/reference/torch_higherhrnet.py.
 
 Train step = jitted Adam (optax, lr 1e-3) on the MSE of both outputs against zero targets, with
 the BatchNorm batch_stats update (train=True, mutable=['batch_stats']). Compile time is measured
@@ -60,7 +64,9 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 def parse_args(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  p.add_argument('--arch', default='XS', help='preset XS|S|M|L or an official-schema JSON path')
+  p.add_argument('--arch', default='XS',
+                 help='LitePose preset XS|S|M|L or official-schema JSON path; or a HigherHRNet '
+                      'preset (higherhrnet-w16/-w32/-w48, shrink1..3) or official .yaml')
   p.add_argument('--size', type=int, default=128,
                  help='input height = width in px (multiple of 16)')
   p.add_argument('--batch', type=int, default=16)
@@ -74,8 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument('--num-joints', type=int, default=14)
   p.add_argument('--torch', action='store_true',
                  help='also time the reference PyTorch model (litepose_jax/reference/'
-                      'torch_litepose.py, needs torch) with the same step on this machine, for a '
-                      'same-machine ratio')
+                      'torch_litepose.py or torch_higherhrnet.py, needs torch) with the same step '
+                      'on this machine, for a same-machine ratio')
   p.add_argument('--compile-cache', default=None,
                  help='directory for JAX\'s persistent compilation cache (GPU autotuning is slow)')
   args = p.parse_args(argv)
@@ -84,8 +90,6 @@ def parse_args(argv=None) -> argparse.Namespace:
       p.error(f'--{name.replace("_", "-")} must be positive, got {getattr(args, name)}')
   if args.warmup < 0:
     p.error(f'--warmup must be >= 0, got {args.warmup}')
-  if args.size % 16:
-    p.error(f'--size must be a multiple of 16 (backbone stride), got {args.size}')
   return args
 
 
@@ -161,8 +165,19 @@ def bench_train(model, variables, images, args):
   return compile_s, times
 
 
+def torch_model(spec, num_joints: int):
+  """The reference PyTorch model of `spec` (LitePose ArchSpec or HigherHRNet HRNetSpec)."""
+  # pylint: disable=g-import-not-at-top
+  if isinstance(spec, models.HRNetSpec):
+    from litepose_jax.reference.torch_higherhrnet import TorchHigherHRNet
+    return TorchHigherHRNet(spec.to_extra(), num_joints)
+  from litepose_jax.reference.torch_litepose import TorchLitePose
+  # pylint: enable=g-import-not-at-top
+  return TorchLitePose(spec.to_json_dict(), num_joints)
+
+
 def bench_torch(spec, args, mode):
-  """([step s]) of the reference PyTorch LitePose doing the same work.
+  """([step s]) of the reference PyTorch model (LitePose or HigherHRNet) doing the same work.
 
   On a CUDA machine (when JAX runs on a GPU too) it runs on the GPU in channels-last layout, with
   bf16 autocast for --dtype bfloat16 (the official recipe's AMP); else eager fp32 on the CPU.
@@ -173,7 +188,6 @@ def bench_torch(spec, args, mode):
     import torch
   except ImportError as e:
     raise SystemExit('error: --torch needs torch (pip install -r requirements-dev.txt)') from e
-  from litepose_jax.reference.torch_litepose import TorchLitePose
   # pylint: enable=g-import-not-at-top
   cuda = jax.default_backend() == 'gpu' and torch.cuda.is_available()
   dev = torch.device('cuda' if cuda else 'cpu')
@@ -182,7 +196,7 @@ def bench_torch(spec, args, mode):
                             enabled=cuda and args.dtype == 'bfloat16')
   torch.backends.cudnn.benchmark = cuda  # as the official training code sets it
   torch.manual_seed(0)
-  net = TorchLitePose(spec.to_json_dict(), args.num_joints).to(dev, memory_format=fmt)
+  net = torch_model(spec, args.num_joints).to(dev, memory_format=fmt)
   x = torch.randn(args.batch, 3, args.size, args.size, device=dev).to(memory_format=fmt)
   opt = torch.optim.Adam(net.parameters(), lr=1e-3)
 
@@ -234,9 +248,15 @@ def main(argv=None) -> int:
   if args.compile_cache:
     jax.config.update('jax_compilation_cache_dir', args.compile_cache)
   try:
-    spec = models.resolve_arch(args.arch)
+    spec = models.resolve_model_arch(args.arch)
   except (ValueError, FileNotFoundError) as e:
     print(f'error: --arch: {e}', file=sys.stderr)
+    return 2
+  # LitePose needs multiples of 16 (backbone stride), a HigherHRNet of its lowest branch's stride.
+  multiple = getattr(spec, 'input_multiple', 16)
+  if args.size % multiple:
+    print(f'error: --size must be a multiple of {multiple} for {spec.name}, got {args.size}',
+          file=sys.stderr)
     return 2
   arch_name = args.arch.upper() if args.arch.upper() in models.PRESET_NAMES else spec.name
   impl = depthwise.default_impl() if args.impl == 'auto' else args.impl
