@@ -24,7 +24,15 @@ litepose_*.py configs).
 
 Cost of each point at 512 px, 14 joints (`--plan`):
 
-  (printed by --plan; the figures are in docs/BENCHMARKS.md, "HigherHRNet family")
+  run               params    GMACs true   GMACs paper   (slides)
+  higherhrnet-w16   7.21 M    11.22        12.49         12.50
+  shrink1           6.71 M     8.88        10.11         10.12
+  shrink2           7.62 M     8.73        10.01         10.02
+  shrink3           7.38 M     7.87         9.14          9.15
+  M (LitePose-M)    3.53 M     6.88        10.24           -
+
+Measured synthetic run (shrunk recipe, 16 min on a 2-core CPU) and latencies: docs/BENCHMARKS.md,
+"HigherHRNet family and the shrinking study".
 """
 from __future__ import annotations
 

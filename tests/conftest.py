@@ -71,6 +71,7 @@ SLOW_TESTS = {  # test function names, without parameters
     'test_eval_supernet_arch_recalibrates_and_scores_the_subnet',  # super-net compiled forward
     'test_search_end_to_end',  # `litepose search` on a tiny super-net
     'test_two_processes_choose_alike_and_only_process_0_writes',  # jax.distributed processes
+    'test_shrink_plan_costs_fall_along_the_study',  # five HigherHRNet / LitePose traces counted
 }
 
 

@@ -277,3 +277,12 @@ def test_shrink_sweep_expansion(tmp_path):
   assert cfgs[0].data.input_size == 128 and cfgs[0].total_steps == 4
   full = sweep.expand(str(CONFIGS / 'sweep_shrink.py'), str(tmp_path))[0].load_config()
   assert full.data.input_size == 512 and full.data.dataset == 'crowdpose'
+
+
+def test_shrink_plan_costs_fall_along_the_study(tmp_path):
+  rows = _plan('sweep_shrink.py', 'synthetic', tmp_path)
+  paper = [r['gmacs_paper'] for r in rows[:4]]
+  # Slides: 12.50 -> 10.12 -> 10.02 -> 9.15 G at 512 px; the order holds at any size.
+  assert paper == sorted(paper, reverse=True) and len(set(paper)) == 4
+  assert rows[4]['arch'] == 'M' and rows[4]['gmacs_true'] < rows[3]['gmacs_true']
+  assert rows[3]['params'] == 7_375_166  # Shrink3 = the shipped w16_512 yaml (SUPERNET_SPEC §7.1)

@@ -198,8 +198,9 @@ def jax_cpu_ms(module, variables, size: int, runs: int = 20, warmup: int = 3) ->
 def measure_latency(row: dict[str, Any], run: Run, threads: int = 2, runs: int = 20) -> None:
   """Adds 'jax_cpu_ms' and 'litert_ms' (network, batch 1, median) of the run's best/ to `row`.
 
-  The LiteRT figure is of the fp32 export at the training input size, written to
-  WORKDIR/best.tflite with the export's parity guard against the JAX model.
+  The JAX figure uses the run's own model.depthwise_impl / conv_impl. The LiteRT figure is of the
+  fp32 export at the training input size, written to WORKDIR/best.tflite with the export's
+  parity guard against the JAX model.
   """
   # pylint: disable=g-import-not-at-top
   from litepose_jax import checkpoints
@@ -209,7 +210,11 @@ def measure_latency(row: dict[str, Any], run: Run, threads: int = 2, runs: int =
   best = os.path.join(run.workdir, 'best')
   if not os.path.isdir(best):
     return
-  module, variables, cfg = checkpoints.load_model(best)
+  m = run.load_config().model
+  # The run's implementations: on the CPU the 'matmul' dense convs compile for minutes on a
+  # HigherHRNet's hundreds of convs, which a sweep trained with conv_impl='lax' avoids here too.
+  module, variables, cfg = checkpoints.load_model(best, depthwise_impl=m.depthwise_impl,
+                                                  conv_impl=m.conv_impl)
   size = row['input_size']
   row['jax_cpu_ms'] = jax_cpu_ms(module, variables, size, runs)
   out = os.path.join(run.workdir, 'best.tflite')
