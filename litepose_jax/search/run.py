@@ -643,9 +643,10 @@ def _check_fitness_key(out: str, key: dict) -> None:
 # How the fitness runs candidates: 'sliced' at their own widths (search/sliced.py), 'masked'
 # through the full-width super-net, 'auto' by `sliced_fitness`.
 FITNESS_WIDTHS = ('auto', 'sliced', 'masked')
-# Sliced evaluation compiles ~60 more programs per resolution (a minute or two on a CPU) and
-# saves ~0.5-1 s per candidate there: worth it from about this many candidates per resolution.
-SLICED_BREAK_EVEN = 100
+# Sliced evaluation compiles ~190 programs per resolution instead of 3 (+57 s on a 2-vCPU CPU)
+# and saves 0-0.6 s per 96-px candidate there (0-20% on a quiet machine, 20-25% on a loaded one;
+# docs/BENCHMARKS.md, "Architecture search"): worth it from about this many per resolution.
+SLICED_BREAK_EVEN = 300
 
 
 def sliced_fitness(choice: str, per_resolution: float) -> bool:

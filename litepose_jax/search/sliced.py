@@ -17,6 +17,9 @@ of calls to them:
 - pad programs: a stage's output zero-padded back to the largest width (what the masked
   super-net holds there);
 - head: the super-net's Fusion Deconv Head with the sub-net's masks, on the padded features.
+What it buys depends on the machine: on a 2-vCPU CPU a 96-px candidate costs 0-20% less than
+through the masked super-net when the machine is quiet (XLA spreads one large program over both
+cores better than many small ones) and 20-25% less when it is shared (docs/BENCHMARKS.md).
 Outputs and batch statistics equal the masked super-net's (tests/search/test_sliced.py): the
 padded channels are the zeros its masks write, and the blocks compute the same sums on fewer
 channels. Every program also comes in a calibration form (training-mode BatchNorm) that returns
