@@ -15,7 +15,8 @@ The HRNet points ignore model.kernel_size / width_mult / fusion (they have no de
 and their own deconv head).
 
 Arguments (comma separated): dataset=crowdpose|coco, synthetic, fake, runlocal (as for the
-litepose_*.py configs).
+litepose_*.py configs); quickstart: every point on configs/quickstart.py's recipe instead (64 px,
+the easy synthetic crowds of scripts/quickstart.py, tuned to learn within minutes on a CPU).
 
   litepose sweep configs/sweep_shrink.py --workdir runs/shrink --plan
   litepose sweep configs/sweep_shrink.py --workdir runs/shrink --config.data.data_dir=/data/crowdpose
@@ -44,10 +45,13 @@ ARCHS = ('higherhrnet-w16', 'shrink1', 'shrink2', 'shrink3', 'M')
 
 def get_sweep(arg=None):
   """The LitePose 512 px recipe and one run per architecture of the shrinking study."""
-  a = config_files.parse_arg(arg, dataset='crowdpose', synthetic=False, fake=False,
-                             runlocal=False)
-  flags = ''.join(f',{f}' for f in ('synthetic', 'fake', 'runlocal') if a[f])
-  return {
-      'config': f'litepose_l.py:dataset={a.dataset}{flags}',
-      'runs': [{'model.arch': arch} for arch in ARCHS],
-  }
+  a = config_files.parse_arg(arg, dataset='crowdpose', synthetic=False, quickstart=False,
+                             fake=False, runlocal=False)
+  if a.quickstart:
+    # The CPU-sized synthetic recipe that learns (configs/quickstart.py), for every point.
+    flags = ','.join(f for f in ('fake', 'runlocal') if a[f])
+    config = 'quickstart.py' + (f':{flags}' if flags else '')
+  else:
+    flags = ''.join(f',{f}' for f in ('synthetic', 'fake', 'runlocal') if a[f])
+    config = f'litepose_l.py:dataset={a.dataset}{flags}'
+  return {'config': config, 'runs': [{'model.arch': arch} for arch in ARCHS]}

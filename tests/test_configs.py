@@ -277,6 +277,9 @@ def test_shrink_sweep_expansion(tmp_path):
   assert cfgs[0].data.input_size == 128 and cfgs[0].total_steps == 4
   full = sweep.expand(str(CONFIGS / 'sweep_shrink.py'), str(tmp_path))[0].load_config()
   assert full.data.input_size == 512 and full.data.dataset == 'crowdpose'
+  quick = sweep.expand(str(CONFIGS / 'sweep_shrink.py') + ':quickstart', str(tmp_path))
+  assert [r.load_config().model.arch for r in quick][-2:] == ['shrink3', 'M']
+  assert quick[0].load_config().data.input_size == 64  # configs/quickstart.py's recipe
 
 
 def test_shrink_plan_costs_fall_along_the_study(tmp_path):
