@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 import dataclasses
 import itertools
+import threading
 from typing import Any
 
 import flax.linen as nn
@@ -99,6 +100,8 @@ class SlicedSubnets:
     self._stem, self._head = _part(_Stem, supernet), _part(_Head, supernet)
     self._compiled: dict[tuple, Any] = {}
     self._prepared: set[tuple] = set()
+    # search.parallel scores candidates from one thread per device: one compiles at a time.
+    self._lock = threading.Lock()
 
   @property
   def compiles(self) -> int:
@@ -194,8 +197,13 @@ class SlicedSubnets:
               masks: Mapping[str, Any], sums: Mapping[str, Any] | None, device) -> None:
     """Compiles every program a candidate at `size` with image batches of `batch` can call."""
     key = (size, batch, train, device)
-    if key in self._prepared:
-      return
+    with self._lock:
+      if key not in self._prepared:
+        self._prepare(key, variables, masks, sums)
+        self._prepared.add(key)
+
+  def _prepare(self, key: tuple, variables, masks, sums) -> None:
+    size, batch, train, device = key
     sharding = jax.sharding.SingleDeviceSharding(device)
     sds = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
     abstract = lambda tree: jax.tree.map(lambda a: sds(np.shape(a), a.dtype), tree)
@@ -234,7 +242,6 @@ class SlicedSubnets:
       prev_widths = stages[si]
     head = (a_vars, a_masks, feats) + ((a_sums,) if train else ())
     self._program(('head',) + key, self._head_fn(train), head)
-    self._prepared.add(key)
 
   # Running ------------------------------------------------------------------------------------
 
