@@ -70,13 +70,20 @@ class LitePose(nn.Module):
       feats.append(y)
     return self._head(feats, train, m)
 
-  def block(self, si: int, bi: int) -> layers.InvertedResidual:
-    """Block bi of stage si as an unbound module (its variables: `stage{si}_block{bi}`)."""
+  @nn.nowrap  # not a flax method: called unbound, it must not become the block's parent
+  def block(self, si: int, bi: int, channels: int | None = None, folded: bool | None = None,
+            standalone: bool = False) -> layers.InvertedResidual:
+    """Block bi of stage si as an unbound module (its variables: `stage{si}_block{bi}`).
+
+    channels / folded: another output width / folding than this net's (a sub-net's block);
+    standalone: unnamed, to be applied alone on its own variables (search/sliced.py)."""
     stage = self.arch.stages[si]
     block = stage.blocks[bi]
-    return layers.InvertedResidual(stage.channels, stage.stride if bi == 0 else 1, block.kernel,
-                                   block.expansion, self.depthwise_impl, self.dtype,
-                                   self.conv_impl, self.folded, name=f'stage{si}_block{bi}')
+    name = None if standalone else f'stage{si}_block{bi}'
+    return layers.InvertedResidual(
+        stage.channels if channels is None else channels, stage.stride if bi == 0 else 1,
+        block.kernel, block.expansion, self.depthwise_impl, self.dtype, self.conv_impl,
+        self.folded if folded is None else folded, name=name)
 
   def _stem(self, x, train: bool, masks):
     """Stem: 3x3/2 conv (BN, ReLU6) -> dw 3x3 (BN, ReLU6) -> 1x1 (BN, linear):

@@ -131,19 +131,13 @@ class SlicedSubnets:
 
   # Programs -----------------------------------------------------------------------------------
 
-  def _block_module(self, si: int, first: bool, cout: int, folded: bool = False):
-    stage = self.net.arch.stages[si]
-    block = stage.blocks[0 if first else 1]
-    return models.layers.InvertedResidual(
-        cout, stage.stride if first else 1, block.kernel, block.expansion,
-        self.net.depthwise_impl, self.net.dtype, self.net.conv_impl, folded)
-
   def _block_fn(self, si: int, first: bool, cin: int, cout: int, train: bool) -> Callable:
     """(block variables at the super-net's widths, x [B, H, W, >= cin][, sums]) -> y [.., cout]
     (calibration: (y, sums + this batch's statistics at the super-net's widths))."""
-    module = self._block_module(si, first, cout)
+    bi = 0 if first else 1
+    module = self.net.block(si, bi, cout, folded=False, standalone=True)
     # Inference folds each BN into its conv (layers.py): one pass less per layer, ~15-25%.
-    folded = self._block_module(si, first, cout, folded=True)
+    folded = self.net.block(si, bi, cout, folded=True, standalone=True)
 
     def fn(block_vars, x, sums=None):
       x = x[..., :cin]
