@@ -5,6 +5,9 @@ Layout of a model checkpoint directory:
                     'fusion': true, 'name': 'S', ...}
                    or, for a HigherHRNet, {'family': 'higherhrnet', 'arch': <official MODEL.EXTRA>,
                     'img_size': 512, 'num_joints': 14, 'name': 'shrink3', ...}
+                   or, for an EfficientHRNet, {'family': 'efficienthrnet', 'arch': <the official
+                    whole config: MODEL.{SCALE_FACTOR, WIDTH_MULT, DEPTH_MULT, EXTRA}, DATASET>,
+                    'img_size': 416, 'num_joints': 14, 'name': 'efficienthrnet-h3', ...}
   DIR/variables/   orbax StandardCheckpointer tree {'params': ..., 'batch_stats': ...}
 
 A super-net checkpoint (nas/supernet.py) has one more model.json field, 'supernet': the search
@@ -27,6 +30,7 @@ import orbax.checkpoint as ocp
 
 from litepose_jax import models
 from litepose_jax.errors import UserError
+from litepose_jax.models import efficient_hrnet_arch
 from litepose_jax.models import hrnet_arch
 
 MODEL_JSON = 'model.json'
@@ -34,6 +38,7 @@ VARIABLES_DIR = 'variables'
 
 
 HRNET_FAMILY = 'higherhrnet'
+EFFICIENT_HRNET_FAMILY = 'efficienthrnet'
 
 
 def model_config(arch: models.ArchLike | models.HRNetSpec, num_joints: int = 14, *,
@@ -42,6 +47,10 @@ def model_config(arch: models.ArchLike | models.HRNetSpec, num_joints: int = 14,
   spec = models.resolve_model_arch(arch)
   if joint_set is None:
     joint_set = {14: 'crowdpose', 17: 'coco'}.get(num_joints, 'custom')
+  if isinstance(spec, models.EfficientHRNetSpec):
+    return {'name': spec.name, 'family': EFFICIENT_HRNET_FAMILY,
+            'arch': spec.to_config(num_joints), 'img_size': spec.img_size,
+            'num_joints': num_joints, 'joint_set': joint_set, 'fusion': fusion, **extra}
   if isinstance(spec, models.HRNetSpec):
     # MODEL.EXTRA has no input size: it travels beside it.
     return {'name': spec.name, 'family': HRNET_FAMILY, 'arch': spec.to_extra(),
@@ -52,10 +61,16 @@ def model_config(arch: models.ArchLike | models.HRNetSpec, num_joints: int = 14,
 
 
 def model_from_config(cfg: Mapping[str, Any], **overrides: Any):
-  """Builds the LitePose or HigherHRNet module a checkpoint's model.json describes."""
+  """Builds the LitePose, HigherHRNet or EfficientHRNet module a checkpoint's model.json
+  describes."""
   for key in ('arch', 'num_joints'):
     if key not in cfg:
       raise UserError(f'{MODEL_JSON} lacks the field {key!r} (have {sorted(cfg)})')
+  if cfg.get('family') == EFFICIENT_HRNET_FAMILY or (isinstance(cfg['arch'], Mapping)
+                                                     and models.is_efficient_hrnet(cfg['arch'])):
+    spec = efficient_hrnet_arch.efficient_hrnet_from_config(
+        cfg['arch'], name=cfg.get('name', 'custom'), img_size=cfg.get('img_size'))
+    return models.create_model(spec, cfg['num_joints'], **overrides)
   if cfg.get('family') == HRNET_FAMILY or (isinstance(cfg['arch'], Mapping)
                                            and models.is_hrnet(cfg['arch'])):
     spec = models.hrnet_from_extra(cfg['arch'],

@@ -13,7 +13,9 @@ a super-net checkpoint (nas.supernet.supernet_model_config).
 A HigherHRNet arch (preset 'higherhrnet-w32', 'shrink3', ..., a MODEL.EXTRA / whole-yaml dict or a
 .yaml path) imports the official lib/models/pose_higher_hrnet.py state_dict (also the key names of
 the HigherHRNet authors' released checkpoints): models/higherhrnet.py names every flax module after
-its torch path with the numeric indices joined by '_' (hrnet_torch_key).
+its torch path with the numeric indices joined by '_' (hrnet_torch_key). An EfficientHRNet arch
+('efficienthrnet-h1'..'-h4', an official yaml / dict) imports pose_efficient_hrnet.py's state_dict
+by the same rule (models/efficient_hrnet.py).
 """
 from __future__ import annotations
 
@@ -114,16 +116,17 @@ def hrnet_torch_key(path: Sequence[str]) -> tuple[str, Layout | None]:
 
   'stage4_0/fuse_layers_3_0_2_0/conv/kernel' -> 'stage4.0.fuse_layers.3.0.2.0.weight' (OIHW ->
   HWIO); a biased conv (final_layers_N) holds its conv as a child 'conv', which also drops out.
+  A kernel directly in a module is a depthwise conv's (EfficientHRNet): (C, 1, k, k) -> HWIO.
   """
   _, *modules, leaf = path
   layout = None
   if leaf == 'kernel':
-    if modules[-1] not in ('conv', 'deconv'):
-      raise ValueError(f'kernel outside a conv / deconv child: {"/".join(path)}')
-    layout = _KERNEL_LAYOUT[modules[-1]]
-    modules = modules[:-1]
-    if modules[-1] == 'conv':  # models.higherhrnet.BiasConv
+    kind = modules[-1] if modules[-1] in ('conv', 'deconv') else None
+    layout = _KERNEL_LAYOUT[kind]
+    if kind is not None:
       modules = modules[:-1]
+      if modules[-1] == 'conv':  # a biased conv (higherhrnet.BiasConv, efficient_hrnet.BiasedConv)
+        modules = modules[:-1]
     name = 'weight'
   else:
     name = _BN_LEAVES[leaf]  # BN leaves; a BiasConv's 'bias' maps to 'bias' alike
@@ -134,13 +137,21 @@ def hrnet_torch_key(path: Sequence[str]) -> tuple[str, Layout | None]:
 
 
 def _key_fn(model: Any) -> Callable[[Sequence[str]], tuple[str, Layout | None]]:
-  """The naming rule of `model`'s family: hrnet_torch_key for a HigherHRNet, torch_key else."""
-  return hrnet_torch_key if isinstance(model, models.HigherHRNet) else torch_key
+  """The naming rule of `model`'s family: hrnet_torch_key for the HRNet families, torch_key
+  else."""
+  return hrnet_torch_key if _family(model) != 'LitePose' else torch_key
+
+
+def _family(model: Any) -> str:
+  """'LitePose', 'HigherHRNet' or 'EfficientHRNet' (for messages and the naming rule)."""
+  if isinstance(model, models.EfficientHRNet):
+    return 'EfficientHRNet'
+  return 'HigherHRNet' if isinstance(model, models.HigherHRNet) else 'LitePose'
 
 
 def key_map(model: Any) -> dict[tuple[str, ...], tuple[str, Layout | None]]:
   """(collection, *flax path) -> (official key, layout transform) for every variable of `model`
-  (a LitePose or a HigherHRNet)."""
+  (a LitePose, a HigherHRNet or an EfficientHRNet)."""
   key_fn = _key_fn(model)
   return {path: key_fn(path) for path in models.variable_shapes(model)}
 
@@ -181,8 +192,9 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
                                   skipped: Mapping[str, str] | None = None) -> dict:
   """Official state_dict (numpy or torch values, optional 'module.' prefix) -> Flax variables.
 
-  arch: a LitePose (pose_mobilenet.py keys) or a HigherHRNet (pose_higher_hrnet.py keys; see
-  models.create_model for the accepted forms; fusion must stay True).
+  arch: a LitePose (pose_mobilenet.py keys), a HigherHRNet (pose_higher_hrnet.py keys) or an
+  EfficientHRNet (pose_efficient_hrnet.py keys); see models.create_model for the accepted forms
+  (fusion must stay True for the HRNet families).
 
   prefixes: leading key prefixes to strip (the first that matches, once per key).
   skipped: {regex matching whole keys (after the prefix): why} of entries to drop without
@@ -213,8 +225,7 @@ def torch_state_dict_to_variables(state_dict: Mapping[str, Any], arch: models.Ar
   used = {tkey for tkey, _ in keys.values()}
   unexpected = sorted(k for k in sd if k not in used and not k.endswith('num_batches_tracked'))
   if missing or unexpected or bad_shape:
-    family = 'HigherHRNet' if isinstance(model, models.HigherHRNet) else 'LitePose'
-    parts = [f'state_dict does not match {family} {model.arch.name} with {num_joints} joints:']
+    parts = [f'state_dict does not match {_family(model)} {model.arch.name} with {num_joints} joints:']
     for title, items in (('missing keys', missing), ('unexpected keys', unexpected),
                          ('shape mismatches', bad_shape)):
       if items:
@@ -259,7 +270,9 @@ def add_arguments(parser) -> None:
                       f'trained with, or {SUPERNET_ARCH!r} for an official super-net checkpoint '
                       '(pose_supermobilenet, official search space; writes a super-net '
                       'checkpoint); for an official pose_higher_hrnet checkpoint, a HigherHRNet '
-                      f'preset ({hrnet_presets}) or the experiment .yaml it was trained with')
+                      f'preset ({hrnet_presets}) or the experiment .yaml it was trained with; for '
+                      'a pose_efficient_hrnet one, an EfficientHRNet preset (efficienthrnet-h1 '
+                      '.. -h4) or its .yaml')
   parser.add_argument('--checkpoint', required=True, help='official .pth file')
   parser.add_argument('--out', required=True, help='output checkpoint directory (must be new)')
   parser.add_argument('--joints', type=int, default=14, help='14 (CrowdPose) or 17 (COCO)')

@@ -1,5 +1,6 @@
 """The model families: `create_model(arch, num_joints)` builds a LitePose (official JSON schema,
-presets XS..L) or a HigherHRNet (official yaml MODEL.EXTRA, presets in hrnet_arch.PRESETS)."""
+presets XS..L), a HigherHRNet (official yaml MODEL.EXTRA, presets in hrnet_arch.PRESETS) or an
+EfficientHRNet (official yaml MODEL, presets in efficient_hrnet_arch.PRESETS)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,6 +21,10 @@ from litepose_jax.models.arch import get_preset
 from litepose_jax.models.arch import make_divisible
 from litepose_jax.models.arch import resolve_arch
 from litepose_jax.models.depthwise import IMPLS as DEPTHWISE_IMPLS
+from litepose_jax.models.efficient_hrnet import EfficientHRNet
+from litepose_jax.models.efficient_hrnet_arch import EfficientHRNetSpec
+from litepose_jax.models.efficient_hrnet_arch import is_efficient_hrnet
+from litepose_jax.models.efficient_hrnet_arch import resolve_efficient_hrnet
 from litepose_jax.models.higherhrnet import HigherHRNet
 from litepose_jax.models.hrnet_arch import HRNetSpec
 from litepose_jax.models.hrnet_arch import hrnet_from_extra
@@ -32,7 +37,10 @@ from litepose_jax.models.litepose import LitePose
 
 def is_hrnet(arch: Any) -> bool:
   """True when `arch` names a HigherHRNet: HRNetSpec, MODEL.EXTRA / whole-yaml dict, preset name
-  ('higherhrnet-w32', ...) or .yaml path; anything else is a LitePose description."""
+  ('higherhrnet-w32', ...) or .yaml path (not an EfficientHRNet's: is_efficient_hrnet); anything
+  else is a LitePose description."""
+  if is_efficient_hrnet(arch):
+    return False
   if isinstance(arch, HRNetSpec):
     return True
   if isinstance(arch, Mapping):
@@ -40,21 +48,24 @@ def is_hrnet(arch: Any) -> bool:
   return isinstance(arch, (str, os.PathLike)) and is_hrnet_name(os.fspath(arch))
 
 
-def resolve_model_arch(arch: Any) -> ArchSpec | HRNetSpec:
-  """The validated spec of either family (resolve_arch for LitePose, resolve_hrnet otherwise)."""
+def resolve_model_arch(arch: Any) -> ArchSpec | HRNetSpec | EfficientHRNetSpec:
+  """The validated spec of any family (resolve_efficient_hrnet, resolve_hrnet or resolve_arch)."""
+  if is_efficient_hrnet(arch):
+    return resolve_efficient_hrnet(arch)
   return resolve_hrnet(arch) if is_hrnet(arch) else resolve_arch(arch)
 
 
-def create_model(arch: ArchLike | HRNetSpec, num_joints: int = 14, *, fusion: bool = True,
-                 kernel_size: int | None = None, width_mult: float = 1.0,
+def create_model(arch: ArchLike | HRNetSpec | EfficientHRNetSpec, num_joints: int = 14, *,
+                 fusion: bool = True, kernel_size: int | None = None, width_mult: float = 1.0,
                  depthwise_impl: str = 'auto', dtype: Any = jnp.float32,
-                 conv_impl: str = 'auto') -> LitePose | HigherHRNet:
-  """Builds a LitePose (preset name, official-schema dict or JSON path) or a HigherHRNet (preset
-  name, MODEL.EXTRA / whole-yaml dict or .yaml path, HRNetSpec).
+                 conv_impl: str = 'auto') -> LitePose | HigherHRNet | EfficientHRNet:
+  """Builds a LitePose (preset name, official-schema dict or JSON path), a HigherHRNet (preset
+  name, MODEL.EXTRA / whole-yaml dict or .yaml path, HRNetSpec) or an EfficientHRNet (preset
+  name 'efficienthrnet-h1'..'-h4', whole-yaml dict or .yaml path, EfficientHRNetSpec).
 
   `apply(variables, images [B, H, W, 3], train=False)` returns
   (out_stride4 [B, H/4, W/4, 2J], out_stride2 [B, H/2, W/2, J]).
-  fusion / kernel_size / width_mult are LitePose's ablations (rejected for a HigherHRNet).
+  fusion / kernel_size / width_mult are LitePose's ablations (rejected for the HRNet families).
   """
   if isinstance(num_joints, bool) or not isinstance(num_joints, int) or num_joints <= 0:
     raise UserError(f'num_joints must be a positive integer, got {num_joints!r}')
@@ -62,6 +73,12 @@ def create_model(arch: ArchLike | HRNetSpec, num_joints: int = 14, *, fusion: bo
     raise UserError(f'depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {depthwise_impl!r}')
   if conv_impl not in layers.CONV_IMPLS:
     raise UserError(f'conv_impl must be one of {layers.CONV_IMPLS}, got {conv_impl!r}')
+  if is_efficient_hrnet(arch):
+    if not fusion or kernel_size is not None or width_mult != 1.0:
+      raise UserError('fusion=False, kernel_size and width_mult are LitePose ablations; an '
+                      'EfficientHRNet is changed through its yaml MODEL fields instead')
+    return EfficientHRNet(resolve_efficient_hrnet(arch), num_joints, depthwise_impl, dtype,
+                          conv_impl)
   if is_hrnet(arch):
     if not fusion or kernel_size is not None or width_mult != 1.0:
       raise UserError('fusion=False, kernel_size and width_mult are LitePose ablations; a '
@@ -73,7 +90,7 @@ def create_model(arch: ArchLike | HRNetSpec, num_joints: int = 14, *, fusion: bo
   return LitePose(spec, num_joints, fusion, depthwise_impl, dtype, conv_impl)
 
 
-def init_variables(model: LitePose | HigherHRNet, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:
+def init_variables(model: LitePose | HigherHRNet | EfficientHRNet, size: int | tuple[int, int] | None = None, seed: int = 0) -> dict:
   """Fresh {'params', 'batch_stats'} (numpy) for `model`, PyTorch-default init, in milliseconds."""
   if size is None:
     size = model.arch.img_size
@@ -83,7 +100,7 @@ def init_variables(model: LitePose | HigherHRNet, size: int | tuple[int, int] | 
   return numpy_init(dict(shapes), seed)
 
 
-def variable_shapes(model: LitePose | HigherHRNet) -> dict[tuple[str, ...], tuple[int, ...]]:
+def variable_shapes(model: LitePose | HigherHRNet | EfficientHRNet) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{(collection, *module path, leaf name): shape} of every variable `model.init` creates.
 
   Shapes do not depend on the input size; traced abstractly (no compilation, no arrays).
@@ -108,4 +125,5 @@ def nest_variables(flat: Mapping[tuple[str, ...], Any]) -> dict:
 
 __all__ = ['init_variables', 'nest_variables', 'variable_shapes', 'ArchSpec', 'LitePose', 'PRESET_NAMES', 'Preset', 'arch_from_dict', 'create_model',
            'get_preset', 'make_divisible', 'resolve_arch', 'HRNetSpec', 'HigherHRNet', 'is_hrnet',
-           'hrnet_from_extra', 'resolve_hrnet', 'resolve_model_arch']
+           'hrnet_from_extra', 'resolve_hrnet', 'resolve_model_arch', 'EfficientHRNet',
+           'EfficientHRNetSpec', 'is_efficient_hrnet', 'resolve_efficient_hrnet']

@@ -9,6 +9,9 @@ Conventions (docs/OFFICIAL.md, "Architecture"):
 - 'paper': what the published 1.2 / 5.0 / 7.8 / 13.7 G come from (old ptflops 0.6): transposed
   convs counted once per *output* pixel (4x for stride 2), plus 2 per BN element (affine) and
   1 per activation element.
+  EfficientHRNet: its SE 1x1 convs count as convs in both; its Swish / sigmoid elements, SE
+  global means and SE scalings are not counted (old ptflops knew no Swish module; counting them,
+  or the means' inputs, misses SUPERNET_SPEC.md §7.2's checked 2.10 / 4.21 / 7.73 G).
 """
 from __future__ import annotations
 
@@ -21,15 +24,17 @@ import jax.numpy as jnp
 
 from litepose_jax.errors import UserError
 from litepose_jax.models import arch as arch_lib
+from litepose_jax.models import efficient_hrnet_arch
 from litepose_jax.models import hrnet_arch
 from litepose_jax.models import layers
 
 CONVENTIONS = ('true', 'paper')
-FAMILIES = ('all', 'litepose', 'higherhrnet')
+FAMILIES = ('all', 'litepose', 'higherhrnet', 'efficienthrnet')
 
 
 def preset_names(family: str = 'all') -> tuple[str, ...]:
-  """The zoo's preset names of `family` ('all', 'litepose' or 'higherhrnet'), LitePose first."""
+  """The zoo's preset names of `family` ('all', 'litepose', 'higherhrnet' or 'efficienthrnet'),
+  LitePose first."""
   if family not in FAMILIES:
     raise UserError(f'family must be one of {FAMILIES}, got {family!r}')
   names = ()
@@ -37,6 +42,8 @@ def preset_names(family: str = 'all') -> tuple[str, ...]:
     names += arch_lib.PRESET_NAMES
   if family in ('all', 'higherhrnet'):
     names += hrnet_arch.preset_names()
+  if family in ('all', 'efficienthrnet'):
+    names += efficient_hrnet_arch.preset_names()
   return names
 
 
@@ -92,7 +99,9 @@ def count(model: nn.Module, height: int, width: int | None = None) -> Counts:
 def add_arguments(parser) -> None:
   parser.add_argument('--arch', default='S',
                       help='LitePose preset (XS, S, M, L) or architecture JSON path, or a '
-                           f'HigherHRNet preset ({", ".join(hrnet_arch.preset_names())}) or '
+                           f'HigherHRNet preset ({", ".join(hrnet_arch.preset_names())}), an '
+                           'EfficientHRNet preset '
+                           f'({", ".join(efficient_hrnet_arch.preset_names())}) or either\'s '
                            'official experiment .yaml')
   parser.add_argument('--joints', type=int, default=14, help='number of joints (14 CrowdPose, 17 COCO)')
   parser.add_argument('--size', type=int, default=None,
@@ -105,26 +114,26 @@ def add_arguments(parser) -> None:
   parser.add_argument('--no-fusion', action='store_true', help='plain deconv head ablation')
   parser.add_argument('--all', action='store_true', help='print the whole model zoo as a table')
   parser.add_argument('--family', choices=FAMILIES, default='all',
-                      help="with --all: only LitePose or only HigherHRNet presets")
+                      help="with --all: only one family's presets")
 
 
 def run(args) -> int:
   from litepose_jax.models import create_model  # pylint: disable=g-import-not-at-top
   if args.all:
-    print(f'{"model":<15} {"input":>5} {"joints":>6} {"params":>11} {"true GMACs":>11} '
+    print(f'{"model":<17} {"input":>5} {"joints":>6} {"params":>11} {"true GMACs":>11} '
           f'{"paper GMACs":>12}')
     for joints in (14, 17):
       for name in preset_names(args.family):
         m = create_model(name, joints, depthwise_impl='lax')
         c = count(m, m.arch.img_size)
-        print(f'{name:<15} {m.arch.img_size:>5} {joints:>6} {c.params:>11,} '
+        print(f'{name:<17} {m.arch.img_size:>5} {joints:>6} {c.params:>11,} '
               f'{c.macs("true") / 1e9:>11.3f} {c.macs("paper") / 1e9:>12.3f}')
     return 0
   m = create_model(args.arch, args.joints, fusion=not args.no_fusion, kernel_size=args.kernel_size,
                    width_mult=args.width_mult, depthwise_impl='lax')
   h = args.size or m.arch.img_size
   w = args.width or h
-  mult = getattr(m.arch, 'input_multiple', 16)  # a HigherHRNet's lowest branch: 32
+  mult = getattr(m.arch, 'input_multiple', 16)  # an HRNet family's lowest branch: 32
   if h % mult or w % mult:
     raise UserError(f'--size/--width must be multiples of {mult}, got {h}x{w}')
   c = count(m, h, w)
