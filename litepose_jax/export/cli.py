@@ -34,16 +34,18 @@ PARITY_IMAGES = 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   src = parser.add_mutually_exclusive_group(required=True)
   src.add_argument('--checkpoint', help='model checkpoint dir or training workdir')
-  src.add_argument('--arch', help='preset (XS/S/M/L, higherhrnet-w16/-w32/-w48, shrink1..3), '
-                   'arch json or HigherHRNet yaml, with --init random')
+  src.add_argument('--arch', help='preset (XS/S/M/L, higherhrnet-w16/-w32/-w48, shrink1..3, '
+                   'efficienthrnet-h1..-h4), arch json or HigherHRNet / EfficientHRNet yaml, '
+                   'with --init random')
   parser.add_argument('--init', choices=('random',),
                       help='with --arch: random weights and BN statistics (benchmarking only)')
   parser.add_argument('--joints', default='crowdpose', choices=sorted(joints_lib.JOINT_SETS),
                       help='joint set of a --init random model')
   parser.add_argument('--out', required=True, help='output .tflite path (sidecar: OUT.json)')
   parser.add_argument('--size', type=int, default=None,
-                      help='square input size, a multiple of 16 (of 32 for a HigherHRNet: its '
-                           'lowest branch\'s stride; default: the arch img_size)')
+                      help='square input size, a multiple of 16 (of 32 for a HigherHRNet or an '
+                           'EfficientHRNet: its lowest branch\'s stride; default: the arch '
+                           'img_size)')
   parser.add_argument('--quantize', default='none', choices=tflite.QUANTIZE_MODES,
                       help='none: fp32; fp16: fp16 weights; dynamic: int8 weights, float '
                            'activations quantised on the fly in the convs (1/3 the size, a bit '
@@ -90,7 +92,7 @@ def load_source(args: argparse.Namespace):
 
 
 def _check_size(size: int, module=None) -> int:
-  """`size` if it is a positive multiple of the model's input stride (16; a HigherHRNet's 32)."""
+  """`size` if it is a positive multiple of the model's input stride (16; an HRNet family's 32)."""
   multiple = max(16, getattr(getattr(module, 'arch', None), 'input_multiple', 16))
   if size <= 0 or size % multiple:
     raise UserError(f'--size must be a positive multiple of {multiple} (the model\'s largest '
@@ -132,7 +134,7 @@ def export_model(module, variables, out: str, *, size: int, quantize: str = 'non
   data = tflite.convert(tflite.export_fn(module, variables), size, quantize, images)
   hist = tflite_ops.op_histogram(data)
   log(f'ops: {tflite_ops.format_histogram(hist)}')
-  tflite_ops.check_ops(hist)
+  tflite_ops.check_ops(hist, tflite_ops.allowed_ops(module))
   gpu_ok, gpu_msg = tflite_ops.gpu_compatible(data)
   log(f'GPU delegate (static analysis): {gpu_msg}')
 

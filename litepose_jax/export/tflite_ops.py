@@ -17,6 +17,17 @@ from collections.abc import Iterable, Mapping
 # fuse the activation.
 ALLOWED_OPS = frozenset({'CONV_2D', 'DEPTHWISE_CONV_2D', 'TRANSPOSE_CONV', 'ADD', 'PAD', 'SLICE',
                          'CONCATENATION', 'RESHAPE', 'RELU', 'RELU6', 'QUANTIZE', 'DEQUANTIZE'})
+# An EfficientHRNet (models/efficient_hrnet.py) adds LOGISTIC and MUL (Swish x * sigmoid(x), the
+# squeeze-excitation gates) and SUM (SE's global mean: the converter emits SUM, then MUL by 1/HW);
+# XNNPACK takes them (the whole graph stays one delegate partition). Other families keep the
+# stricter list, where a MUL would mean an unfolded BN.
+EFFICIENT_HRNET_OPS = ALLOWED_OPS | {'LOGISTIC', 'MUL', 'SUM'}
+
+
+def allowed_ops(module) -> frozenset:
+  """The builtin allow-list of `module`'s family (EFFICIENT_HRNET_OPS or ALLOWED_OPS)."""
+  from litepose_jax.models import efficient_hrnet  # models are loaded by any exporter anyway
+  return EFFICIENT_HRNET_OPS if isinstance(module, efficient_hrnet.EfficientHRNet) else ALLOWED_OPS
 
 
 def builtin_op_name(builtin_code: int, deprecated_code: int) -> str:
