@@ -1,7 +1,9 @@
-"""HigherHRNet PyTorch reference and official-checkpoint import: keys, parameter counts, parity.
+"""HigherHRNet / EfficientHRNet PyTorch references and official-checkpoint import: keys,
+parameter counts, parity.
 
-The reference (litepose_jax/reference/torch_higherhrnet.py) is written from the description of
-the official lib/models/pose_higher_hrnet.py; its state_dict keys are the official ones.
+The references (litepose_jax/reference/torch_higherhrnet.py, torch_efficient_hrnet.py) are written
+from the description of the official lib/models/pose_higher_hrnet.py / pose_efficient_hrnet.py;
+their state_dict keys are the official ones.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from litepose_jax import convert
 from litepose_jax import models
 from litepose_jax import torch_import
 from litepose_jax.errors import UserError
+from litepose_jax.models import efficient_hrnet_arch
+from litepose_jax.reference.torch_efficient_hrnet import TorchEfficientHRNet
 from litepose_jax.reference.torch_higherhrnet import TorchHigherHRNet
 from litepose_jax.reference.torch_higherhrnet import count_parameters
 from litepose_jax.reference.torch_higherhrnet import randomize_bn
@@ -268,3 +272,71 @@ def test_import_torch_cli_reads_the_shipped_shrink3_layout(tmp_path):
   np.testing.assert_array_equal(
       variables['params']['stage4_2']['fuse_layers_0_3_0']['conv']['kernel'],
       w.transpose(2, 3, 1, 0))
+
+
+# ---- EfficientHRNet (pose_efficient_hrnet.py) ---------------------------------------------------
+
+
+def _efficient_tiny() -> dict:
+  """H-4's official config shrunk (widths 8..80 / 6..45, 1 block per branch, 64 px); DEPTH_MULT
+  stays 0.483, one the official forward knows, so the reference's hard-coded taps apply."""
+  cfg = efficient_hrnet_arch.PRESETS['efficienthrnet-h4'].to_config(TINY_JOINTS)
+  cfg['MODEL'].update(SCALE_FACTOR=-8, WIDTH_MULT=0.25)
+  for key, modules in (('STAGE2', 1), ('STAGE3', 1), ('STAGE4', 2)):
+    stage = cfg['MODEL']['EXTRA'][key]
+    stage.update(NUM_MODULES=modules, NUM_BLOCKS=[1] * stage['NUM_BRANCHES'])
+  cfg['MODEL']['EXTRA']['DECONV']['NUM_BASIC_BLOCKS'] = 1
+  cfg['DATASET']['INPUT_SIZE'] = 64
+  return cfg
+
+
+@pytest.mark.parametrize('name', ['efficienthrnet-h1', 'efficienthrnet-h4'])
+def test_efficient_hrnet_reference_keys_and_sizes_match_the_port(name):
+  # Every official key maps onto the port's variables by the hrnet rule, shapes included, and
+  # the parameter counts agree (SUPERNET_SPEC.md §7.2: 13.0 / 8.26 / 5.36 / 2.76 M).
+  cfg = efficient_hrnet_arch.PRESETS[name].to_config(14)
+  tm = TorchEfficientHRNet(cfg, 14)
+  sd = {k: v for k, v in tm.state_dict().items() if not k.endswith('num_batches_tracked')}
+  m = models.create_model(name, 14)
+  shapes = models.variable_shapes(m)
+  mapped = {key: (path, layout) for path, (key, layout) in torch_import.key_map(m).items()}
+  assert sorted(mapped) == sorted(sd)
+  for key, (path, layout) in mapped.items():
+    v = sd[key].numpy()
+    assert (layout(v) if layout else v).shape == shapes[path], key
+  n = count_parameters(tm)
+  assert n == sum(np.prod(s) for p, s in shapes.items() if p[0] == 'params')
+  assert n == {'efficienthrnet-h1': 13_001_707, 'efficienthrnet-h4': 2_763_227}[name]
+
+
+def test_efficient_hrnet_converted_model_matches_torch(tmp_path, capsys):
+  cfg = _efficient_tiny()
+  torch.manual_seed(0)
+  tm = randomize_bn(TorchEfficientHRNet(cfg, TINY_JOINTS), 0).eval()
+  x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype(np.float32)
+  ref = _torch_outputs(tm, x)
+  variables = convert.torch_state_dict_to_variables(tm.state_dict(), cfg, TINY_JOINTS)
+  apply = jax.jit(models.create_model(cfg, TINY_JOINTS, conv_impl='lax',
+                                      depthwise_impl='lax').apply)
+  ours = [np.asarray(o) for o in apply(variables, x)]
+  assert [o.shape for o in ours] == [(2, 16, 16, 2 * TINY_JOINTS), (2, 32, 32, TINY_JOINTS)]
+  for r, o in zip(ref, ours):
+    assert np.abs(r).max() > 0.1
+    assert np.abs(r - o).max() <= 1e-4 * max(1.0, float(np.abs(r).max())), np.abs(r - o).max()
+
+  # `litepose import-torch` with the official yaml; a wrong head is listed by key.
+  arch = tmp_path / 'H-tiny.yaml'
+  arch.write_text(yaml.safe_dump(cfg))
+  pth = tmp_path / 'h.pth'
+  torch.save({'state_dict': {'module.' + k: v for k, v in tm.state_dict().items()}}, pth)
+  out = tmp_path / 'ckpt'
+  assert cli.main(['import-torch', '--arch', str(arch), '--checkpoint', str(pth), '--out',
+                   str(out), '--joints', str(TINY_JOINTS)]) == 0
+  module, loaded, saved = checkpoints.load_model(out)
+  assert isinstance(module, models.EfficientHRNet) and saved['family'] == 'efficienthrnet'
+  assert module.arch.img_size == 64
+  np.testing.assert_array_equal(loaded['params']['features_2']['conv_1_1']['kernel'],
+                                variables['params']['features_2']['conv_1_1']['kernel'])
+  assert cli.main(['import-torch', '--arch', 'efficienthrnet-h4', '--checkpoint', str(pth),
+                   '--out', str(tmp_path / 'bad')]) == 2
+  assert 'does not match EfficientHRNet efficienthrnet-h4 with 14 joints' in capsys.readouterr().err
