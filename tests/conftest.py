@@ -72,6 +72,7 @@ SLOW_TESTS = {  # test function names, without parameters
     'test_search_end_to_end',  # `litepose search` on a tiny super-net
     'test_two_processes_choose_alike_and_only_process_0_writes',  # jax.distributed processes
     'test_shrink_plan_costs_fall_along_the_study',  # five HigherHRNet / LitePose traces counted
+    'test_tiny_forward_train_eval_folded_and_drop_connect',  # EfficientHRNet: 4 compiled programs
 }
 
 
