@@ -32,8 +32,12 @@ Cost of each point at 512 px, 14 joints (`--plan`):
   shrink3           7.38 M     7.87         9.14          9.15
   M (LitePose-M)    3.53 M     6.88        10.24           -
 
-Measured synthetic run (shrunk recipe, 16 min on a 2-core CPU) and latencies: docs/BENCHMARKS.md,
-"HigherHRNet family and the shrinking study".
+Expected on the quickstart recipe with 1200 steps (`litepose sweep configs/sweep_shrink.py:quickstart
+--workdir runs/shrink_q --config.total_steps=1200 --config.model.conv_impl=lax
+--config.eval.num_images=48`, 10-17 min per point on a 2-core CPU), synthetic AP (not CrowdPose
+AP): W16 0.024, Shrink1 0.058, Shrink2 0.140, Shrink3 0.227, LitePose-M 0.514: up at every step,
+as in the paper. Measured runs and latencies: docs/BENCHMARKS.md, "HigherHRNet family and the
+shrinking study".
 """
 from __future__ import annotations
 
