@@ -34,12 +34,16 @@ what a whole graph shares (one thread pool, caches warm across ops, one invoke's
 on whole-net measurements needs a few dozen exports (minutes), sees those effects directly, and
 its error is measured on whole nets, the quantity a budget constrains.
 
-Features (FEATURES): MACs of dense convs (1x1 expand / project, the stem, the 1x1 output layers),
-of depthwise convs, of transposed convs (true convention), the elements every conv writes times
-the input side (memory traffic, dearer as the maps outgrow the caches: with the plain element
-count the fit under-predicted 512-px sub-nets by 7% and over-predicted 320-px ones by 4% on
-average) and a constant (the invoke and per-op overhead: depth is fixed within a space, so the
-number of ops is too). The model is per (machine, threads, space, joints, fusion);
+Features (FEATURES): MACs of dense convs (1x1 expand / project, the stem, the 1x1 output layers)
+and of depthwise convs, each split by where the layer writes: at stride <= 8 ('_s8': large maps,
+memory-bound, dearer per MAC) or at stride 16-32 ('_s16'); MACs of transposed convs (true
+convention; all write at stride <= 8); the elements every conv writes times the input side
+(memory traffic, dearer as the maps outgrow the caches: with the plain element count the fit
+under-predicted 512-px sub-nets by 7% and over-predicted 320-px ones by 4% on average) and a
+constant (the invoke and per-op overhead: depth is fixed within a space, so the number of ops is
+too). The stride split cut the leave-one-out error over 64 sub-nets measured on a quiet machine
+from 4.9% mean / 14.5% max to 4.1% / 10.9% (and 5.8% / 18.1% to 5.1% / 15.5% over 62 measured on
+a busy one). The model is per (machine, threads, space, joints, fusion);
 predict() of a sub-net of another space is an extrapolation.
 
 Cache (build_latency_model): in `cache_dir`, `latency-<key>.jsonl` gets one line per measured
@@ -74,8 +78,11 @@ from litepose_jax.search import costs as costs_lib
 
 # Bump when FEATURES or the fit change: a cached model of another version is refitted from its
 # measurements (they stay valid), never reused.
-MODEL_VERSION = 1
-FEATURES = ('dense_macs', 'depthwise_macs', 'deconv_macs', 'elements_x_side', 'constant')
+MODEL_VERSION = 2
+FEATURES = ('dense_macs_s8', 'dense_macs_s16', 'depthwise_macs_s8', 'depthwise_macs_s16',
+            'deconv_macs', 'elements_x_side', 'constant')
+# Layers writing at this stride or finer count as large-map ('_s8') MACs.
+_LARGE_MAP_STRIDE = 8
 # elements_x_side: elements written x img_size / this (any scale would do: _fit normalises).
 _SIDE_UNIT = 512
 # Row weights (see _fit) are 1 / measured ms; a sub-net measured at under this is refused, as it
@@ -247,8 +254,12 @@ def _features_cached(canonical: str, num_joints: int, fusion: bool) -> tuple[flo
   # The closed-form layer walk of costs.py (checked against the traced model there): features
   # are asked for every candidate a constrained search draws.
   for layer in costs_lib.layer_table(spec, num_joints, fusion):
-    kind = 'dense' if layer.kind == 'conv' else layer.kind
-    f[f'{kind}_macs'] += layer.macs
+    if layer.kind == 'deconv':
+      f['deconv_macs'] += layer.macs
+    else:
+      kind = 'dense' if layer.kind == 'conv' else layer.kind
+      large = layer.out_hw * _LARGE_MAP_STRIDE >= spec.img_size
+      f[f'{kind}_macs_{"s8" if large else "s16"}'] += layer.macs
     f['elements_written'] += layer.out_hw ** 2 * layer.cout
   f['elements_x_side'] = f['elements_written'] * spec.img_size / _SIDE_UNIT
   f['constant'] = 1.0

@@ -17,7 +17,7 @@ def _script():
 
 def test_prints_the_validation_table_then_reuses_the_cache(tmp_path, capsys, monkeypatch):
   bench = _script()
-  args = ['--space', 'tiny', '--num-fit', '5', '--num-val', '2', '--runs', '3', '--warmup', '1',
+  args = ['--space', 'tiny', '--num-fit', '7', '--num-val', '2', '--runs', '3', '--warmup', '1',
           '--out', str(tmp_path), '--no-progress']
   assert bench.main(args) == 0
   out = capsys.readouterr().out
@@ -25,7 +25,7 @@ def test_prints_the_validation_table_then_reuses_the_cache(tmp_path, capsys, mon
                     r'[+-][\d.]+% \|$', out, re.M)
   assert len(rows) == 2 and all(float(m) > 0 and float(p) > 0 for _, m, p in rows), out
   assert re.search(r'validation: mean relative error [\d.]+%, max [\d.]+%', out), out
-  assert re.search(r'build: \d+ s \(\d+ s measuring\); the 7 measurements took \d+ s', out), out
+  assert re.search(r'build: \d+ s \(\d+ s measuring\); the 9 measurements took \d+ s', out), out
   assert re.search(r'scale: paired with 64 C0 .* quiet latency [\d.]+ ms', out), out
   assert list((tmp_path / 'latency_cache').glob('latency-*.jsonl'))
 

@@ -14,12 +14,12 @@ from litepose_jax.errors import UserError
 from litepose_jax.search import latency
 from tests.search.helpers import SPACE
 
-SMALL = dict(num_fit=6, num_val=3, runs=5, warmup=1, progress=False)
+SMALL = dict(num_fit=7, num_val=3, runs=5, warmup=1, progress=False)
 
 
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
-  """(model, cache_dir) of a real build on the tiny space: 9 sub-nets exported and timed."""
+  """(model, cache_dir) of a real build on the tiny space: 10 sub-nets exported and timed."""
   cache = tmp_path_factory.mktemp('latency_cache')
   return latency.build_latency_model(SPACE, threads=2, cache_dir=str(cache), **SMALL), cache
 
@@ -35,7 +35,7 @@ def _fake_paired(calls):
   recording its calls."""
   def fake(arch, reference, num_joints=14, **kwargs):
     calls.append(arch)
-    ms = 0.1 + float(latency.features(arch, num_joints) @ [1e-7, 2e-7, 3e-7, 1e-6, 0.0])
+    ms = 0.1 + float(latency.features(arch, num_joints) @ [1e-7, 1e-7, 2e-7, 2e-7, 3e-7, 1e-6, 0.0])
     return {'ms': ms, 'ref_ms': 1.0, 'ratio': ms}
   return fake
 
@@ -49,7 +49,7 @@ def test_build_writes_its_cache_and_validates(built):
   model, cache = built
   assert sorted(p.rsplit('.', 1)[1] for p in os.listdir(cache)) == ['json', 'jsonl']
   rows = _rows(cache)
-  assert len(rows) == 9 and all(r['runs'] == 5 for r in rows)
+  assert len(rows) == 10 and all(r['runs'] == 5 for r in rows)
   assert all(r[k] > 0 for r in rows for k in ('ms', 'ref_ms', 'ratio', 'seconds'))
   assert {json.dumps(r['reference'], sort_keys=True) for r in rows} == {
       json.dumps(latency.reference_arch(SPACE), sort_keys=True)}
@@ -63,7 +63,7 @@ def test_build_writes_its_cache_and_validates(built):
   assert v['n'] == 3 and len(v['points']) == 3
   assert all(math.isfinite(v[k]) and v[k] >= 0 for k in ('mean_rel_err', 'max_rel_err'))
   assert v['mean_rel_err'] <= v['max_rel_err']
-  fit_archs = {json.dumps(a, sort_keys=True) for a in latency._points(SPACE, 6, 0)}
+  fit_archs = {json.dumps(a, sort_keys=True) for a in latency._points(SPACE, 7, 0)}
   for p in v['points']:
     assert json.dumps(p['arch'], sort_keys=True) not in fit_archs  # never used in the fit
     assert p['measured_ms'] > 0 and p['predicted_ms'] == pytest.approx(model.predict(p['arch']))
@@ -88,8 +88,8 @@ def test_second_build_measures_nothing(built, monkeypatch):
   assert again.fit['measure_s'] == 0.0
   # Other fit / validation sizes refit from the same measurements (a subset: nothing to time).
   fewer = latency.build_latency_model(SPACE, threads=2, cache_dir=str(cache),
-                                      **dict(SMALL, num_fit=5, num_val=4))
-  assert fewer.validation['n'] == 4
+                                      **dict(SMALL, num_fit=8, num_val=2))
+  assert fewer.validation['n'] == 2
 
 
 def test_measure_on_the_model_scale(built):
@@ -128,8 +128,8 @@ def test_killed_build_resumes_with_the_missing_points(built, tmp_path, monkeypat
     model = latency.build_latency_model(SPACE, threads=2, cache_dir=str(tmp_path), **SMALL)
   kept = [json.dumps(json.loads(line)['arch'], sort_keys=True) for line in lines[:6]]
   measured = [json.dumps(a, sort_keys=True) for a in calls]
-  assert len(calls) == 3 and not set(measured) & set(kept)
-  assert len(_rows(tmp_path)) == 9  # the torn line replaced, not kept
+  assert len(calls) == 4 and not set(measured) & set(kept)
+  assert len(_rows(tmp_path)) == 10  # the torn line replaced, not kept
   assert model.validation['n'] == 3
 
 
@@ -137,10 +137,10 @@ def test_fit_recovers_a_linear_latency(tmp_path, monkeypatch):
   calls = []
   monkeypatch.setattr(latency, 'measure_paired', _fake_paired(calls))
   model = latency.build_latency_model(SPACE, threads=1, cache_dir=str(tmp_path), **SMALL)
-  assert len(calls) == 9
+  assert len(calls) == 10
   # The fake latency is exactly linear in the features: the fit reproduces it.
   assert model.validation['max_rel_err'] < 1e-6
-  assert model.coef == pytest.approx([1e-7, 2e-7, 3e-7, 1e-6, 0.1], rel=1e-4)
+  assert model.coef == pytest.approx([1e-7, 1e-7, 2e-7, 2e-7, 3e-7, 1e-6, 0.1], rel=1e-4)
 
 
 def test_corrupt_measurement_line_is_a_user_error(tmp_path, monkeypatch):
