@@ -18,6 +18,9 @@ parser), timed both ways it runs a candidate: sliced (at the sub-net's own width
 (the full-width super-net).
 The first candidate of ours is timed apart (compilation); the ratio is of the medians of the
 others. Goal (issue 19): ours >= 10x cheaper per candidate, zero compilations after the first.
+--generation also times the candidates as a search scores them, one generation spread over all
+jax devices (search.parallel; wall time / candidates, after every device compiled), and checks
+that the scores equal the one-by-one ones.
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ import sys
 import tempfile
 import time
 
+import jax
 import numpy as np
 import torch
 
@@ -47,6 +51,7 @@ from litepose_jax.inference import transforms
 from litepose_jax.nas import recalibrate as recalibrate_lib
 from litepose_jax.reference import torch_supernet
 from litepose_jax.search import fitness as fitness_lib
+from litepose_jax.search import parallel
 from litepose_jax.search import splits as splits_lib
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -163,6 +168,10 @@ def main(argv=None) -> int:
   parser.add_argument('--widths', default='sliced,masked', choices=('sliced,masked', 'sliced',
                                                                     'masked'),
                       help='how ours runs candidates (search.fitness sliced / masked)')
+  parser.add_argument('--generation', action='store_true',
+                      help='also time the candidates scored as one generation over all jax '
+                           'devices (search.parallel); on a CPU give it devices with XLA_FLAGS='
+                           '--xla_force_host_platform_device_count=N')
   config_files.accept_config_overrides(parser)
   args = parser.parse_args(argv)
 
@@ -185,7 +194,12 @@ def main(argv=None) -> int:
     ours = [_timed(lambda f=fitness: f(archs[0]))]
     compiles_after_first = fitness.compiles
     ours += [_timed(lambda a=a, f=fitness: f(a)) for a in archs[1:]]
-    runs[widths] = (ours, compiles_after_first, fitness.compiles - compiles_after_first)
+    later_compiles = fitness.compiles - compiles_after_first
+    generation = None
+    if args.generation:
+      parallel.score_many(fitness, archs[:jax.device_count()])  # every device compiles first
+      generation = _timed(lambda f=fitness: parallel.score_many(f, archs[1:]))
+    runs[widths] = (ours, compiles_after_first, later_compiles, generation)
 
   model = torch_supernet_from(net, variables)
   parse = _reference_parser()
@@ -207,7 +221,7 @@ def main(argv=None) -> int:
         f'{len(splits.search_ids)} search images, batch {args.calib_batch}')
   print(f'  official flow (PyTorch)   {t_off:8.2f} s / candidate   1.00x')
   figures = {'size': size, 'official_s': t_off, 'ap_official': [o[1] for o in official]}
-  for widths, (ours, first_compiles, later_compiles) in runs.items():
+  for widths, (ours, first_compiles, later_compiles, generation) in runs.items():
     t_ours = statistics.median(t for t, _ in ours[1:])
     print(f'  ours, {widths:<6} (Fitness)  {t_ours:8.2f} s / candidate   {t_off / t_ours:5.1f}x '
           f'cheaper (first candidate, compiling: {ours[0][0]:.1f} s)')
@@ -218,6 +232,13 @@ def main(argv=None) -> int:
     figures[widths] = {'ours_s': t_ours, 'ratio': t_off / t_ours, 'first_s': ours[0][0],
                        'compiles_first': first_compiles, 'compiles_later': later_compiles,
                        'ap_ours': [u[1] for u in ours[1:]]}
+    if generation is not None:
+      t_gen = generation[0] / args.candidates
+      same = generation[1] == [u[1] for u in ours[1:]]
+      print(f'    as one generation over {jax.device_count()} devices: {t_gen:.2f} s / candidate   '
+            f'{t_off / t_gen:5.1f}x cheaper (scores {"equal" if same else "DIFFER"})')
+      figures[widths].update(generation_s=t_gen, generation_ratio=t_off / t_gen,
+                             devices=jax.device_count(), generation_equal=same)
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(figures, f, indent=1)

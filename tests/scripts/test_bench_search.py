@@ -42,8 +42,8 @@ def test_prints_the_ratio_and_no_compilation_after_the_first(tmp_path, capsys):
   out_json = tmp_path / 'bench.json'
   assert _bench().main(['--checkpoint', str(ckpt), '--config', str(cfg), '--size', '64',
                         '--candidates', '2', '--calib-images', '4', '--search-images', '3',
-                        '--calib-batch', '2', '--widths', 'masked', '--json',
-                        str(out_json)]) == 0
+                        '--calib-batch', '2', '--widths', 'masked', '--generation',
+                        '--json', str(out_json)]) == 0
   out = capsys.readouterr().out
   assert re.search(r'official flow \(PyTorch\) +\d+\.\d+ s / candidate', out), out
   assert re.search(r'ours, masked \(Fitness\) +\d+\.\d+ s / candidate +\d+\.\d+x cheaper',
@@ -52,3 +52,6 @@ def test_prints_the_ratio_and_no_compilation_after_the_first(tmp_path, capsys):
   record = json.loads(out_json.read_text())
   assert len(record['ap_official']) == len(record['masked']['ap_ours']) == 2
   assert record['masked']['ratio'] > 0 and 'sliced' not in record
+  # One generation through search.parallel scores the candidates as one by one did.
+  assert re.search(r'as one generation over \d+ devices: \d+\.\d+ s / candidate .*equal', out), out
+  assert record['masked']['generation_equal'] is True
