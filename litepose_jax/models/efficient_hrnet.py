@@ -49,9 +49,9 @@ from litepose_jax.models import layers
 from litepose_jax.models import xla_cpu
 from litepose_jax.models.efficient_hrnet_arch import EfficientHRNetSpec
 from litepose_jax.models.efficient_hrnet_arch import MBConvSpec
-from litepose_jax.models.higherhrnet import BasicBlock
 from litepose_jax.models.higherhrnet import BiasConv
 from litepose_jax.models.higherhrnet import HighResolutionModule
+from litepose_jax.models.higherhrnet import deconv_head
 
 Dtype = Any
 _DN = ('NHWC', 'HWIO', 'NHWC')
@@ -287,19 +287,7 @@ class EfficientHRNet(nn.Module):
     return layers.relu(unit([(conv, x)], f'{prefix}_1'))
 
   def _head(self, x, train: bool):
-    """final_layers_0 on the stride-4 features, deconv_layers_0, final_layers_1."""
-    j, arch, dt = self.num_joints, self.arch, self.dtype
-    kw = {'dtype': dt, 'conv_impl': self.conv_impl, 'folded': self.folded}
-    k = arch.final_conv_kernel
-    final0 = BiasConv(2 * j, k, name='final_layers_0', **kw)
-    parts = list(final0(x, split=(j, j))) if self.folded else [final0(x)]
-    if arch.deconv.cat_output:
-      x = jnp.concatenate([x] + [p.astype(dt) for p in parts], axis=-1)
-    c = arch.deconv_width
-    y = layers.relu(layers.conv_bn(
-        [(layers.Deconv(c, dt, self.conv_impl, self.folded, name='deconv_layers_0_0_0'), x)],
-        'deconv_layers_0_0_1', train, dt, self.folded))
-    for b in range(arch.deconv.num_basic_blocks):
-      y = BasicBlock(c, name=f'deconv_layers_0_{b + 1}_0', **kw)(y, train)
-    out2 = BiasConv(j, k, name='final_layers_1', **kw)(y)
-    return tuple(p.astype(jnp.float32) for p in parts) + (out2.astype(jnp.float32),)
+    """final_layers_0 on the stride-4 features, deconv_layers_0, final_layers_1 (HigherHRNet's)."""
+    a = self.arch
+    return deconv_head(self, x, train, a.final_conv_kernel, a.deconv_width,
+                       a.deconv.num_basic_blocks, a.deconv.cat_output)

@@ -282,21 +282,26 @@ class HigherHRNet(nn.Module):
 
   def _head(self, x, train: bool):
     """final_layers_0 on the stride-4 features, deconv_layers_0, final_layers_1 (see the module)."""
-    j, arch, dt = self.num_joints, self.arch, self.dtype
-    kw = {'dtype': dt, 'conv_impl': self.conv_impl, 'folded': self.folded}
-    k = arch.final_conv_kernel
-    final0 = BiasConv(2 * j, k, name='final_layers_0', **kw)
-    if self.folded:
-      parts = list(final0(x, split=(j, j)))
-    else:
-      parts = [final0(x)]
-    if arch.deconv.cat_output:
-      x = jnp.concatenate([x] + [p.astype(dt) for p in parts], axis=-1)
-    c = arch.deconv.num_channels
-    y = layers.relu(layers.conv_bn(
-        [(layers.Deconv(c, dt, self.conv_impl, self.folded, name='deconv_layers_0_0_0'), x)],
-        'deconv_layers_0_0_1', train, dt, self.folded))
-    for b in range(arch.deconv.num_basic_blocks):
-      y = BasicBlock(c, name=f'deconv_layers_0_{b + 1}_0', **kw)(y, train)
-    out2 = BiasConv(j, k, name='final_layers_1', **kw)(y)
-    return tuple(p.astype(jnp.float32) for p in parts) + (out2.astype(jnp.float32),)
+    d = self.arch.deconv
+    return deconv_head(self, x, train, self.arch.final_conv_kernel, d.num_channels,
+                       d.num_basic_blocks, d.cat_output)
+
+
+def deconv_head(net: nn.Module, x, train: bool, final_conv_kernel: int, width: int,
+                num_basic_blocks: int, cat_output: bool):
+  """HigherHRNet's head inside `net`'s compact call (the family's num_joints, dtype, conv_impl,
+  folded): stride-4 features [B, H/4, W/4, C] -> (out4 [B, H/4, W/4, 2J], out2 [B, H/2, W/2, J]),
+  or (heatmaps4, tags4, heatmaps2) when folded."""
+  j, dt = net.num_joints, net.dtype
+  kw = {'dtype': dt, 'conv_impl': net.conv_impl, 'folded': net.folded}
+  final0 = BiasConv(2 * j, final_conv_kernel, name='final_layers_0', **kw)
+  parts = list(final0(x, split=(j, j))) if net.folded else [final0(x)]
+  if cat_output:
+    x = jnp.concatenate([x] + [p.astype(dt) for p in parts], axis=-1)
+  y = layers.relu(layers.conv_bn(
+      [(layers.Deconv(width, dt, net.conv_impl, net.folded, name='deconv_layers_0_0_0'), x)],
+      'deconv_layers_0_0_1', train, dt, net.folded))
+  for b in range(num_basic_blocks):
+    y = BasicBlock(width, name=f'deconv_layers_0_{b + 1}_0', **kw)(y, train)
+  out2 = BiasConv(j, final_conv_kernel, name='final_layers_1', **kw)(y)
+  return tuple(p.astype(jnp.float32) for p in parts) + (out2.astype(jnp.float32),)
