@@ -55,7 +55,7 @@ SLOW_FILES = {
     'test_bench_latency.py',  # search: the latency benchmark script (TFLite exports)
     'test_pipeline.py',  # search: `litepose nas` end to end (trainings, search, report)
     'test_hrnet_train.py',  # a HigherHRNet train step compiled inside train_and_evaluate
-    'test_hrnet_export.py',  # a HigherHRNet jax2tf -> TFLite export, LiteRT and decoding
+    'test_hrnet_export.py',  # HigherHRNet / EfficientHRNet jax2tf -> TFLite, LiteRT, decoding
 }
 SLOW_FIXTURES = {
     'xs_fp32',  # tests/export/conftest.py: the session's jax2tf -> TFLite export of XS

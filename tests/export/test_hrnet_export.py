@@ -1,5 +1,6 @@
 """A HigherHRNet through `litepose export`, the LiteRT backend, the decoder and `litepose bench`
-unchanged: a tiny net (4 branches, 0-block branches, deconv with a BasicBlock), 64 px, 3 joints."""
+unchanged: a tiny net (4 branches, 0-block branches, deconv with a BasicBlock), 64 px, 3 joints;
+and a tiny EfficientHRNet's export, whose extra ops only that family may use."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,3 +71,21 @@ def test_bench_times_it(hrnet_export):
   result = bench.benchmark(str(path), threads=1, runs=2, warmup=1)
   assert result['size'] == SIZE and result['delegate_partitions'] == 1
   assert 0 < result['network']['median'] and 0 < result['e2e_flip']['median']
+
+
+def test_efficient_hrnet_exports_with_its_ops_and_parity(tmp_path):
+  """EfficientHRNet's squeeze-excitation and Swish need LOGISTIC / MUL / SUM: allowed for that
+  family only, and the export's parity guard holds."""
+  from tests.models.test_efficient_hrnet import _tiny_config
+  module = models.create_model(_tiny_config(), JOINTS.num_joints, depthwise_impl='lax')
+  variables = fold.random_variables(module, SIZE, seed=5)
+  out = tmp_path / 'tiny_effhrnet.tflite'
+  meta = cli.export_model(module, variables, str(out), size=SIZE, model_cfg={'name': 'tiny'},
+                          joint_set=JOINTS, source='test', random_init=True, log=lambda s: None)
+  hist = tflite_ops.op_histogram(out.read_bytes())
+  tflite_ops.check_ops(hist, tflite_ops.allowed_ops(module))
+  assert hist['LOGISTIC'] >= 1 and hist['MUL'] >= 1
+  with pytest.raises(ValueError, match='LOGISTIC'):
+    tflite_ops.check_ops(hist)  # not on LitePose's list
+  for name in sidecar.OUTPUT_NAMES:
+    assert meta['parity'][name]['max_abs'] <= 1e-4, (name, meta['parity'][name])
