@@ -36,7 +36,6 @@ indices joined by '_'; a conv's kernel in its child 'conv', a biased conv's conv
 from __future__ import annotations
 
 from collections.abc import Sequence
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -51,18 +50,11 @@ from litepose_jax.models.efficient_hrnet_arch import EfficientHRNetSpec
 from litepose_jax.models.efficient_hrnet_arch import MBConvSpec
 from litepose_jax.models.higherhrnet import BiasConv
 from litepose_jax.models.higherhrnet import HighResolutionModule
+from litepose_jax.models.higherhrnet import conv_units
 from litepose_jax.models.higherhrnet import deconv_head
 
 Dtype = Any
 _DN = ('NHWC', 'HWIO', 'NHWC')
-
-
-def _units(module: nn.Module, train: bool):
-  """(conv_bn unit, Conv factory) bound to a module's dtype / conv_impl / folded fields."""
-  unit = functools.partial(layers.conv_bn, train=train, dtype=module.dtype, folded=module.folded)
-  conv = functools.partial(layers.Conv, dtype=module.dtype, impl=module.conv_impl,
-                           folded=module.folded)
-  return unit, conv
 
 
 def _same_pads(k: int) -> tuple[int, int]:
@@ -202,7 +194,7 @@ class MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     b = self.block
     y, i = x, 0  # i: index of the depthwise unit in the official `conv` Sequential
     if b.expansion != 1:
@@ -252,7 +244,7 @@ class EfficientHRNet(nn.Module):
     self.check_input(x)
     if self.folded and train:
       raise ValueError('a folded EfficientHRNet runs inference only (train=False)')
-    unit, _ = _units(self, train)
+    unit, _ = conv_units(self, train)
     kw = {'dtype': self.dtype, 'conv_impl': self.conv_impl, 'folded': self.folded}
     arch = self.arch
     x = x.astype(self.dtype)
@@ -282,7 +274,7 @@ class EfficientHRNet(nn.Module):
 
   def _transition(self, x, width: int, prefix: str, train: bool):
     """prefix_0 (3x3 conv with bias) -BN (prefix_1)- ReLU."""
-    unit, _ = _units(self, train)
+    unit, _ = conv_units(self, train)
     conv = BiasedConv(width, 3, self.dtype, self.conv_impl, self.folded, name=f'{prefix}_0')
     return layers.relu(unit([(conv, x)], f'{prefix}_1'))
 

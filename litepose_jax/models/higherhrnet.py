@@ -63,7 +63,7 @@ from litepose_jax.models.hrnet_arch import HRNetSpec
 Dtype = Any
 
 
-def _units(module: nn.Module, train: bool):
+def conv_units(module: nn.Module, train: bool):
   """(conv_bn unit, Conv factory) bound to a module's dtype / conv_impl / folded fields."""
   unit = functools.partial(layers.conv_bn, train=train, dtype=module.dtype, folded=module.folded)
   conv = functools.partial(layers.Conv, dtype=module.dtype, impl=module.conv_impl,
@@ -131,7 +131,7 @@ class BasicBlock(nn.Module):
   def __call__(self, x, train: bool):
     if x.shape[-1] != self.features:
       raise ValueError(f'BasicBlock of width {self.features} got {x.shape[-1]} channels')
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     y = layers.relu(unit([(conv(self.features, 3, name='conv1'), x)], 'bn1'))
     y = unit([(conv(self.features, 3, name='conv2'), y)], 'bn2')
     return layers.relu(y + x)
@@ -147,7 +147,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     out = self.planes * BOTTLENECK_EXPANSION
     y = layers.relu(unit([(conv(self.planes, 1, name='conv1'), x)], 'bn1'))
     y = layers.relu(unit([(conv(self.planes, 3, name='conv2'), y)], 'bn2'))
@@ -170,7 +170,7 @@ class HighResolutionModule(nn.Module):
 
   @nn.compact
   def __call__(self, xs: Sequence[Any], train: bool):
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     block = functools.partial(BasicBlock, dtype=self.dtype, conv_impl=self.conv_impl,
                               folded=self.folded)
     chans = self.num_channels
@@ -240,7 +240,7 @@ class HigherHRNet(nn.Module):
     self.check_input(x)
     if self.folded and train:
       raise ValueError('a folded HigherHRNet runs inference only (train=False)')
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     kw = {'dtype': self.dtype, 'conv_impl': self.conv_impl, 'folded': self.folded}
     arch = self.arch
     x = x.astype(self.dtype)
@@ -263,7 +263,7 @@ class HigherHRNet(nn.Module):
     """transitionN: existing branches pass (or get a 3x3 conv-BN-ReLU if their width changes,
     which the spec allows only into stage 2); each new branch is a chain of 3x3/2 conv-BN-ReLU
     from the last existing one."""
-    unit, conv = _units(self, train)
+    unit, conv = conv_units(self, train)
     out = []
     for i, c in enumerate(cur):
       if i < len(pre):
