@@ -46,10 +46,10 @@ import jax.numpy as jnp
 from litepose_jax.models import depthwise
 from litepose_jax.models import layers
 from litepose_jax.models import xla_cpu
-from litepose_jax.models.efficient_hrnet_arch import EfficientHRNetSpec
 from litepose_jax.models.efficient_hrnet_arch import MBConvSpec
 from litepose_jax.models.higherhrnet import BiasConv
 from litepose_jax.models.higherhrnet import HighResolutionModule
+from litepose_jax.models.higherhrnet import HRNetFamily
 from litepose_jax.models.higherhrnet import conv_units
 from litepose_jax.models.higherhrnet import deconv_head
 
@@ -215,39 +215,21 @@ class MBConv(nn.Module):
     return x + y
 
 
-class EfficientHRNet(nn.Module):
+class EfficientHRNet(HRNetFamily):
   """images [B, H, W, 3] (normalised) -> (out4 [B, H/4, W/4, 2J], out2 [B, H/2, W/2, J]).
 
-  out4 holds J heatmaps then J tags, out2 J heatmaps, as HigherHRNet's. H and W must be
-  multiples of 32. folded=True: inference with every BN folded into the conv before it, over the
-  same variables; returns (heatmaps4, tags4, heatmaps2).
+  arch: an EfficientHRNetSpec. out4 holds J heatmaps then J tags, out2 J heatmaps, as
+  HigherHRNet's. H and W must be multiples of 32. folded=True: inference with every BN folded
+  into the conv before it, over the same variables; returns (heatmaps4, tags4, heatmaps2).
   """
-  arch: EfficientHRNetSpec
-  num_joints: int = 14
-  depthwise_impl: str = 'auto'
-  dtype: Any = jnp.float32
-  conv_impl: str = 'auto'
-  folded: bool = False
-
-  @property
-  def fusion(self) -> bool:
-    """Always True: the head is the one MODEL.EXTRA.DECONV describes."""
-    return True
-
-  def check_input(self, x) -> None:
-    """Raises a ValueError naming what is wrong with an input batch."""
-    layers.check_images(x, f'EfficientHRNet {self.arch.name}', self.arch.input_multiple,
-                        'stride of its lowest-resolution branch')
+  family = 'EfficientHRNet'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    self.check_input(x)
-    if self.folded and train:
-      raise ValueError('a folded EfficientHRNet runs inference only (train=False)')
+    x = self._begin(x, train)
     unit, _ = conv_units(self, train)
     kw = {'dtype': self.dtype, 'conv_impl': self.conv_impl, 'folded': self.folded}
     arch = self.arch
-    x = x.astype(self.dtype)
     stem = SameConv(arch.stem_width, 3, 2, self.dtype, self.conv_impl, self.folded,
                     name='features_0_1')
     x = Swish()(unit([(stem, x)], 'features_0_2'))

@@ -58,7 +58,6 @@ from litepose_jax.models import layers
 from litepose_jax.models.hrnet_arch import BOTTLENECK_EXPANSION
 from litepose_jax.models.hrnet_arch import LAYER1_BLOCKS
 from litepose_jax.models.hrnet_arch import STEM_WIDTH
-from litepose_jax.models.hrnet_arch import HRNetSpec
 
 Dtype = Any
 
@@ -207,43 +206,55 @@ class HighResolutionModule(nn.Module):
     return fused
 
 
-class HigherHRNet(nn.Module):
-  """images [B, H, W, 3] (normalised) -> (out4 [B, H/4, W/4, 2J], out2 [B, H/2, W/2, J]).
-
-  out4 holds J heatmaps then J associative-embedding tags; out2 holds J heatmaps (the official
-  WITH_AE_LOSS [True, False], TAG_PER_JOINT True). H and W must be multiples of
-  `arch.input_multiple` (32 with four branches).
-  folded=True: inference with every BN folded into the conv before it, over the same variables;
-  returns (heatmaps4, tags4, heatmaps2). depthwise_impl is unused (no depthwise convs) and kept
-  so that code handling any model (export/fold.py) can clone it alike.
-  """
-  arch: HRNetSpec
+class HRNetFamily(nn.Module):
+  """What the nets with HigherHRNet's head share: the model fields every exporter / importer
+  reads, the input check and the inference-only rule of folded mode. Subclasses set `family`
+  (the name errors use) and give `arch` a spec with .name and .input_multiple."""
+  arch: Any
   num_joints: int = 14
   depthwise_impl: str = 'auto'
   dtype: Any = jnp.float32
   conv_impl: str = 'auto'
   folded: bool = False
+  family = 'HRNet'  # not a field: no annotation
 
   @property
   def fusion(self) -> bool:
     """Always True: the head is the one MODEL.EXTRA.DECONV describes (LitePose's plain-head
-    ablation, fusion=False, does not apply to this family)."""
+    ablation, fusion=False, does not apply to these families)."""
     return True
 
   def check_input(self, x) -> None:
     """Raises a ValueError naming what is wrong with an input batch."""
-    layers.check_images(x, f'HigherHRNet {self.arch.name}', self.arch.input_multiple,
+    layers.check_images(x, f'{self.family} {self.arch.name}', self.arch.input_multiple,
                         'stride of its lowest-resolution branch')
+
+  def _begin(self, x, train: bool):
+    """The checked input batch [B, H, W, 3] in the compute dtype."""
+    self.check_input(x)
+    if self.folded and train:
+      raise ValueError(f'a folded {self.family} runs inference only (train=False)')
+    return x.astype(self.dtype)
+
+
+class HigherHRNet(HRNetFamily):
+  """images [B, H, W, 3] (normalised) -> (out4 [B, H/4, W/4, 2J], out2 [B, H/2, W/2, J]).
+
+  arch: an HRNetSpec. out4 holds J heatmaps then J associative-embedding tags; out2 holds J
+  heatmaps (the official WITH_AE_LOSS [True, False], TAG_PER_JOINT True). H and W must be
+  multiples of `arch.input_multiple` (32 with four branches).
+  folded=True: inference with every BN folded into the conv before it, over the same variables;
+  returns (heatmaps4, tags4, heatmaps2). depthwise_impl is unused (no depthwise convs) and kept
+  so that code handling any model (export/fold.py) can clone it alike.
+  """
+  family = 'HigherHRNet'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    self.check_input(x)
-    if self.folded and train:
-      raise ValueError('a folded HigherHRNet runs inference only (train=False)')
+    x = self._begin(x, train)
     unit, conv = conv_units(self, train)
     kw = {'dtype': self.dtype, 'conv_impl': self.conv_impl, 'folded': self.folded}
     arch = self.arch
-    x = x.astype(self.dtype)
     y = layers.relu(unit([(conv(STEM_WIDTH, 3, 2, name='conv1'), x)], 'bn1'))
     y = layers.relu(unit([(conv(STEM_WIDTH, 3, 2, name='conv2'), y)], 'bn2'))
     for i in range(LAYER1_BLOCKS):
